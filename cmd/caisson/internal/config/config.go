@@ -1,0 +1,371 @@
+// Package config turns `caisson run` flags into a validated Run, and defines the Sandbox message the parent
+// sends to the sandbox's init. It is pure: nothing here starts a process or touches the host, so every rule is
+// unit-tested for any user.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/spf13/pflag"
+)
+
+// Namespace names accepted by --share, in the order `caisson ps` and `inspect` print them.
+var Namespaces = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"}
+
+// Shareable are the namespaces --share may keep from the host.
+var Shareable = []string{"net", "pid", "ipc", "uts", "cgroup", "time"}
+
+// TimeOffsets are the clock offsets of a new time namespace, in seconds.
+type TimeOffsets struct {
+	Monotonic int64 `json:"monotonic"`
+	Boottime  int64 `json:"boottime"`
+}
+
+// WinSize is a terminal size.
+type WinSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// Sandbox is what init needs to build the sandbox and run the command. The parent sends it as JSON over the sync
+// socket once the ID maps are written.
+type Sandbox struct {
+	Args     []string `json:"args"`
+	Env      []string `json:"env"`
+	Workdir  string   `json:"workdir"`
+	Hostname string   `json:"hostname,omitempty"`
+	// Share lists the host namespaces kept (see Shareable).
+	Share       []string     `json:"share,omitempty"`
+	TimeOffsets TimeOffsets  `json:"time_offsets"`
+	TTY         bool         `json:"tty,omitempty"`
+	WinSize     WinSize      `json:"winsize"`
+	Rootfs      rootfs.Spec  `json:"rootfs"`
+	UID         uint32       `json:"uid"` // uid and gid the command runs as, inside
+	GID         uint32       `json:"gid"`
+	Extra       ExtraOptions `json:"extra"`
+}
+
+// ExtraOptions are the network and hardening settings init applies.
+type ExtraOptions struct {
+	// NetMode is the network mode ("none", "host", "pasta", "slirp4netns").
+	NetMode string `json:"net_mode"`
+	// PortChild is true when init must serve the published-port forwarder on fd 4.
+	PortChild bool `json:"port_child,omitempty"`
+}
+
+// Shares reports whether namespace ns is kept from the host.
+func (s *Sandbox) Shares(ns string) bool {
+	for _, n := range s.Share {
+		if n == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// Run is a parsed and validated `caisson run` invocation.
+type Run struct {
+	Sandbox Sandbox
+	// MapMode is --map: "auto", "single" or "keep-id".
+	MapMode string
+	// NoCwd is --no-cwd: do not bind the current directory.
+	NoCwd bool
+	// Cwd is the caller's working directory.
+	Cwd string
+	// Net is --net and Publish the raw -p values (parsed by the slirp package).
+	Net               string
+	Publish           []string
+	AllowHostLoopback bool
+}
+
+// UsageError is a bad flag or argument: the caller prints it and exits 125.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
+
+// hostnameRE is RFC 1123 labels: what sethostname accepts and what resolvers expect.
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// RunFlags holds the raw values of `caisson run` flags.
+type RunFlags struct {
+	Map, Share, TimeOffset, Hostname, Workdir, Net string
+	Binds, ROBinds, Tmpfs, Env, Publish          []string
+	ClearEnv, NoCwd, TTY, AllowHostLoopback      bool
+}
+
+// NewRunFlagSet defines the flags of `caisson run` on a new FlagSet bound to f.
+func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.SetInterspersed(false) // everything after the command is the command's
+	fs.StringVar(&f.Map, "map", "auto", "ID mapping: auto (all subordinate ranges), single (only your own id) or keep-id")
+	fs.StringVar(&f.Share, "share", "", "keep these host namespaces, comma-separated: net,pid,ipc,uts,cgroup,time")
+	fs.StringVar(&f.TimeOffset, "time-offset", "", "clock offsets of the new time namespace: monotonic=SECONDS,boottime=SECONDS")
+	fs.StringVar(&f.Hostname, "hostname", "caisson", "host name inside the sandbox")
+	fs.StringVarP(&f.Workdir, "workdir", "w", "", "working directory inside (default: the current directory)")
+	fs.StringArrayVar(&f.Binds, "bind", nil, "bind-mount SRC[:DST] read-write (repeatable; write a literal ':' as '\\:')")
+	fs.StringArrayVar(&f.ROBinds, "ro-bind", nil, "bind-mount SRC[:DST] read-only (repeatable)")
+	fs.StringArrayVar(&f.Tmpfs, "tmpfs", nil, "mount an empty tmpfs at DST[:size=N] (repeatable)")
+	fs.StringArrayVarP(&f.Env, "env", "e", nil, "set K=V in the command's environment (repeatable)")
+	fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (PATH, HOME, TERM and --env still apply)")
+	fs.BoolVar(&f.NoCwd, "no-cwd", false, "do not bind the current directory read-write into the sandbox")
+	fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
+	fs.StringVar(&f.Net, "net", "none", "network: none (loopback only), host, pasta or slirp4netns")
+	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a port [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
+	fs.BoolVar(&f.AllowHostLoopback, "allow-host-loopback", false, "let the sandbox reach services on the host's loopback")
+	return fs
+}
+
+// Environment is what ParseRun reads from the caller's process; tests pass their own.
+type Environment struct {
+	Cwd   string
+	Env   []string
+	IsTTY bool
+	Win   WinSize
+	UID   uint32
+	GID   uint32
+}
+
+// ParseRun parses `caisson run` arguments (everything after "run").
+func ParseRun(args []string, env Environment) (*Run, error) {
+	var f RunFlags
+	fs := NewRunFlagSet(&f)
+	fs.SetOutput(discard{})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef("run: %v (see 'caisson run --help')", err)
+	}
+	return Build(fs, &f, fs.Args(), env)
+}
+
+// Build validates parsed flags and the command into a Run.
+func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*Run, error) {
+	if len(command) == 0 {
+		return nil, usagef("run: no command given (usage: caisson run [flags] [--] COMMAND [ARG...])")
+	}
+	if command[0] == "" {
+		return nil, usagef("run: the command name is empty")
+	}
+	r := &Run{MapMode: f.Map, NoCwd: f.NoCwd, Cwd: env.Cwd, Net: f.Net, Publish: f.Publish,
+		AllowHostLoopback: f.AllowHostLoopback}
+	sb := &r.Sandbox
+	sb.Args = command
+	switch f.Map {
+	case "auto", "single", "keep-id":
+	default:
+		return nil, usagef("--map: unknown mode %q (want auto, single or keep-id)", f.Map)
+	}
+	share, err := ParseShare(f.Share)
+	if err != nil {
+		return nil, err
+	}
+	sb.Share = share
+	if fs.Changed("time-offset") {
+		if sb.Shares("time") {
+			return nil, usagef("--time-offset and --share time cannot be used together (offsets need a new time namespace)")
+		}
+		if sb.TimeOffsets, err = ParseTimeOffsets(f.TimeOffset); err != nil {
+			return nil, err
+		}
+	}
+	if sb.Shares("uts") {
+		if fs.Changed("hostname") {
+			return nil, usagef("--hostname and --share uts cannot be used together")
+		}
+	} else {
+		if len(f.Hostname) > 64 || !hostnameRE.MatchString(f.Hostname) {
+			return nil, usagef("--hostname: invalid host name %q (letters, digits, '-' and '.', at most 64 bytes)", f.Hostname)
+		}
+		sb.Hostname = f.Hostname
+	}
+	switch f.Net {
+	case "none", "host", "pasta", "slirp4netns":
+	default:
+		return nil, usagef("--net: unknown mode %q (want none, host, pasta or slirp4netns)", f.Net)
+	}
+	if f.Net == "host" && !sb.Shares("net") {
+		sb.Share = append(sb.Share, "net")
+	} else if sb.Shares("net") && f.Net != "none" && f.Net != "host" {
+		return nil, usagef("--net %s and --share net cannot be used together", f.Net)
+	}
+	if sb.Shares("net") {
+		r.Net = "host"
+	}
+	if len(f.Publish) > 0 && (r.Net == "none" || r.Net == "host") {
+		return nil, usagef("--publish needs --net pasta or --net slirp4netns (the sandbox has no network to publish from)")
+	}
+	if f.AllowHostLoopback && (r.Net == "none" || r.Net == "host") {
+		return nil, usagef("--allow-host-loopback needs --net pasta or --net slirp4netns")
+	}
+	sb.Extra.NetMode = r.Net
+
+	// Environment: inherited unless --clearenv; --env wins.
+	if !f.ClearEnv {
+		sb.Env = append(sb.Env, env.Env...)
+	}
+	for _, kv := range f.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsRune(k, 0) {
+			return nil, usagef("--env: %q is not K=V", kv)
+		}
+		sb.Env = setEnv(sb.Env, kv)
+	}
+	if lookupEnv(sb.Env, "PATH") == "" {
+		sb.Env = setEnv(sb.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	if f.TTY {
+		if !env.IsTTY {
+			// Not fatal (podman and docker warn too): run without a terminal.
+			fmt.Fprintln(os.Stderr, "caisson: warning: --tty given but standard input is not a terminal; running without one")
+		} else {
+			sb.TTY = true
+			sb.WinSize = env.Win
+			if lookupEnv(sb.Env, "TERM") == "" {
+				sb.Env = setEnv(sb.Env, "TERM=xterm")
+			}
+		}
+	}
+
+	// File system.
+	sb.Rootfs = rootfs.Spec{
+		NewPID: !sb.Shares("pid"), NewNet: !sb.Shares("net"),
+		NewIPC: !sb.Shares("ipc"), NewCgroup: !sb.Shares("cgroup"),
+		TTYGID: -1,
+	}
+	sb.Workdir = "/"
+	if !f.NoCwd && env.Cwd != "" && env.Cwd != "/" {
+		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindBind, Src: env.Cwd, Dst: env.Cwd})
+		sb.Workdir = env.Cwd
+	}
+	addBinds := func(flag string, vals []string, kind rootfs.Kind) error {
+		for _, v := range vals {
+			src, dst, err := rootfs.ParseBind(v)
+			if err != nil {
+				return usagef("--%s: %v", flag, err)
+			}
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(env.Cwd, src)
+			}
+			if _, err := os.Stat(src); err != nil {
+				return usagef("--%s: source %s: %v", flag, src, errors.Unwrap(err))
+			}
+			sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: kind, Src: filepath.Clean(src), Dst: dst})
+		}
+		return nil
+	}
+	if err := addBinds("bind", f.Binds, rootfs.KindBind); err != nil {
+		return nil, err
+	}
+	if err := addBinds("ro-bind", f.ROBinds, rootfs.KindROBind); err != nil {
+		return nil, err
+	}
+	for _, v := range f.Tmpfs {
+		dst, size, err := rootfs.ParseTmpfs(v)
+		if err != nil {
+			return nil, usagef("--tmpfs: %v", err)
+		}
+		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindTmpfs, Dst: dst, Size: size})
+	}
+	if fs.Changed("workdir") {
+		if !filepath.IsAbs(f.Workdir) {
+			return nil, usagef("--workdir: %q must be an absolute path", f.Workdir)
+		}
+		sb.Workdir = filepath.Clean(f.Workdir)
+	}
+	if f.Hostname != "" && sb.Hostname != "" {
+		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/hostname",
+			Data: []byte(sb.Hostname + "\n"), Optional: true})
+	}
+	return r, nil
+}
+
+// ParseShare parses the --share list.
+func ParseShare(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		ok := false
+		for _, v := range Shareable {
+			ok = ok || v == n
+		}
+		if !ok {
+			return nil, usagef("--share: unknown namespace %q (want some of %s)", n, strings.Join(Shareable, ","))
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// ParseTimeOffsets parses "monotonic=SECONDS,boottime=SECONDS" (either may be left out; values may be negative
+// and must stay within ±2^31 seconds, about 68 years).
+func ParseTimeOffsets(s string) (TimeOffsets, error) {
+	var t TimeOffsets
+	if strings.TrimSpace(s) == "" {
+		return t, usagef("--time-offset: empty value (want monotonic=SECONDS,boottime=SECONDS)")
+	}
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return t, usagef("--time-offset: %q is not CLOCK=SECONDS", part)
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > 1<<31 || n < -(1<<31) {
+			return t, usagef("--time-offset: %s: invalid number of seconds %q", k, v)
+		}
+		if seen[k] {
+			return t, usagef("--time-offset: %s given twice", k)
+		}
+		seen[k] = true
+		switch k {
+		case "monotonic":
+			t.Monotonic = n
+		case "boottime":
+			t.Boottime = n
+		default:
+			return t, usagef("--time-offset: unknown clock %q (want monotonic or boottime)", k)
+		}
+	}
+	return t, nil
+}
+
+func lookupEnv(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func setEnv(env []string, kv string) []string {
+	key, _, _ := strings.Cut(kv, "=")
+	out := env[:0:0]
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k != key {
+			out = append(out, e)
+		}
+	}
+	return append(out, kv)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,371 @@
+// Package doctor implements `caisson doctor`: every host prerequisite of `caisson run`, measured rather than
+// guessed (a short-lived probe process really creates a user namespace and mounts proc, tmpfs and overlayfs in
+// it), each failing one with the exact fix.
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/idmap"
+	"github.com/caisson-sandbox/caisson/slirp"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+// Status of one check.
+type Status string
+
+// The statuses: ok, warn (run works, a feature does not) and fail (run will not work).
+const (
+	OK   Status = "ok"
+	Warn Status = "warn"
+	Fail Status = "fail"
+)
+
+// Check is one prerequisite and its verdict.
+type Check struct {
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Report is the whole doctor output.
+type Report struct {
+	Checks []Check `json:"checks"`
+	// RunWorks is true when `caisson run` will work (no check failed).
+	RunWorks bool `json:"run_works"`
+	// IDMap is the plan `caisson run` would use.
+	IDMap *idmap.Plan `json:"idmap,omitempty"`
+}
+
+// Main runs `caisson doctor [--json]` and returns the exit code: 0 when run will work, 1 otherwise, 125 on a
+// usage error.
+func Main(args []string) int {
+	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "caisson: doctor: %v\n", err)
+		return 125
+	}
+	r := Run(context.Background())
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+	} else {
+		for _, c := range r.Checks {
+			fmt.Printf("%-4s  %-26s %s\n", c.Status, c.Name, c.Detail)
+			if c.Fix != "" && c.Status != OK {
+				fmt.Printf("      %-26s fix: %s\n", "", c.Fix)
+			}
+		}
+		if r.RunWorks {
+			fmt.Println("caisson run will work on this host.")
+		} else {
+			fmt.Println("caisson run will NOT work on this host: fix the failed checks above.")
+		}
+	}
+	if !r.RunWorks {
+		return 1
+	}
+	return 0
+}
+
+// Run performs every check.
+func Run(ctx context.Context) *Report {
+	r := &Report{}
+	add := func(c Check) { r.Checks = append(r.Checks, c) }
+	add(kernelCheck())
+	for _, c := range usernsSysctls() {
+		add(c)
+	}
+	probe := runProbe()
+	add(probe.usernsCheck())
+	caller := parent.CurrentCaller()
+	for _, name := range []string{"newuidmap", "newgidmap"} {
+		h := idmap.FindHelper(name)
+		c := Check{Name: name, Status: OK, Detail: h.Path}
+		switch {
+		case h.Err != nil:
+			c.Status, c.Detail = Warn, h.Err.Error()
+			c.Fix = "apt-get install uidmap (Debian/Ubuntu) or dnf install shadow-utils; the tool must be setuid root or carry cap_setuid/cap_setgid file capabilities"
+		case h.Setuid:
+			c.Detail += " (setuid root)"
+		case h.FileCaps:
+			c.Detail += " (file capabilities)"
+		}
+		add(c)
+	}
+	nnp := Check{Name: "no_new_privs", Status: OK, Detail: "not set"}
+	if caller.NoNewPrivs {
+		nnp.Status, nnp.Detail = Warn, "set on this process: setuid newuidmap cannot work, run falls back to --map single"
+		nnp.Fix = "start caisson from a shell without no_new_privs (e.g. not from inside another sandbox or a systemd unit with NoNewPrivileges=yes)"
+	}
+	add(nnp)
+	plan, err := parent.NewPlan(ctx, "auto", caller)
+	if err != nil {
+		add(Check{Name: "id maps", Status: Fail, Detail: err.Error()})
+	} else {
+		r.IDMap = plan
+		c := Check{Name: "id maps", Status: OK,
+			Detail: fmt.Sprintf("mode %s: uid_map %s; gid_map %s", plan.Mode, oneLine(plan.UIDMap), oneLine(plan.GIDMap))}
+		if plan.Mode != plan.Requested {
+			c.Status = Warn
+			c.Detail += " (" + strings.TrimPrefix(plan.Notice, "caisson: notice: ") + ")"
+			c.Fix = fmt.Sprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", nonEmpty(caller.User, strconv.Itoa(int(caller.UID))))
+		}
+		add(c)
+	}
+	add(probe.procCheck())
+	add(probe.overlayCheck())
+	add(tunCheck())
+	for _, m := range []slirp.Mode{slirp.ModePasta, slirp.ModeSlirp4netns} {
+		add(netCheck(slirp.Detect(m)))
+	}
+	add(cgroupCheck())
+	r.RunWorks = true
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			r.RunWorks = false
+		}
+	}
+	return r
+}
+
+func oneLine(maps []idmap.Mapping) string {
+	return strings.ReplaceAll(strings.TrimSpace(idmap.Format(maps)), "\n", ", ")
+}
+
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// kernelCheck requires the new mount API with mount_setattr (Linux 5.12).
+func kernelCheck() Check {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	rel := unix.ByteSliceToString(u.Release[:])
+	c := Check{Name: "kernel", Status: OK, Detail: rel}
+	var major, minor int
+	fmt.Sscanf(rel, "%d.%d", &major, &minor)
+	if major < 5 || (major == 5 && minor < 12) {
+		c.Status = Fail
+		c.Detail += ": caisson needs Linux 5.12 or newer (mount_setattr, open_tree, fsopen)"
+		c.Fix = "upgrade the kernel"
+	}
+	return c
+}
+
+// usernsSysctls reads the distribution knobs that forbid unprivileged user namespaces.
+func usernsSysctls() []Check {
+	var out []Check
+	read := func(p string) (int, bool) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n, err == nil
+	}
+	if n, ok := read("/proc/sys/user/max_user_namespaces"); ok {
+		c := Check{Name: "user.max_user_namespaces", Status: OK, Detail: strconv.Itoa(n)}
+		if n == 0 {
+			c.Status, c.Fix = Fail, "sysctl -w user.max_user_namespaces=15000 (and persist it in /etc/sysctl.d/)"
+		}
+		out = append(out, c)
+	}
+	if n, ok := read("/proc/sys/kernel/unprivileged_userns_clone"); ok {
+		c := Check{Name: "unprivileged_userns_clone", Status: OK, Detail: strconv.Itoa(n)}
+		if n == 0 {
+			c.Status, c.Fix = Fail, "sysctl -w kernel.unprivileged_userns_clone=1 (Debian's knob; persist it in /etc/sysctl.d/)"
+		}
+		out = append(out, c)
+	}
+	if n, ok := read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok {
+		c := Check{Name: "apparmor userns", Status: OK, Detail: "apparmor_restrict_unprivileged_userns=" + strconv.Itoa(n)}
+		if n != 0 {
+			exe, _ := os.Executable()
+			c.Status = Warn
+			c.Detail += ": Ubuntu strips capabilities in new user namespaces unless a profile allows them"
+			c.Fix = fmt.Sprintf("as root, write /etc/apparmor.d/caisson with:\n"+
+				"        abi <abi/4.0>,\n        include <tunables/global>\n        profile caisson %s flags=(unconfined) {\n          userns,\n        }\n"+
+				"      then: apparmor_parser -r /etc/apparmor.d/caisson", exe)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// tunCheck opens /dev/net/tun, which pasta and slirp4netns need.
+func tunCheck() Check {
+	c := Check{Name: "/dev/net/tun", Status: OK, Detail: "usable"}
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		c.Status = Warn
+		c.Detail = fmt.Sprintf("%v: --net pasta and --net slirp4netns will not work", errors.Unwrap(err))
+		c.Fix = "as root: chmod 0666 /dev/net/tun (the distribution default)"
+		return c
+	}
+	f.Close()
+	return c
+}
+
+// netCheck reports one network driver.
+func netCheck(f slirp.Features) Check {
+	c := Check{Name: "net " + string(f.Mode), Status: OK}
+	if f.Err != nil {
+		c.Status, c.Detail = Warn, fmt.Sprintf("--net %s will not work: %v", f.Mode, f.Err)
+		pkg := map[slirp.Mode]string{slirp.ModePasta: "passt", slirp.ModeSlirp4netns: "slirp4netns"}[f.Mode]
+		c.Fix = "apt-get install " + pkg
+		return c
+	}
+	c.Detail = strings.TrimSpace(f.Path + " " + f.Version)
+	if len(f.Missing) > 0 {
+		c.Detail += "; missing: " + strings.Join(f.Missing, ", ")
+	}
+	return c
+}
+
+// cgroupCheck says whether a cgroup v2 subtree is delegated to the caller (needed for --memory/--pids/--cpus).
+func cgroupCheck() Check {
+	c := Check{Name: "cgroup v2 delegation", Status: Warn}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	var path string
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			path = p
+		}
+	}
+	mnt := "/sys/fs/cgroup"
+	if _, err := os.Stat(mnt + "/cgroup.controllers"); err != nil {
+		mnt = "/sys/fs/cgroup/unified"
+	}
+	dir := mnt + path
+	if path == "" {
+		c.Detail = "no cgroup v2 hierarchy: resource limits use rlimits only"
+		return c
+	}
+	if unix.Access(dir+"/cgroup.procs", unix.W_OK) != nil || unix.Access(dir+"/cgroup.subtree_control", unix.W_OK) != nil {
+		c.Detail = fmt.Sprintf("%s is not writable by you: --memory, --pids and --cpus are unavailable", dir)
+		c.Fix = "run caisson from a delegated systemd scope: systemd-run --user --scope -p Delegate=yes caisson run ..."
+		return c
+	}
+	ctrl, _ := os.ReadFile(dir + "/cgroup.controllers")
+	c.Status, c.Detail = OK, fmt.Sprintf("%s delegated (controllers: %s)", dir, strings.TrimSpace(string(ctrl)))
+	return c
+}
+
+// ProbeName is the argv[0] of the probe stage.
+const ProbeName = "caisson-probe"
+
+// probeResult is what the probe process reports.
+type probeResult struct {
+	StartErr   string `json:"-"`
+	Proc       string `json:"proc"`    // "" or the error
+	Overlay    string `json:"overlay"` // "" or the error
+	OverlayRan bool   `json:"overlay_ran"`
+}
+
+// runProbe starts the probe in new user, mount and PID namespaces with a single-id map (which needs no helper).
+func runProbe() probeResult {
+	var out bytes.Buffer
+	cmd := &exec.Cmd{
+		Path:   "/proc/self/exe",
+		Args:   []string{ProbeName},
+		Stdout: &out,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			Pdeathsig:   unix.SIGKILL,
+		},
+		WaitDelay: time.Second,
+	}
+	var r probeResult
+	if err := cmd.Run(); err != nil && out.Len() == 0 {
+		r.StartErr = err.Error()
+		return r
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		r.StartErr = "probe: " + err.Error()
+	}
+	return r
+}
+
+func (r probeResult) usernsCheck() Check {
+	c := Check{Name: "user namespaces", Status: OK, Detail: "an unprivileged user namespace was created"}
+	if r.StartErr != "" {
+		c.Status, c.Detail = Fail, "cannot create a user namespace: "+r.StartErr
+		c.Fix = "see the sysctl checks above; in a container, run it with user namespaces allowed (e.g. podman --security-opt seccomp=unconfined)"
+	}
+	return c
+}
+
+func (r probeResult) procCheck() Check {
+	c := Check{Name: "fresh /proc", Status: OK, Detail: "procfs mounts in a new PID namespace"}
+	if r.StartErr != "" {
+		c.Status, c.Detail = Fail, "not tested: no user namespace"
+	} else if r.Proc != "" {
+		c.Status, c.Detail = Fail, "cannot mount procfs: "+r.Proc
+		c.Fix = "the host's /proc has mounts on top of it (\"mount too revealing\"): run caisson where /proc is fully visible, or use --share pid"
+	}
+	return c
+}
+
+func (r probeResult) overlayCheck() Check {
+	c := Check{Name: "overlayfs in user ns", Status: OK, Detail: "kernel overlayfs mounts with userxattr"}
+	switch {
+	case r.StartErr != "":
+		c.Status, c.Detail = Warn, "not tested: no user namespace"
+	case r.Overlay != "":
+		c.Status, c.Detail = Warn, "kernel overlayfs unavailable in a user namespace: "+r.Overlay
+		c.Fix = "Linux 5.11+ allows it; otherwise install fuse-overlayfs"
+	}
+	return c
+}
+
+// ProbeMain is the probe stage: it runs as root of a fresh user namespace, tries the mounts `run` needs, and prints
+// a JSON probeResult on stdout.
+func ProbeMain() int {
+	var r probeResult
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		r.Proc, r.Overlay = err.Error(), err.Error()
+	} else if err := unix.Mount("probe", "/tmp", "tmpfs", 0, ""); err != nil {
+		r.Proc, r.Overlay = err.Error(), err.Error()
+	} else {
+		for _, d := range []string{"/tmp/proc", "/tmp/l", "/tmp/u", "/tmp/w", "/tmp/m"} {
+			_ = os.Mkdir(d, 0o755)
+		}
+		if err := unix.Mount("proc", "/tmp/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			r.Proc = err.Error()
+		}
+		r.OverlayRan = true
+		if err := unix.Mount("overlay", "/tmp/m", "overlay", 0, "lowerdir=/tmp/l,upperdir=/tmp/u,workdir=/tmp/w,userxattr"); err != nil {
+			r.Overlay = err.Error()
+		}
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(r)
+	return 0
+}

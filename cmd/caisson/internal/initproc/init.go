@@ -1,0 +1,371 @@
+// Package initproc is the sandbox's PID 1.
+//
+// The parent starts it with clone flags for every new namespace and with all capabilities ambient, so it keeps
+// them across its own exec even before its uid is mapped. It waits for the Config (which the parent sends only
+// after writing the ID maps), builds the sandbox (host name, loopback, file system, time namespace), starts the
+// command, then stays as a minimal init: it reaps every process re-parented to it, forwards every catchable signal
+// to the command, and exits with the command's status as soon as the command ends. Its exit tears the whole PID
+// namespace down, so no background process of the command outlives it; it dies itself with SIGKILL when the
+// parent dies (PR_SET_PDEATHSIG, re-armed here and checked against the socket).
+package initproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"golang.org/x/sys/unix"
+)
+
+// StageName is init's argv[0]; main dispatches on it before parsing any flag.
+const StageName = "caisson-init"
+
+// Exit codes shared with the parent.
+const (
+	ExitSetup      = 125 // caisson's own error
+	ExitCannotExec = 126
+	ExitNotFound   = 127
+)
+
+// fail prints one caisson: line and returns code.
+func fail(code int, format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "caisson: "+format+"\n", args...)
+	return code
+}
+
+// Main runs init. Preconditions: the calling goroutine is locked to the process's main thread (main's init()
+// does it), which is also the thread the command is forked from.
+func Main() int {
+	// Die with the parent: re-armed here because Go's own Pdeathsig check cannot work across a PID namespace
+	// (getppid() is 0 here), and checked below against the socket.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fail(ExitSetup, "init: set parent-death signal: %v", err)
+	}
+	// Started as /proc/self/exe, init would show as "exe" in ps.
+	name := []byte(StageName + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
+	runtime.KeepAlive(name)
+	sock := os.NewFile(wire.InitFD, "caisson-init")
+	unix.CloseOnExec(wire.InitFD)
+	msg, _, err := wire.Recv(sock)
+	if err != nil {
+		// The parent died or failed before sending the configuration; it reports its own error.
+		return ExitSetup
+	}
+	if parentGone(sock) {
+		return ExitSetup
+	}
+	if msg.Type != "config" || msg.Config == nil {
+		return fail(ExitSetup, "init: expected a config message, got %q", msg.Type)
+	}
+	cfg := msg.Config
+	// Signals must be caught before the command exists so that no SIGCHLD is missed.
+	sigs := make(chan os.Signal, 128)
+	signal.Notify(sigs)
+	if _, err := unix.Setsid(); err != nil {
+		return fail(ExitSetup, "init: setsid: %v", err)
+	}
+	if cfg.Shares("pid") {
+		// Not PID 1: become the reaper of the command's orphans so they can be found and killed at the end.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fail(ExitSetup, "init: set child subreaper: %v", err)
+		}
+	}
+	if err := setup(cfg); err != nil {
+		return fail(ExitSetup, "%v", err)
+	}
+	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	attr := &syscall.SysProcAttr{Setsid: true}
+	if cfg.TTY {
+		master, slave, err := openPTY(cfg.WinSize)
+		if err != nil {
+			return fail(ExitSetup, "%v", err)
+		}
+		err = wire.Send(sock, wire.Message{Type: "pty"}, int(master.Fd()))
+		master.Close()
+		if err != nil {
+			return fail(ExitSetup, "init: send terminal: %v", err)
+		}
+		defer slave.Close()
+		files = []*os.File{slave, slave, slave}
+		attr.Setctty = true
+		attr.Ctty = 0
+	}
+	if cfg.UID != 0 || cfg.GID != 0 {
+		// keep-id: run as the caller's own ids; host supplementary groups are kept (dropping them could bypass
+		// a group-deny permission, CVE-2014-8989), so no setgroups.
+		attr.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
+	}
+	pid, code, err := start(cfg, files, attr)
+	if err != nil {
+		return fail(code, "%v", err)
+	}
+	for _, f := range files {
+		if f != os.Stdin && f != os.Stdout && f != os.Stderr {
+			f.Close()
+		}
+	}
+	_ = wire.Send(sock, wire.Message{Type: "ready", PID: pid})
+	status := supervise(pid, sigs)
+	if cfg.Shares("pid") {
+		killOrphans()
+	}
+	return status
+}
+
+// parentGone reports whether the parent has closed its end of the socket.
+func parentGone(sock *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(sock.Fd()), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP) != 0
+}
+
+// setup builds the sandbox in init's namespaces.
+func setup(cfg *config.Sandbox) error {
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return fmt.Errorf("init: sethostname %q: %w", cfg.Hostname, err)
+		}
+	}
+	if !cfg.Shares("net") {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	if err := rootfs.Setup(cfg.Rootfs); err != nil {
+		return err
+	}
+	if !cfg.Shares("time") {
+		if err := newTimeNamespace(cfg.TimeOffsets); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loopbackUp brings up lo in the sandbox's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("init: loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("init: loopback: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("init: loopback flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("init: bring up lo: %w", err)
+	}
+	return nil
+}
+
+// newTimeNamespace creates the time namespace the command will be born into. unshare(CLONE_NEWTIME) does not move
+// the caller, only the children of the calling thread, and the offsets must be written before the first child:
+// hence this runs on the locked main thread that later forks the command.
+func newTimeNamespace(off config.TimeOffsets) error {
+	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
+		if errors.Is(err, unix.EINVAL) && off == (config.TimeOffsets{}) {
+			return nil // kernel without time namespaces and no offsets asked for
+		}
+		return fmt.Errorf("init: new time namespace: %w", err)
+	}
+	if off == (config.TimeOffsets{}) {
+		return nil
+	}
+	// /proc is the sandbox's own fresh procfs here (mounted by rootfs.Setup), nothing else runs yet.
+	text := fmt.Sprintf("monotonic %d 0\nboottime %d 0\n", off.Monotonic, off.Boottime)
+	// timens_offsets exists per process only; it shows the thread group leader's namespace-for-children, which is
+	// this thread (main's init() locks the main goroutine to the main thread).
+	if unix.Gettid() != unix.Getpid() {
+		return errors.New("init: time namespace: not on the main thread")
+	}
+	f, err := os.OpenFile("/proc/self/timens_offsets", os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("init: time offsets: %w", err)
+	}
+	defer f.Close()
+	if err := checkProcfs(f); err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		return fmt.Errorf("init: write time offsets %q: %w", strings.TrimSpace(text), err)
+	}
+	return nil
+}
+
+// checkProcfs verifies that f is on a procfs (CVE-2025-52881 class: writes meant for /proc must land there).
+func checkProcfs(f *os.File) error {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("init: statfs %s: %w", f.Name(), err)
+	}
+	if st.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("init: %s is not on procfs", f.Name())
+	}
+	return nil
+}
+
+// start execs the command and returns its PID. On failure the code tells the caller how to exit: 127 when the
+// command is not found, 126 when it cannot be executed, 125 for caisson's own errors.
+func start(cfg *config.Sandbox, files []*os.File, attr *syscall.SysProcAttr) (int, int, error) {
+	if st, err := os.Stat(cfg.Workdir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return 0, ExitSetup, fmt.Errorf("working directory %s: %w", cfg.Workdir, unwrapPath(err))
+	}
+	name := cfg.Args[0]
+	path := name
+	if !strings.Contains(name, "/") {
+		p, err := lookPath(name, cfg.Env)
+		if err != nil {
+			return 0, ExitNotFound, fmt.Errorf("%s: command not found", name)
+		}
+		path = p
+	} else if !filepath.IsAbs(path) {
+		path = filepath.Join(cfg.Workdir, path)
+	}
+	p, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{Dir: cfg.Workdir, Env: cfg.Env, Files: files, Sys: attr})
+	if err != nil {
+		cause := unwrapPath(err)
+		if errors.Is(cause, unix.ENOENT) {
+			return 0, ExitNotFound, fmt.Errorf("%s: %w", name, cause)
+		}
+		return 0, ExitCannotExec, fmt.Errorf("%s: cannot execute: %w", name, cause)
+	}
+	pid := p.Pid
+	_ = p.Release() // reaped by supervise with wait4(-1), never through os.Process
+	return pid, 0, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
+// lookPath finds an executable regular file named name in the command's PATH.
+func lookPath(name string, env []string) (string, error) {
+	pathEnv := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// supervise forwards signals to the command and reaps every child until the command exits, then returns its
+// status as an exit code (128+N when killed by signal N).
+func supervise(pid int, sigs chan os.Signal) int {
+	for {
+		if code, done := reap(pid); done {
+			return code
+		}
+		sig := (<-sigs).(unix.Signal)
+		switch sig {
+		case unix.SIGCHLD, unix.SIGURG: // SIGURG is the Go runtime's preemption signal
+		default:
+			_ = unix.Kill(pid, sig)
+		}
+	}
+}
+
+// reap collects every exited child without blocking; done is true once the command itself was collected.
+func reap(pid int) (code int, done bool) {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || got <= 0 {
+			return code, done
+		}
+		if got == pid {
+			done = true
+			switch {
+			case ws.Exited():
+				code = ws.ExitStatus()
+			case ws.Signaled():
+				code = 128 + int(ws.Signal())
+			}
+		}
+	}
+}
+
+// killOrphans kills and reaps every remaining descendant when the PID namespace is shared with the host (and so
+// is not torn down by init's exit). Bounded: each round kills what it finds, at most 1000 rounds.
+func killOrphans() {
+	for round := 0; round < 1000; round++ {
+		kids := children()
+		if len(kids) == 0 {
+			return
+		}
+		for _, k := range kids {
+			_ = unix.Kill(k, unix.SIGKILL)
+		}
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || got <= 0 {
+				break
+			}
+			if len(children()) == 0 {
+				break
+			}
+		}
+	}
+}
+
+// children lists the PIDs of init's children from /proc/self/task/*/children.
+func children() []int {
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var n int
+			if _, err := fmt.Sscan(f, &n); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}

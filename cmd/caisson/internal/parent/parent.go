@@ -1,0 +1,299 @@
+// Package parent is the unprivileged host side of `caisson run`.
+//
+// It plans the ID maps, starts init (a re-exec of this binary under the stage name initproc.StageName) with every
+// new namespace as a clone flag — never by unshare or setns in this multithreaded process — writes init's maps with
+// newuidmap/newgidmap (or directly for a single-id map), starts the network helper, sends init its Config, then
+// forwards signals to it, proxies the terminal with --tty, and exits with init's status.
+//
+// Preconditions: Run is called on the goroutine locked to the main thread (main's init() does it) and that thread
+// lives until the process exits, because a child's parent-death signal fires when the thread that created it
+// exits (golang/go#27505).
+package parent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
+	"github.com/caisson-sandbox/caisson/idmap"
+	"golang.org/x/sys/unix"
+)
+
+// ExitSetup is the exit code of caisson's own errors.
+const ExitSetup = initproc.ExitSetup
+
+// errorf prints one caisson: line and returns ExitSetup.
+func errorf(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "caisson: "+format+"\n", args...)
+	return ExitSetup
+}
+
+// Caller describes the invoking user.
+type Caller struct {
+	UID, GID   uint32
+	User       string
+	NoNewPrivs bool
+}
+
+// CurrentCaller reads the invoking user's ids, name and no_new_privs flag.
+func CurrentCaller() Caller {
+	c := Caller{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if u, err := user.LookupId(strconv.Itoa(int(c.UID))); err == nil {
+		c.User = u.Username
+	}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "NoNewPrivs:"); ok {
+				c.NoNewPrivs = strings.TrimSpace(v) == "1"
+			}
+		}
+	}
+	return c
+}
+
+// resolveUser maps a user name to its uid through the passwd database.
+func resolveUser(name string) (uint32, bool) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	return uint32(n), err == nil
+}
+
+// NewPlan computes the ID maps for mode and the caller.
+func NewPlan(ctx context.Context, mode string, c Caller) (*idmap.Plan, error) {
+	m, err := idmap.ParseMode(mode)
+	if err != nil {
+		return nil, err
+	}
+	return idmap.NewPlan(ctx, idmap.PlanOptions{
+		Mode: m, UID: c.UID, GID: c.GID, User: c.User, NoNewPrivs: c.NoNewPrivs,
+		SubUIDFile: "/etc/subuid", SubGIDFile: "/etc/subgid", Resolve: resolveUser,
+	})
+}
+
+// cloneFlags returns the namespaces init is created in.
+func cloneFlags(sb *config.Sandbox) uintptr {
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS)
+	for ns, flag := range map[string]uintptr{
+		"pid": unix.CLONE_NEWPID, "net": unix.CLONE_NEWNET, "ipc": unix.CLONE_NEWIPC,
+		"uts": unix.CLONE_NEWUTS, "cgroup": unix.CLONE_NEWCGROUP,
+	} {
+		if !sb.Shares(ns) {
+			flags |= flag
+		}
+	}
+	return flags
+}
+
+// allCaps lists every capability the kernel knows, to be made ambient in init so that it keeps them across its
+// exec although its uid is not mapped yet at that moment (this saves a second exec after the maps are written).
+func allCaps() []uintptr {
+	last := 40
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	caps := make([]uintptr, 0, last+1)
+	for c := 0; c <= last; c++ {
+		caps = append(caps, uintptr(c))
+	}
+	return caps
+}
+
+// insideID returns the id that host id maps to inside under maps, and whether it is mapped.
+func insideID(maps []idmap.Mapping, host uint32) (uint32, bool) {
+	for _, m := range maps {
+		if host >= m.Outside && uint64(host) < uint64(m.Outside)+uint64(m.Count) {
+			return m.Inside + (host - m.Outside), true
+		}
+	}
+	return 0, false
+}
+
+// mappedInside reports whether the inside id is mapped.
+func mappedInside(maps []idmap.Mapping, inside uint32) bool {
+	for _, m := range maps {
+		if inside >= m.Inside && uint64(inside) < uint64(m.Inside)+uint64(m.Count) {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs a sandbox and returns the exit code for the caisson process.
+func Run(r *config.Run) int {
+	ctx := context.Background()
+	caller := CurrentCaller()
+	plan, err := NewPlan(ctx, r.MapMode, caller)
+	if err != nil {
+		return errorf("%v", err)
+	}
+	if plan.Notice != "" {
+		fmt.Fprintln(os.Stderr, plan.Notice)
+	}
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(os.Stderr, "caisson: warning: %s\n", w)
+	}
+	sb := &r.Sandbox
+	if plan.Mode == idmap.ModeKeepID {
+		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
+		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
+	}
+	if mappedInside(plan.GIDMap, 5) {
+		sb.Rootfs.TTYGID = 5
+	}
+
+	parentSock, initSock, err := wire.Pair()
+	if err != nil {
+		return errorf("%v", err)
+	}
+	defer parentSock.Close()
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initproc.StageName},
+		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{initSock},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  cloneFlags(sb),
+			AmbientCaps: allCaps(),
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		initSock.Close()
+		return errorf("cannot create the sandbox: %v", err)
+	}
+	initSock.Close()
+	pid := cmd.Process.Pid
+	abort := func(code int) int {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return code
+	}
+
+	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if plan.UseHelpers {
+		err = idmap.RunHelpers(mctx, pid, plan.UIDHelper, plan.GIDHelper, plan.UIDMap, plan.GIDMap)
+	} else {
+		err = idmap.WriteDirect(pid, plan.UIDMap, plan.GIDMap, plan.DenySetgroups)
+	}
+	cancel()
+	if err != nil {
+		errorf("%v", err)
+		if hint := idmap.HintFor(err); hint != "" {
+			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
+		}
+		return abort(ExitSetup)
+	}
+
+	// Forward every catchable signal from here on; SIGWINCH is the terminal's.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, forwarded()...)
+	defer signal.Stop(sigs)
+
+	if err := wire.Send(parentSock, wire.Message{Type: "config", Config: sb}); err != nil {
+		errorf("send configuration to the sandbox: %v", err)
+		return abort(ExitSetup)
+	}
+	var term *terminal
+	if sb.TTY {
+		term = newTerminal()
+	}
+	go readInit(parentSock, term)
+
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == unix.SIGWINCH && term != nil {
+				term.resize()
+				continue
+			}
+			_ = cmd.Process.Signal(sig)
+		case err := <-waited:
+			if term != nil {
+				term.close()
+			}
+			return exitCode(cmd.ProcessState, err)
+		}
+	}
+}
+
+// readInit handles init's messages: the terminal's master fd with --tty, and ready.
+func readInit(sock *os.File, term *terminal) {
+	for {
+		m, fds, err := wire.Recv(sock)
+		if err != nil {
+			return
+		}
+		if m.Type == "pty" && term != nil && len(fds) == 1 {
+			term.attach(os.NewFile(uintptr(fds[0]), "pty"))
+			continue
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+}
+
+// exitCode turns init's end into caisson's exit code: init's own code, or 128+N when it was killed by signal N.
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		return errorf("wait for the sandbox: %v", err)
+	}
+	ws := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return ExitSetup
+}
+
+// forwarded lists the signals caisson passes on to the command: every catchable one except SIGCHLD, SIGURG (the
+// Go runtime's) and the terminal stop signals, which stop caisson itself as they would stop any foreground job.
+func forwarded() []os.Signal {
+	var out []os.Signal
+	for s := unix.Signal(1); s <= 64; s++ {
+		switch s {
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, 32, 33:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// LookupCaller describes another user, by name or uid, for `caisson idmap --user`.
+func LookupCaller(who string) (Caller, error) {
+	u, err := user.Lookup(who)
+	if err != nil {
+		if u, err = user.LookupId(who); err != nil {
+			return Caller{}, fmt.Errorf("no user %q", who)
+		}
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return Caller{}, fmt.Errorf("user %q has non-numeric ids", who)
+	}
+	return Caller{UID: uint32(uid), GID: uint32(gid), User: u.Username}, nil
+}

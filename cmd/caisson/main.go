@@ -1,0 +1,201 @@
+// Command caisson runs a command in a rootless Linux sandbox: root inside, the caller's own uid outside, in new
+// user, mount, PID, IPC, UTS, network, cgroup and time namespaces, with no setuid binary of its own and no daemon.
+//
+// Synopsis:
+//
+//	caisson run [flags] [--] COMMAND [ARG...]
+//	caisson doctor [--json]
+//	caisson idmap [--user NAME|UID] [--map MODE] [--json]
+//	caisson version
+//
+// The same binary is also the sandbox's init: main dispatches on argv[0] before parsing any flag.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/doctor"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/idmap"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+// version is set with -ldflags "-X main.version=...".
+var version = "dev"
+
+func init() {
+	// The main goroutine keeps the main thread for the whole run: children's parent-death signals are tied to the
+	// thread that created them, and init forks the command from this thread after per-thread setup.
+	runtime.LockOSThread()
+}
+
+func main() {
+	switch os.Args[0] {
+	case initproc.StageName:
+		os.Exit(initproc.Main())
+	case doctor.ProbeName:
+		os.Exit(doctor.ProbeMain())
+	}
+	os.Exit(cliMain(os.Args[1:]))
+}
+
+const usage = `caisson: a rootless Linux sandbox
+
+Usage:
+  caisson run [flags] [--] COMMAND [ARG...]   run COMMAND in a new sandbox
+  caisson doctor [--json]                     check this host's prerequisites and how to fix them
+  caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
+  caisson version                             print the version
+
+Run 'caisson run --help' for the run flags.
+`
+
+func cliMain(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return initproc.ExitSetup
+	}
+	switch args[0] {
+	case "run":
+		return runMain(args[1:])
+	case "doctor":
+		return doctor.Main(args[1:])
+	case "idmap":
+		return idmapMain(args[1:])
+	case "version", "--version":
+		fmt.Printf("caisson %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	}
+	return usagef("unknown command %q (want run, doctor, idmap or version)", args[0])
+}
+
+func usagef(format string, a ...any) int {
+	fmt.Fprintf(os.Stderr, "caisson: "+format+"\n", a...)
+	return initproc.ExitSetup
+}
+
+func runMain(args []string) int {
+	// Descriptors leaked to caisson by its own caller must not reach the sandbox (CVE-2024-21626 class).
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	env := config.Environment{Env: os.Environ(), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	env.Cwd, _ = os.Getwd()
+	if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil {
+		env.IsTTY = true
+		env.Win = config.WinSize{Rows: ws.Row, Cols: ws.Col}
+	}
+	r, err := config.ParseRun(args, env)
+	if errors.Is(err, pflag.ErrHelp) {
+		var f config.RunFlags
+		fmt.Print("Usage: caisson run [flags] [--] COMMAND [ARG...]\n\nFlags:\n")
+		fmt.Print(config.NewRunFlagSet(&f).FlagUsages())
+		return 0
+	}
+	if err != nil {
+		return usagef("%v", err)
+	}
+	return parent.Run(r)
+}
+
+func idmapMain(args []string) int {
+	fs := pflag.NewFlagSet("idmap", pflag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	who := fs.String("user", "", "show the maps of this user (name or uid) instead of the caller")
+	mode := fs.String("map", "auto", "mapping mode: auto, single or keep-id")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return usagef("idmap: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("idmap: unexpected argument %q", fs.Arg(0))
+	}
+	caller := parent.CurrentCaller()
+	if *who != "" {
+		c, err := parent.LookupCaller(*who)
+		if err != nil {
+			return usagef("idmap: --user: %v", err)
+		}
+		caller = c
+	}
+	plan, err := parent.NewPlan(context.Background(), *mode, caller)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(plan)
+		return 0
+	}
+	printPlan(plan)
+	return 0
+}
+
+func printPlan(p *idmap.Plan) {
+	fmt.Printf("user:    %s (uid %d, gid %d)\n", p.User, p.UID, p.GID)
+	fmt.Printf("mode:    %s", p.Mode)
+	if p.Requested != p.Mode {
+		fmt.Printf(" (asked for %s)", p.Requested)
+	}
+	fmt.Println()
+	if p.Notice != "" {
+		fmt.Println(p.Notice)
+	}
+	for _, w := range p.Warnings {
+		fmt.Printf("warning: %s\n", w)
+	}
+	printRanges := func(name string, rs []idmap.Range) {
+		fmt.Printf("%s:", name)
+		if len(rs) == 0 {
+			fmt.Print(" none")
+		}
+		for _, r := range rs {
+			fmt.Printf(" %d-%d (%d)", r.Start, uint64(r.Start)+uint64(r.Count)-1, r.Count)
+		}
+		fmt.Println()
+	}
+	printRanges("subuid", p.SubUIDs)
+	printRanges("subgid", p.SubGIDs)
+	fmt.Printf("uid_map:\n%s", indent(idmap.Format(p.UIDMap)))
+	fmt.Printf("gid_map:\n%s", indent(idmap.Format(p.GIDMap)))
+	if p.UseHelpers {
+		fmt.Printf("newuidmap argv: %s\n", quoteArgs(p.NewuidmapArgv))
+		fmt.Printf("newgidmap argv: %s\n", quoteArgs(p.NewgidmapArgv))
+	} else {
+		fmt.Printf("maps written directly by caisson (setgroups %s)\n", map[bool]string{true: "deny", false: "allow"}[p.DenySetgroups])
+	}
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
+}
+
+func quoteArgs(a []string) string {
+	out := make([]string, len(a))
+	for i, s := range a {
+		if s == "" || strings.ContainsAny(s, " \t\n\"'") {
+			s = strconv.Quote(s)
+		}
+		out[i] = s
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,490 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// baseDir is where the private tmpfs holding the new root is mounted, in the sandbox's own mount namespace only.
+// The host's directory of the same name is merely covered for the sandbox and never written.
+const baseDir = "/tmp"
+
+// MountError describes a failed mount step (runc's mountError): what was done, where, and why.
+type MountError struct {
+	Op     string
+	Source string
+	Target string
+	Err    error
+}
+
+func (e *MountError) Error() string {
+	var b strings.Builder
+	b.WriteString("rootfs: ")
+	b.WriteString(e.Op)
+	if e.Source != "" {
+		b.WriteString(" " + strconv.Quote(e.Source))
+	}
+	if e.Target != "" {
+		b.WriteString(" on " + strconv.Quote(e.Target))
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *MountError) Unwrap() error { return e.Err }
+
+// builder carries the state of one Setup call.
+type builder struct {
+	spec   Spec
+	srcs   map[int]int // Ops index -> detached clone of its host source, opened before anything is mounted
+	root   string // path of the new root while it is being built
+	rootfd int    // O_PATH fd of the new root, the anchor of every in-root resolution
+	files  int    // counter for generated files on the base tmpfs
+}
+
+// Setup builds the sandbox's root and pivots into it. It must run in a fresh mount namespace (and, for /proc, as a
+// member of the sandbox's PID namespace). After it returns, the process's root and working directory are the new
+// root and no host directory is held open.
+//
+// Preconditions: single caller; the process has CAP_SYS_ADMIN in the user namespace owning its mount namespace.
+func Setup(s Spec) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return &MountError{Op: "make private", Target: "/", Err: err}
+	}
+	// Clone the host's tree before anything is mounted over it, and make the whole clone read-only in one call.
+	tree, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return &MountError{Op: "clone tree", Source: "/", Err: err}
+	}
+	defer unix.Close(tree)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		return &MountError{Op: "make read-only", Source: "/", Err: err}
+	}
+	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}}
+	// Clone every bind source now, while the host's paths are all still visible (baseDir is covered next).
+	defer func() {
+		for _, fd := range b.srcs {
+			unix.Close(fd)
+		}
+	}()
+	for i, op := range s.Ops {
+		if op.Kind != KindBind && op.Kind != KindROBind {
+			continue
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, op.Src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			if op.Optional && errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return &MountError{Op: "bind", Source: op.Src, Target: op.Dst, Err: err}
+		}
+		b.srcs[i] = fd
+	}
+	if err := unix.Mount("caisson", baseDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
+		return &MountError{Op: "mount tmpfs", Target: baseDir, Err: err}
+	}
+	if err := os.Mkdir(b.root, 0o755); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, b.root, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return &MountError{Op: "attach tree", Source: "/", Target: b.root, Err: err}
+	}
+	if b.rootfd, err = unix.Open(b.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("rootfs: open new root: %w", err)
+	}
+	defer unix.Close(b.rootfd)
+
+	for _, step := range []func() error{b.proc, b.dev, b.tmp, b.sys} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	for i, op := range s.Ops {
+		if err := b.apply(i, op); err != nil {
+			return err
+		}
+	}
+	if err := b.mask(); err != nil {
+		return err
+	}
+	return b.pivot()
+}
+
+// proc mounts a fresh procfs (new PID namespace) and applies the read-only paths; with a shared PID namespace the
+// host's /proc from the read-only clone stays.
+func (b *builder) proc() error {
+	if !b.spec.NewPID {
+		return nil
+	}
+	return b.mountFS("proc", "/proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+}
+
+// dev builds a minimal /dev: a tmpfs with bind-mounted host device nodes (verified by type and number), a private
+// devpts instance, /dev/shm, /dev/mqueue and the usual symlinks.
+func (b *builder) dev() error {
+	if err := b.mountFS("tmpfs", "/dev", map[string]string{"mode": "0755", "size": "1m"},
+		unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC); err != nil {
+		return err
+	}
+	devdir, err := b.resolve("/dev")
+	if err != nil {
+		return err
+	}
+	defer unix.Close(devdir)
+	for _, d := range Devices {
+		src := "/dev/" + d.Name
+		var st unix.Stat_t
+		if err := unix.Stat(src, &st); err != nil {
+			return &MountError{Op: "check device", Source: src, Err: err}
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != d.Major || unix.Minor(st.Rdev) != d.Minor {
+			return &MountError{Op: "check device", Source: src,
+				Err: fmt.Errorf("not the character device %d:%d", d.Major, d.Minor)}
+		}
+		fd, err := unix.Openat(devdir, d.Name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
+		if err != nil {
+			return &MountError{Op: "create mount point", Target: "/dev/" + d.Name, Err: err}
+		}
+		unix.Close(fd)
+		if err := b.bindHost(src, "/dev/"+d.Name, false, false); err != nil {
+			return err
+		}
+	}
+	for _, dir := range []string{"pts", "shm", "mqueue"} {
+		if err := unix.Mkdirat(devdir, dir, 0o755); err != nil {
+			return &MountError{Op: "mkdir", Target: "/dev/" + dir, Err: err}
+		}
+	}
+	pts := map[string]string{"newinstance": "", "ptmxmode": "0666", "mode": "0620"}
+	if b.spec.TTYGID >= 0 {
+		pts["gid"] = strconv.Itoa(b.spec.TTYGID)
+	}
+	if err := b.mountFS("devpts", "/dev/pts", pts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC); err != nil {
+		return err
+	}
+	if err := b.mountFS("tmpfs", "/dev/shm", map[string]string{"mode": "1777"},
+		unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+		return err
+	}
+	if b.spec.NewIPC {
+		if err := b.mountFS("mqueue", "/dev/mqueue", nil,
+			unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{
+		"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+		"stderr": "/proc/self/fd/2", "core": "/proc/kcore",
+	} {
+		if err := unix.Symlinkat(target, devdir, name); err != nil {
+			return &MountError{Op: "symlink", Target: "/dev/" + name, Err: err}
+		}
+	}
+	return nil
+}
+
+// tmp gives the sandbox a private /tmp and a private /run (which hides the host's sockets: D-Bus, docker.sock).
+func (b *builder) tmp() error {
+	if err := b.mountFS("tmpfs", "/tmp", map[string]string{"mode": "1777"},
+		unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+		return err
+	}
+	return b.mountFS("tmpfs", "/run", map[string]string{"mode": "0755"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+}
+
+// sys mounts a fresh read-only sysfs when the network namespace is new (so /sys/class/net shows the sandbox's own
+// interfaces) and a read-only cgroup2 when the cgroup namespace is new. If the kernel refuses, the host's sysfs
+// stays visible read-only from the clone.
+func (b *builder) sys() error {
+	ro := uint(unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC)
+	if !b.spec.NewNet || b.mountFS("sysfs", "/sys", nil, ro) != nil {
+		return nil
+	}
+	if b.spec.NewCgroup {
+		_ = b.mountFS("cgroup2", "/sys/fs/cgroup", nil, ro) // best effort: hybrid hosts may refuse
+	}
+	return nil
+}
+
+// apply runs one user or generated Op.
+func (b *builder) apply(i int, op Op) error {
+	switch op.Kind {
+	case KindBind, KindROBind:
+		src, ok := b.srcs[i]
+		if !ok {
+			return nil // optional and missing
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(src, &st); err != nil {
+			return &MountError{Op: "bind", Source: op.Src, Target: op.Dst, Err: err}
+		}
+		if err := b.ensure(op.Dst, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
+			return err
+		}
+		return b.bindFD(src, op.Dst, op.Kind == KindROBind, true)
+	case KindTmpfs:
+		opts := map[string]string{"mode": "0755"}
+		if op.Size > 0 {
+			opts["size"] = strconv.FormatInt(op.Size, 10)
+		}
+		if err := b.ensure(op.Dst, true); err != nil {
+			return err
+		}
+		return b.mountFS("tmpfs", op.Dst, opts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	case KindFile:
+		b.files++
+		src := fmt.Sprintf("%s/file%d", baseDir, b.files)
+		if err := os.WriteFile(src, op.Data, 0o644); err != nil {
+			return fmt.Errorf("rootfs: write %s: %w", op.Dst, err)
+		}
+		if op.Optional {
+			if err := b.ensure(op.Dst, false); err != nil {
+				return nil // nowhere to put it (read-only host view without the file): skip
+			}
+		}
+		return b.bindHost(src, op.Dst, true, false)
+	}
+	return fmt.Errorf("rootfs: unknown step kind %q", op.Kind)
+}
+
+// mask covers MaskedPaths and makes ReadOnlyPaths read-only. Paths the kernel does not have are skipped.
+func (b *builder) mask() error {
+	for _, p := range ReadOnlyPaths {
+		if !b.spec.NewPID && strings.HasPrefix(p, "/proc/") {
+			continue // the host's /proc is read-only already
+		}
+		fd, err := b.resolve(p)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		err = b.bindFD(fd, p, true, false)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+	}
+	for _, p := range MaskedPaths {
+		fd, err := b.resolve(p)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil {
+			return &MountError{Op: "stat", Target: p, Err: err}
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = b.mountFS("tmpfs", p, map[string]string{"size": "0", "mode": "0555"},
+				unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		} else {
+			err = b.bindHost("/dev/null", p, true, false)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pivot makes the new root the process's root with the pivot_root(".", ".") idiom, which needs no directory in
+// the (read-only) new root, then detaches the old root.
+func (b *builder) pivot() error {
+	if err := unix.Chdir(b.root); err != nil {
+		return fmt.Errorf("rootfs: chdir new root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &MountError{Op: "pivot_root", Target: b.root, Err: err}
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &MountError{Op: "detach old root", Target: "/", Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("rootfs: chdir /: %w", err)
+	}
+	return nil
+}
+
+// mountFS creates a filesystem instance with the new mount API and attaches it at dst inside the new root.
+func (b *builder) mountFS(fstype, dst string, opts map[string]string, attrs uint) error {
+	fsfd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return &MountError{Op: "fsopen " + fstype, Target: dst, Err: err}
+	}
+	defer unix.Close(fsfd)
+	if fstype == "tmpfs" || fstype == "proc" || fstype == "devpts" {
+		// Name the source so mountinfo shows which tool made the mount.
+		_ = unix.FsconfigSetString(fsfd, "source", fstype)
+	}
+	for k, v := range opts {
+		if v == "" {
+			err = unix.FsconfigSetFlag(fsfd, k)
+		} else {
+			err = unix.FsconfigSetString(fsfd, k, v)
+		}
+		if err != nil {
+			return &MountError{Op: fmt.Sprintf("mount %s option %s=%s", fstype, k, v), Target: dst, Err: err}
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return &MountError{Op: "mount " + fstype, Target: dst, Err: err}
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attrs))
+	if err != nil {
+		return &MountError{Op: "mount " + fstype, Target: dst, Err: err}
+	}
+	defer unix.Close(mfd)
+	return b.attach(mfd, dst, fstype)
+}
+
+// bindHost clones the host path src (recursively when recursive) and attaches it at dst inside the new root,
+// read-only when ro. The mount point is created when it is missing and its parent is writable.
+func (b *builder) bindHost(src, dst string, ro, recursive bool) error {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
+	if err != nil {
+		return &MountError{Op: "bind", Source: src, Target: dst, Err: err}
+	}
+	defer unix.Close(tree)
+	var st unix.Stat_t
+	if err := unix.Fstat(tree, &st); err != nil {
+		return &MountError{Op: "bind", Source: src, Target: dst, Err: err}
+	}
+	if err := b.ensure(dst, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
+		return err
+	}
+	return b.bindFD(tree, dst, ro, recursive)
+}
+
+// bindFD attaches a clone of the mount tree at fd (an open_tree or O_PATH fd) at dst, read-only when ro.
+func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_EMPTY_PATH)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	tree, err := unix.OpenTree(fd, "", flags)
+	if err != nil {
+		return &MountError{Op: "bind", Target: dst, Err: err}
+	}
+	defer unix.Close(tree)
+	if ro {
+		setFlags := uint(unix.AT_EMPTY_PATH)
+		if recursive {
+			setFlags |= unix.AT_RECURSIVE
+		}
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(tree, "", setFlags, &attr); err != nil {
+			return &MountError{Op: "make read-only", Target: dst, Err: err}
+		}
+	}
+	return b.attach(tree, dst, "bind")
+}
+
+// attach moves the detached mount mfd onto dst, resolved inside the new root.
+func (b *builder) attach(mfd int, dst, what string) error {
+	target, err := b.resolve(dst)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	if err := unix.MoveMount(mfd, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return &MountError{Op: "attach " + what, Target: dst, Err: err}
+	}
+	return nil
+}
+
+// resolve opens p (absolute, as seen inside the sandbox) as an O_PATH fd, resolved inside the new root: symlinks
+// and ".." can never leave it, and magic links are refused.
+func (b *builder) resolve(p string) (int, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	fd, err := unix.Openat2(b.rootfd, strings.TrimPrefix(p, "/"), &how)
+	if err != nil {
+		return -1, &MountError{Op: "resolve", Target: p, Err: err}
+	}
+	return fd, nil
+}
+
+// ensure makes sure dst exists inside the new root as a directory (dir) or a file, creating it and its missing
+// parents. Creation works only on file systems the sandbox owns (its tmpfs mounts); on the read-only host view it
+// fails with a message that says so.
+func (b *builder) ensure(dst string, dir bool) error {
+	return b.ensureDepth(dst, dir, 0)
+}
+
+func (b *builder) ensureDepth(dst string, dir bool, depth int) error {
+	if depth > 16 {
+		return &MountError{Op: "create mount point", Target: dst, Err: unix.ELOOP}
+	}
+	if fd, err := b.resolve(dst); err == nil {
+		unix.Close(fd)
+		return nil
+	} else if !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	parent, name := path.Split(path.Clean(dst))
+	if name == "" {
+		return &MountError{Op: "create mount point", Target: dst, Err: unix.EINVAL}
+	}
+	if err := b.ensureDepth(path.Clean(parent), true, depth+1); err != nil {
+		return err
+	}
+	pfd, err := b.resolve(parent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	// A dangling symlink (such as /etc/resolv.conf -> /run/systemd/resolve/stub-resolv.conf with a fresh /run):
+	// create its target, still inside the new root.
+	if link, lerr := readlinkat(pfd, name); lerr == nil {
+		if !path.IsAbs(link) {
+			link = path.Join(parent, link)
+		}
+		return b.ensureDepth(path.Clean(link), dir, depth+1)
+	}
+	if dir {
+		err = unix.Mkdirat(pfd, name, 0o755)
+	} else {
+		var fd int
+		fd, err = unix.Openat(pfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
+	}
+	if errors.Is(err, unix.EROFS) {
+		return &MountError{Op: "create mount point", Target: dst,
+			Err: errors.New("it does not exist and its parent is on the read-only host view (mount a --tmpfs on a parent first)")}
+	}
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return &MountError{Op: "create mount point", Target: dst, Err: err}
+	}
+	return nil
+}
+
+// readlinkat returns the target of the symlink name in directory dirfd.
+func readlinkat(dirfd int, name string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dirfd, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}

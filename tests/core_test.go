@@ -1,0 +1,559 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// The seed's hands-on Part 1: every namespace of the sandbox differs from the host's.
+func TestSeedPart1NamespacesDiffer(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--", "sh", "-c", "for n in cgroup ipc mnt net pid time user uts; do echo $n $(readlink /proc/self/ns/$n); done")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 8 {
+		t.Fatalf("want 8 namespaces, got %q", out)
+	}
+	for _, l := range lines {
+		name, inside, _ := strings.Cut(l, " ")
+		host, err := os.Readlink("/proc/self/ns/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inside == host || inside == "" {
+			t.Errorf("namespace %s: inside %q, host %q: want different", name, inside, host)
+		}
+	}
+}
+
+// The seed's Part 2: a PID namespace that shows only the sandbox; the command is a child of caisson's init.
+func TestSeedPart2PIDNamespace(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--", "sh", "-c", "echo self=$$; ps -e -o pid=,comm=; ls /proc | grep -c '^[0-9]'")
+	if !strings.Contains(out, "1 caisson-init") {
+		t.Errorf("PID 1 is not caisson's init:\n%s", out)
+	}
+	m := regexp.MustCompile(`self=(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no $$ in %q", out)
+	}
+	if pid, _ := strconv.Atoi(m[1]); pid < 2 || pid > 64 {
+		t.Errorf("$$ = %d: want a low PID in the sandbox's own namespace", pid)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && f[1] != "caisson-init" && f[1] != "sh" && f[1] != "ps" {
+			t.Errorf("unexpected process visible in the sandbox: %q", l)
+		}
+	}
+}
+
+// The seed's Part 3: a network namespace with only lo, which `ip link set lo up` brings up; no way out.
+func TestSeedPart3NetworkNamespace(t *testing.T) {
+	requireSandbox(t)
+	testenv.RequireCommand(t, "ip")
+	out := mustRun(t, "run", "--", "sh", "-c", "ip link set lo up && ip -o link show | cut -d: -f2; ip -o addr show lo | grep -c 127.0.0.1")
+	fields := strings.Fields(out)
+	if len(fields) != 2 || fields[0] != "lo" || fields[1] != "1" {
+		t.Fatalf("want only lo with 127.0.0.1, got %q", out)
+	}
+	// No route out (catalogue N12: fails at once, no packet leaves).
+	r := caisson(t, "run", "--", "sh", "-c", "ip route get 192.0.2.1 2>&1; exit 0")
+	if !strings.Contains(r.stdout, "unreachable") {
+		t.Errorf("want the network unreachable from --net none, got %q", r.stdout)
+	}
+}
+
+// The seed's Part 4: a tmpfs mounted inside is invisible outside; the host's mount table does not change.
+func TestSeedPart4MountNamespace(t *testing.T) {
+	requireSandbox(t)
+	before := mountTable(t)
+	out := mustRun(t, "run", "--", "sh", "-c",
+		"mkdir -p /tmp/ns-test && mount -t tmpfs tmpfs /tmp/ns-test && echo 'namespace secret' > /tmp/ns-test/secret.txt && cat /tmp/ns-test/secret.txt")
+	if strings.TrimSpace(out) != "namespace secret" {
+		t.Fatalf("inside: %q", out)
+	}
+	if _, err := os.Stat("/tmp/ns-test/secret.txt"); err == nil {
+		t.Errorf("the sandbox's file is visible on the host")
+	}
+	if after := mountTable(t); after != before {
+		t.Errorf("host mount table changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// The seed's Part 5: `hostname x` inside leaves the host's host name alone.
+func TestSeedPart5UTSNamespace(t *testing.T) {
+	requireSandbox(t)
+	host, _ := os.Hostname()
+	out := mustRun(t, "run", "--", "sh", "-c", "hostname; hostname my-container; hostname")
+	if got := strings.Fields(out); len(got) != 2 || got[0] != "caisson" || got[1] != "my-container" {
+		t.Fatalf("inside: %q", out)
+	}
+	if now, _ := os.Hostname(); now != host {
+		t.Errorf("host name changed from %q to %q", host, now)
+	}
+	out = mustRun(t, "run", "--hostname", "build-7", "--", "cat", "/proc/sys/kernel/hostname")
+	if strings.TrimSpace(out) != "build-7" {
+		t.Errorf("--hostname: got %q", out)
+	}
+}
+
+// Host IPC objects are invisible inside (catalogue P17).
+func TestIPCNamespace(t *testing.T) {
+	requireSandbox(t)
+	id, err := unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
+	if err != nil {
+		t.Skipf("skipping: cannot create a SysV segment on the host: %v", err)
+	}
+	defer unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	out := mustRun(t, "run", "--", "cat", "/proc/sysvipc/shm")
+	if strings.Contains(out, " "+strconv.Itoa(id)+" ") {
+		t.Errorf("host segment %d visible inside:\n%s", id, out)
+	}
+}
+
+// uid_map and gid_map are the caller's id plus every subordinate range (catalogue U1).
+func TestIDMaps(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--", "sh", "-c", "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; echo --; id -u; cat /proc/self/setgroups")
+	parts := strings.Split(out, "--\n")
+	if len(parts) != 3 {
+		t.Fatalf("output %q", out)
+	}
+	first := strings.Fields(parts[0])
+	if len(first) < 6 || first[0] != "0" || first[1] != strconv.Itoa(os.Getuid()) || first[2] != "1" || first[3] != "1" {
+		t.Errorf("uid_map: want 0 %d 1 then 1 SUB N, got %q", os.Getuid(), parts[0])
+	}
+	g := strings.Fields(parts[1])
+	if len(g) < 6 || g[1] != strconv.Itoa(os.Getgid()) {
+		t.Errorf("gid_map: %q", parts[1])
+	}
+	if f := strings.Fields(parts[2]); len(f) != 2 || f[0] != "0" || f[1] != "allow" {
+		t.Errorf("want uid 0 and setgroups allow (a subgid range is mapped), got %q", parts[2])
+	}
+
+	out = mustRun(t, "run", "--map", "single", "--", "sh", "-c", "cat /proc/self/uid_map /proc/self/setgroups")
+	if f := strings.Fields(out); len(f) != 4 || f[1] != strconv.Itoa(os.Getuid()) || f[3] != "deny" {
+		t.Errorf("--map single: %q", out)
+	}
+	out = mustRun(t, "run", "--map", "keep-id", "--", "sh", "-c", "id -u; id -g")
+	if f := strings.Fields(out); len(f) != 2 || f[0] != strconv.Itoa(os.Getuid()) || f[1] != strconv.Itoa(os.Getgid()) {
+		t.Errorf("--map keep-id: want own ids inside, got %q", out)
+	}
+}
+
+// `auto` falls back to a single-id map with a one-line notice when setuid helpers cannot work (no_new_privs).
+func TestFallbackNoNewPrivs(t *testing.T) {
+	requireSandbox(t)
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	cmd := exec.Command(setpriv, "--no-new-privs", bin(t), "run", "--", "cat", "/proc/self/uid_map")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "caisson: notice:") || !strings.Contains(string(out), "no_new_privs") {
+		t.Errorf("want a notice naming no_new_privs, got %q", out)
+	}
+	if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n != 1 {
+		t.Errorf("want exactly a notice line and one map line, got %q", out)
+	}
+	// keep-id cannot be honoured without the helpers: a clear error, exit 125.
+	out, err = exec.Command(setpriv, "--no-new-privs", bin(t), "run", "--map", "keep-id", "--", "true").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.HasPrefix(string(out), "caisson: ") {
+		t.Errorf("keep-id under no_new_privs: want exit 125 with a caisson: error, got %v %q", err, out)
+	}
+}
+
+// Every exit code 0-255 passes through, and death by signal N is 128+N (catalogue R5, R6).
+func TestExitCodes(t *testing.T) {
+	requireSandbox(t)
+	// One sandbox per code would take a while; run them in a few batches concurrently.
+	codes := make(chan error, 256)
+	for c := 0; c < 256; c++ {
+		go func(c int) {
+			r := caisson(t, "run", "--map", "single", "--", "sh", "-c", fmt.Sprintf("exit %d", c))
+			if r.code != c {
+				codes <- fmt.Errorf("exit %d: caisson returned %d (%s)", c, r.code, r.stderr)
+				return
+			}
+			codes <- nil
+		}(c)
+		if c%16 == 15 {
+			for i := 0; i < 16; i++ {
+				if err := <-codes; err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGKILL, syscall.SIGUSR1, syscall.SIGSEGV, syscall.SIGTERM} {
+		r := caisson(t, "run", "--", "sh", "-c", fmt.Sprintf("kill -%d $$", sig))
+		if r.code != 128+int(sig) {
+			t.Errorf("killed by %v: want %d, got %d (%s)", sig, 128+int(sig), r.code, r.stderr)
+		}
+	}
+}
+
+// Exec failures: 127 not found, 126 cannot execute, with one caisson: line (catalogue R32, C10).
+func TestExecFailures(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "noexec.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho hi\n"), 0o644)
+	badShebang := filepath.Join(dir, "bad.sh")
+	os.WriteFile(badShebang, []byte("#!/nonexistent/interpreter\n"), 0o755)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"not found", []string{"no-such-command-xyz"}, 127},
+		{"missing path", []string{"/no/such/file"}, 127},
+		{"directory", []string{"/etc"}, 126},
+		{"not executable", []string{script}, 126},
+		{"bad interpreter", []string{badShebang}, 127},
+		{"options after -- are the command", []string{"--bind", "/", "/x"}, 127},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := caissonIn(t, dir, nil, append([]string{"run", "--"}, tc.args...)...)
+			if r.code != tc.code {
+				t.Errorf("want exit %d, got %d (%s)", tc.code, r.code, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "caisson: ") || strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("want one caisson: line, got %q", r.stderr)
+			}
+		})
+	}
+}
+
+// Bad input: one caisson: line, exit 125, nothing started (catalogue C1-C4, C11, C20).
+func TestBadInput(t *testing.T) {
+	requireSandbox(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"run", "--no-such-flag", "--", "true"}, "--no-such-flag"},
+		{"missing value", []string{"run", "--hostname"}, "hostname"},
+		{"empty command", []string{"run"}, "no command"},
+		{"empty command after --", []string{"run", "--"}, "no command"},
+		{"missing bind source", []string{"run", "--bind", "/no/such/dir:/x", "--", "true"}, "/no/such/dir"},
+		{"relative bind destination", []string{"run", "--bind", "/tmp:x", "--", "true"}, "absolute"},
+		{"unknown namespace", []string{"run", "--share", "net,bogus", "--", "true"}, "bogus"},
+		{"invalid hostname", []string{"run", "--hostname", "bad/name", "--", "true"}, "hostname"},
+		{"hostname too long", []string{"run", "--hostname", strings.Repeat("a", 65), "--", "true"}, "hostname"},
+		{"bad time offset", []string{"run", "--time-offset", "monotonic=12x", "--", "true"}, "monotonic"},
+		{"unknown clock", []string{"run", "--time-offset", "realtime=1", "--", "true"}, "realtime"},
+		{"time offset with shared time", []string{"run", "--share", "time", "--time-offset", "boottime=1", "--", "true"}, "--share time"},
+		{"bad map mode", []string{"run", "--map", "all", "--", "true"}, "--map"},
+		{"bad tmpfs size", []string{"run", "--tmpfs", "/x:size=123bogus", "--", "true"}, "size"},
+		{"unknown command", []string{"frobnicate"}, "frobnicate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := caisson(t, tc.args...)
+			if r.code != 125 {
+				t.Errorf("want exit 125, got %d (%q)", r.code, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "caisson: ") || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want one caisson: line naming %q, got %q", tc.want, r.stderr)
+			}
+			if left := userProcesses(t, "caisson-init"); len(left) > 0 {
+				t.Errorf("processes left: %v", left)
+			}
+		})
+	}
+}
+
+// Signals sent to caisson reach the command (catalogue R11).
+func TestSignalForwarding(t *testing.T) {
+	requireSandbox(t)
+	sigs := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+	var script strings.Builder
+	for _, s := range sigs {
+		fmt.Fprintf(&script, "trap 'echo got %d' %d; ", s, s)
+	}
+	script.WriteString("echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done")
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", script.String())
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	buf := make([]byte, 6)
+	if _, err := stdout.Read(buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("no ready line: %q %v", buf, err)
+	}
+	for _, s := range sigs {
+		cmd.Process.Signal(s)
+		time.Sleep(150 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	rest := make([]byte, 4096)
+	n, _ := stdout.Read(rest)
+	cmd.Wait()
+	got := string(rest[:n])
+	for _, s := range sigs {
+		if !strings.Contains(got, fmt.Sprintf("got %d\n", s)) {
+			t.Errorf("signal %v not delivered to the command; output %q", s, got)
+		}
+	}
+}
+
+// 100 orphaned grandchildren are reaped by init: no zombie remains (catalogue R8, X6).
+func TestOrphansReaped(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--", "sh", "-c",
+		"i=0; while [ $i -lt 100 ]; do (sh -c 'sleep 0.2' &) ; i=$((i+1)); done; sleep 1; ps -e -o stat= | grep -c '^Z' || true")
+	if strings.TrimSpace(out) != "0" {
+		t.Errorf("zombies left inside: %q", out)
+	}
+}
+
+// When the command exits, nothing of the sandbox survives: a background child never keeps caisson waiting.
+func TestNoSurvivors(t *testing.T) {
+	requireSandbox(t)
+	marker := fmt.Sprintf("caisson-survivor-%d", time.Now().UnixNano())
+	start := time.Now()
+	mustRun(t, "run", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' </dev/null >/dev/null 2>&1 & echo started")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("caisson waited %v for a background child", d)
+	}
+	waitGone(t, marker, 2*time.Second)
+}
+
+// caisson killed with SIGKILL takes the whole sandbox with it (catalogue R1).
+func TestSIGKILLOfCaisson(t *testing.T) {
+	requireSandbox(t)
+	marker := fmt.Sprintf("caisson-sigkill-%d", time.Now().UnixNano())
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' & echo ready; wait")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	stdout.Read(buf)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(userProcesses(t, marker)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(userProcesses(t, marker)) == 0 {
+		t.Fatal("the sandbox's process never appeared")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	waitGone(t, marker, 2*time.Second)
+}
+
+// caisson killed with SIGKILL at random moments of setup leaves nothing behind.
+func TestSIGKILLDuringSetup(t *testing.T) {
+	requireSandbox(t)
+	marker := fmt.Sprintf("caisson-setupkill-%d", time.Now().UnixNano())
+	for i := 0; i < 20; i++ {
+		cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "exec -a "+marker+" sleep 300")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	waitGone(t, marker, 3*time.Second)
+	waitGone(t, "caisson-init", 3*time.Second)
+}
+
+// Only fds 0-2 reach the command, whatever caisson's caller leaked (CVE-2024-21626 class, catalogue F6).
+func TestLeakedFDsClosed(t *testing.T) {
+	requireSandbox(t)
+	f, err := os.Open("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "ls /proc/self/fd")
+	cmd.ExtraFiles = []*os.File{f, f} // fds 3 and 4, not close-on-exec in caisson
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// ls itself holds one fd for the directory it reads.
+	if got := strings.Fields(string(out)); len(got) > 4 {
+		t.Errorf("fds leaked into the sandbox: %v", got)
+	}
+	// init holds no host directory: its cwd and root are the sandbox's own.
+	out2 := mustRun(t, "run", "--", "sh", "-c", "ls /proc/1/fd 2>&1; readlink /proc/1/cwd /proc/1/root")
+	for _, l := range strings.Split(out2, "\n") {
+		if strings.HasPrefix(l, "/") && l != "/" {
+			t.Errorf("init's cwd/root points at %q", l)
+		}
+	}
+}
+
+// The host's / is read-only inside; /tmp is private; the current directory is bound read-write (and --no-cwd
+// opts out) (catalogue F9, F18).
+func TestFilesystemView(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	r := caissonIn(t, dir, nil, "run", "--", "sh", "-c", "touch /usr/caisson-x 2>&1; echo inside > here.txt; pwd; touch /tmp/x && echo tmp-ok")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "Read-only file system") || !strings.Contains(r.stdout, dir) || !strings.Contains(r.stdout, "tmp-ok") {
+		t.Errorf("unexpected: %q", r.stdout)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "here.txt")); err != nil || string(b) != "inside\n" {
+		t.Errorf("write through the cwd bind: %q %v", b, err)
+	}
+	if _, err := os.Stat("/tmp/x"); err == nil {
+		t.Errorf("the sandbox's /tmp is the host's")
+	}
+	r = caissonIn(t, dir, nil, "run", "--no-cwd", "--", "sh", "-c", "pwd; touch "+dir+"/nocwd 2>&1")
+	if !strings.HasPrefix(r.stdout, "/\n") || !strings.Contains(r.stdout, "cannot touch") {
+		t.Errorf("--no-cwd: %q", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nocwd")); err == nil {
+		t.Errorf("--no-cwd: the sandbox wrote into the current directory")
+	}
+	// Binds, read-only binds, tmpfs, workdir and env.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "f"), []byte("data"), 0o644)
+	r = caissonIn(t, dir, nil, "run", "--ro-bind", other+":/mnt", "--tmpfs", "/opt:size=1m", "--workdir", "/opt",
+		"--env", "FOO=bar baz", "--", "sh", "-c", "cat /mnt/f; touch /mnt/g 2>&1; pwd; echo $FOO; df -k /opt | tail -1")
+	if !strings.Contains(r.stdout, "data") || !strings.Contains(r.stdout, "Read-only") || !strings.Contains(r.stdout, "/opt\n") ||
+		!strings.Contains(r.stdout, "bar baz") || !regexp.MustCompile(`\s1024\s`).MatchString(r.stdout) {
+		t.Errorf("binds: %q %s", r.stdout, r.stderr)
+	}
+	r = caissonIn(t, dir, nil, "run", "--bind", other+":/mnt", "--", "sh", "-c", "echo w > /mnt/g")
+	if b, _ := os.ReadFile(filepath.Join(other, "g")); string(b) != "w\n" {
+		t.Errorf("--bind is not writable: %q %s", b, r.stderr)
+	}
+	r = caisson(t, "run", "--clearenv", "--env", "A=1", "--", "env")
+	if strings.Contains(r.stdout, "HOME=") || !strings.Contains(r.stdout, "A=1") || !strings.Contains(r.stdout, "PATH=") {
+		t.Errorf("--clearenv: %q", r.stdout)
+	}
+}
+
+// /proc is fresh, with kernel files masked and /proc/sys read-only; /dev is minimal (catalogue F10, F11, D1, P4).
+func TestProcAndDev(t *testing.T) {
+	requireSandbox(t)
+	checked := 0
+	for _, p := range rootfs.MaskedPaths {
+		st, err := os.Stat(p)
+		if err != nil {
+			continue // this kernel has no such file
+		}
+		checked++
+		if st.IsDir() {
+			out := mustRun(t, "run", "--", "sh", "-c", "ls -A "+p+" | wc -l; touch "+p+"/x 2>&1; true")
+			if !strings.HasPrefix(out, "0\n") || !strings.Contains(out, "Read-only") {
+				t.Errorf("%s: want an empty read-only directory, got %q", p, out)
+			}
+		} else {
+			out := mustRun(t, "run", "--", "stat", "-c", "%t:%T", p)
+			if strings.TrimSpace(out) != "1:3" {
+				t.Errorf("%s: want it covered by /dev/null (1:3), got %q", p, out)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Errorf("none of the masked paths exists on this host: the test checks nothing")
+	}
+	for _, p := range []string{"/proc/sys/kernel/core_pattern", "/proc/sys/net/ipv4/ip_forward", "/proc/sysrq-trigger"} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		r := caisson(t, "run", "--", "sh", "-c", "echo 1 > "+p)
+		if r.code == 0 || !strings.Contains(r.stderr, "Read-only") {
+			t.Errorf("writing %s must fail with EROFS: %d %q", p, r.code, r.stderr)
+		}
+	}
+	out := mustRun(t, "run", "--", "sh", "-c", "ls /dev | tr '\\n' ' '")
+	want := "core fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero "
+	if out != want {
+		t.Errorf("/dev: want exactly %q, got %q", want, out)
+	}
+	out = mustRun(t, "run", "--", "sh", "-c", "exec 2>&1; mount -o remount,rw /; mknod /tmp/sda b 8 0; echo done")
+	if strings.Count(out, "ermission denied")+strings.Count(out, "not permitted") < 2 {
+		t.Errorf("remount rw / and mknod must fail: %q", out)
+	}
+}
+
+// --time-offset shifts the sandbox's clocks only (catalogue P12).
+func TestTimeNamespace(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--time-offset", "boottime=86400,monotonic=-5", "--", "sh", "-c", "cat /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime")
+	if !regexp.MustCompile(`monotonic\s+-5\s+0`).MatchString(out) || !regexp.MustCompile(`boottime\s+86400\s+0`).MatchString(out) {
+		t.Errorf("offsets: %q", out)
+	}
+	var host float64
+	b, _ := os.ReadFile("/proc/uptime")
+	fmt.Sscan(string(b), &host)
+	f := strings.Fields(out)
+	inside, _ := strconv.ParseFloat(f[len(f)-1], 64)
+	if inside-host < 86000 {
+		t.Errorf("uptime inside %v, host %v: want +86400", inside, host)
+	}
+}
+
+// --share keeps chosen host namespaces.
+func TestShare(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--share", "net,ipc,uts,cgroup,time,pid", "--", "sh", "-c",
+		"for n in cgroup ipc net pid time uts; do readlink /proc/self/ns/$n; done")
+	for i, n := range []string{"cgroup", "ipc", "net", "pid", "time", "uts"} {
+		host, _ := os.Readlink("/proc/self/ns/" + n)
+		if got := strings.Split(strings.TrimSpace(out), "\n"); len(got) != 6 || got[i] != host {
+			t.Errorf("--share %s: inside %q, host %q", n, got, host)
+		}
+	}
+	// With the host's PID namespace, a background process still dies with the command.
+	marker := fmt.Sprintf("caisson-sharepid-%d", time.Now().UnixNano())
+	mustRun(t, "run", "--share", "pid", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' </dev/null >/dev/null 2>&1 &")
+	waitGone(t, marker, 2*time.Second)
+}
+
+// -t gives the command a terminal with job control; without -t the command has no controlling terminal (D5, R30).
+func TestTTY(t *testing.T) {
+	requireSandbox(t)
+	script := testenv.RequireCommand(t, "script")
+	out, err := exec.Command(script, "-qec", bin(t)+" run -t -- sh -c 'tty; stty size; echo $TERM'", "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "/dev/pts/0") {
+		t.Errorf("-t: want /dev/pts/0, got %q", out)
+	}
+	out, _ = exec.Command(script, "-qec", bin(t)+" run -- sh -c 'tty; echo x > /dev/tty'", "/dev/null").CombinedOutput()
+	if !strings.Contains(string(out), "not a tty") || !strings.Contains(string(out), "No such device") {
+		t.Errorf("without -t the command must have no controlling terminal: %q", out)
+	}
+	out, _ = exec.Command(script, "-qec", "echo 'exit 3' | "+bin(t)+" run -t -- sh; echo code=$?", "/dev/null").CombinedOutput()
+	if !strings.Contains(string(out), "not a terminal") {
+		t.Errorf("-t without a terminal on stdin: want a warning, got %q", out)
+	}
+}
+
+// stdin is passed through and EOF is seen (catalogue R17).
+func TestStdin(t *testing.T) {
+	requireSandbox(t)
+	r := caissonIn(t, "", []byte("hello\n"), "run", "--", "cat")
+	if r.stdout != "hello\n" {
+		t.Errorf("stdin: %q", r.stdout)
+	}
+	cmd := exec.Command(bin(t), "run", "--", "cat")
+	cmd.Stdin = nil // /dev/null
+	if out, err := cmd.Output(); err != nil || len(out) != 0 {
+		t.Errorf("stdin /dev/null: %q %v", out, err)
+	}
+}
