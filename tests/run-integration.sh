@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
-# Runs the integration tests of bin/caisson. As root it first provisions the machine (tests/provision.sh) and then
-# runs the tests as the unprivileged test user, the way a real user runs caisson. As an ordinary user it runs them
-# as the caller; missing prerequisites are skipped with a reason unless CAISSON_TEST_STRICT=1.
+# Runs the tests that need an unprivileged user and the real host: the integration tests of bin/caisson (./tests)
+# and the kernel-facing tests of the idmap, seccomp and slirp packages. As root it first provisions the machine
+# (tests/provision.sh) and then runs every test binary as the unprivileged test user, the way a real user runs
+# caisson. As an ordinary user it runs them as the caller. Missing prerequisites are skipped with a reason unless
+# CAISSON_TEST_STRICT=1, which turns every skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 user=${TEST_USER:-caissontest}
 run=${CAISSON_TEST_RUN:-.}
+pkgs=${CAISSON_TEST_PKGS:-"./idmap ./seccomp ./slirp ./tests"}
 dir=$(mktemp -d /tmp/caisson-it.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 0755 "$dir"
 cp bin/caisson "$dir/caisson"
-go test -c -o "$dir/tests.test" ./tests
+for p in $pkgs; do
+	go test -c -o "$dir/$(basename "$p").test" "$p"
+done
+as_user=()
+home=$HOME
+runuser=$(id -un)
 if [ "$(id -u)" = 0 ]; then
 	./tests/provision.sh "$user"
 	home=$(getent passwd "$user" | cut -d: -f6)
-	cd "$dir"
-	exec setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
-		env HOME="$home" USER="$user" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		CAISSON_BIN="$dir/caisson" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
-		"$dir/tests.test" -test.v -test.count=1 -test.timeout=20m -test.run "$run"
+	as_user=(setpriv --reuid="$user" --regid="$user" --init-groups --reset-env)
+	runuser=$user
 fi
-cd "$dir"
-CAISSON_BIN="$dir/caisson" "$dir/tests.test" -test.v -test.count=1 -test.timeout=20m -test.run "$run"
+status=0
+for p in $pkgs; do
+	name=$(basename "$p")
+	echo "=== $p (as $runuser)"
+	# Each package's tests run in a directory of their own that the test user can read.
+	mkdir -p "$dir/run-$name" && chmod 0777 "$dir/run-$name"
+	cp -r "$p/testdata" "$dir/run-$name/" 2>/dev/null || true
+	chmod -R a+rX "$dir"
+	(cd "$dir/run-$name" && "${as_user[@]}" env HOME="$home" USER="$runuser" \
+		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		CAISSON_BIN="$dir/caisson" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+		"$dir/$name.test" -test.v -test.count=1 -test.timeout=20m -test.run "$run") || status=1
+done
+exit $status

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -75,14 +74,10 @@ type Run struct {
 	Sandbox Sandbox
 	// MapMode is --map: "auto", "single" or "keep-id".
 	MapMode string
-	// NoCwd is --no-cwd: do not bind the current directory.
-	NoCwd bool
 	// Cwd is the caller's working directory.
 	Cwd string
-	// Net is --net and Publish the raw -p values (parsed by the slirp package).
-	Net               string
-	Publish           []string
-	AllowHostLoopback bool
+	// Net is the network setup the parent performs.
+	Net NetPlan
 }
 
 // UsageError is a bad flag or argument: the caller prints it and exits 125.
@@ -95,11 +90,14 @@ func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Spri
 // hostnameRE is RFC 1123 labels: what sethostname accepts and what resolvers expect.
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
-// RunFlags holds the raw values of `caisson run` flags.
+// RunFlags holds the raw values of `caisson run` flags, grouped by area; each group registers its own flags and
+// applies them in its own file (fs.go, net.go).
 type RunFlags struct {
-	Map, Share, TimeOffset, Hostname, Workdir, Net string
-	Binds, ROBinds, Tmpfs, Env, Publish          []string
-	ClearEnv, NoCwd, TTY, AllowHostLoopback      bool
+	Map, Share, TimeOffset, Hostname string
+	Env                              []string
+	ClearEnv, TTY                    bool
+	FS                               FSFlags
+	Net                              NetFlags
 }
 
 // NewRunFlagSet defines the flags of `caisson run` on a new FlagSet bound to f.
@@ -110,17 +108,11 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	fs.StringVar(&f.Share, "share", "", "keep these host namespaces, comma-separated: net,pid,ipc,uts,cgroup,time")
 	fs.StringVar(&f.TimeOffset, "time-offset", "", "clock offsets of the new time namespace: monotonic=SECONDS,boottime=SECONDS")
 	fs.StringVar(&f.Hostname, "hostname", "caisson", "host name inside the sandbox")
-	fs.StringVarP(&f.Workdir, "workdir", "w", "", "working directory inside (default: the current directory)")
-	fs.StringArrayVar(&f.Binds, "bind", nil, "bind-mount SRC[:DST] read-write (repeatable; write a literal ':' as '\\:')")
-	fs.StringArrayVar(&f.ROBinds, "ro-bind", nil, "bind-mount SRC[:DST] read-only (repeatable)")
-	fs.StringArrayVar(&f.Tmpfs, "tmpfs", nil, "mount an empty tmpfs at DST[:size=N] (repeatable)")
 	fs.StringArrayVarP(&f.Env, "env", "e", nil, "set K=V in the command's environment (repeatable)")
 	fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (PATH, HOME, TERM and --env still apply)")
-	fs.BoolVar(&f.NoCwd, "no-cwd", false, "do not bind the current directory read-write into the sandbox")
 	fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
-	fs.StringVar(&f.Net, "net", "none", "network: none (loopback only), host, pasta or slirp4netns")
-	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a port [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
-	fs.BoolVar(&f.AllowHostLoopback, "allow-host-loopback", false, "let the sandbox reach services on the host's loopback")
+	f.FS.register(fs)
+	f.Net.register(fs)
 	return fs
 }
 
@@ -156,8 +148,7 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 	if command[0] == "" {
 		return nil, usagef("run: the command name is empty")
 	}
-	r := &Run{MapMode: f.Map, NoCwd: f.NoCwd, Cwd: env.Cwd, Net: f.Net, Publish: f.Publish,
-		AllowHostLoopback: f.AllowHostLoopback}
+	r := &Run{MapMode: f.Map, Cwd: env.Cwd}
 	sb := &r.Sandbox
 	sb.Args = command
 	switch f.Map {
@@ -188,26 +179,9 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 		}
 		sb.Hostname = f.Hostname
 	}
-	switch f.Net {
-	case "none", "host", "pasta", "slirp4netns":
-	default:
-		return nil, usagef("--net: unknown mode %q (want none, host, pasta or slirp4netns)", f.Net)
+	if err := f.Net.apply(r); err != nil {
+		return nil, err
 	}
-	if f.Net == "host" && !sb.Shares("net") {
-		sb.Share = append(sb.Share, "net")
-	} else if sb.Shares("net") && f.Net != "none" && f.Net != "host" {
-		return nil, usagef("--net %s and --share net cannot be used together", f.Net)
-	}
-	if sb.Shares("net") {
-		r.Net = "host"
-	}
-	if len(f.Publish) > 0 && (r.Net == "none" || r.Net == "host") {
-		return nil, usagef("--publish needs --net pasta or --net slirp4netns (the sandbox has no network to publish from)")
-	}
-	if f.AllowHostLoopback && (r.Net == "none" || r.Net == "host") {
-		return nil, usagef("--allow-host-loopback needs --net pasta or --net slirp4netns")
-	}
-	sb.Extra.NetMode = r.Net
 
 	// Environment: inherited unless --clearenv; --env wins.
 	if !f.ClearEnv {
@@ -236,51 +210,8 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 		}
 	}
 
-	// File system.
-	sb.Rootfs = rootfs.Spec{
-		NewPID: !sb.Shares("pid"), NewNet: !sb.Shares("net"),
-		NewIPC: !sb.Shares("ipc"), NewCgroup: !sb.Shares("cgroup"),
-		TTYGID: -1,
-	}
-	sb.Workdir = "/"
-	if !f.NoCwd && env.Cwd != "" && env.Cwd != "/" {
-		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindBind, Src: env.Cwd, Dst: env.Cwd})
-		sb.Workdir = env.Cwd
-	}
-	addBinds := func(flag string, vals []string, kind rootfs.Kind) error {
-		for _, v := range vals {
-			src, dst, err := rootfs.ParseBind(v)
-			if err != nil {
-				return usagef("--%s: %v", flag, err)
-			}
-			if !filepath.IsAbs(src) {
-				src = filepath.Join(env.Cwd, src)
-			}
-			if _, err := os.Stat(src); err != nil {
-				return usagef("--%s: source %s: %v", flag, src, errors.Unwrap(err))
-			}
-			sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: kind, Src: filepath.Clean(src), Dst: dst})
-		}
-		return nil
-	}
-	if err := addBinds("bind", f.Binds, rootfs.KindBind); err != nil {
+	if err := f.FS.apply(fs, r, env); err != nil {
 		return nil, err
-	}
-	if err := addBinds("ro-bind", f.ROBinds, rootfs.KindROBind); err != nil {
-		return nil, err
-	}
-	for _, v := range f.Tmpfs {
-		dst, size, err := rootfs.ParseTmpfs(v)
-		if err != nil {
-			return nil, usagef("--tmpfs: %v", err)
-		}
-		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindTmpfs, Dst: dst, Size: size})
-	}
-	if fs.Changed("workdir") {
-		if !filepath.IsAbs(f.Workdir) {
-			return nil, usagef("--workdir: %q must be an absolute path", f.Workdir)
-		}
-		sb.Workdir = filepath.Clean(f.Workdir)
 	}
 	if f.Hostname != "" && sb.Hostname != "" {
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/hostname",

@@ -188,14 +188,11 @@ func Run(r *config.Run) int {
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
 	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if plan.UseHelpers {
-		err = idmap.RunHelpers(mctx, pid, plan.UIDHelper, plan.GIDHelper, plan.UIDMap, plan.GIDMap)
-	} else {
-		err = idmap.WriteDirect(pid, plan.UIDMap, plan.GIDMap, plan.DenySetgroups)
-	}
+	err = plan.Apply(mctx, pid)
 	cancel()
 	if err != nil {
-		errorf("%v", err)
+		// Both helpers' failures, on one line.
+		errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		if hint := idmap.HintFor(err); hint != "" {
 			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
 		}
