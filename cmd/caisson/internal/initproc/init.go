@@ -24,6 +24,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/caisson-sandbox/caisson/slirp"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,6 +85,10 @@ func Main() int {
 	if err := setup(cfg); err != nil {
 		return fail(ExitSetup, "%v", err)
 	}
+	if cfg.Extra.PortChild {
+		// Published ports: the parent asks, this side dials inside the sandbox's network namespace.
+		go slirp.ServeChild(os.NewFile(wire.PortFD, "caisson-ports"))
+	}
 	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	attr := &syscall.SysProcAttr{Setsid: true}
 	if cfg.TTY {
@@ -138,8 +143,8 @@ func setup(cfg *config.Sandbox) error {
 		}
 	}
 	if !cfg.Shares("net") {
-		if err := loopbackUp(); err != nil {
-			return err
+		if err := slirp.BringUpLoopback(); err != nil {
+			return fmt.Errorf("init: %w", err)
 		}
 	}
 	if err := rootfs.Setup(cfg.Rootfs); err != nil {
@@ -149,27 +154,6 @@ func setup(cfg *config.Sandbox) error {
 		if err := newTimeNamespace(cfg.TimeOffsets); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// loopbackUp brings up lo in the sandbox's network namespace.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("init: loopback: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return fmt.Errorf("init: loopback: %w", err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("init: loopback flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("init: bring up lo: %w", err)
 	}
 	return nil
 }

@@ -26,6 +26,8 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/idmap"
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/caisson-sandbox/caisson/slirp"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,11 +158,39 @@ func Run(r *config.Run) int {
 		sb.Rootfs.TTYGID = 5
 	}
 
+	// Network input is checked before anything starts.
+	netMode, err := slirp.ParseMode(r.Net.Mode)
+	if err != nil {
+		return errorf("--net: %v", err)
+	}
+	var publish []slirp.PortSpec
+	for _, p := range r.Net.Publish {
+		spec, err := slirp.ParsePublish(p)
+		if err != nil {
+			return errorf("--publish: %v", err)
+		}
+		publish = append(publish, spec)
+	}
+	if err := slirp.ValidatePublish(publish); err != nil {
+		return errorf("--publish: %v", err)
+	}
+
 	parentSock, initSock, err := wire.Pair()
 	if err != nil {
 		return errorf("%v", err)
 	}
 	defer parentSock.Close()
+	extra := []*os.File{initSock}
+	var portParent *os.File
+	if len(publish) > 0 {
+		var portChild *os.File
+		if portParent, portChild, err = slirp.NewForwarderPair(); err != nil {
+			return errorf("%v", err)
+		}
+		defer portChild.Close()
+		extra = append(extra, portChild) // fd 4 in init
+		sb.Extra.PortChild = true
+	}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{initproc.StageName},
@@ -168,7 +198,7 @@ func Run(r *config.Run) int {
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{initSock},
+		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags:  cloneFlags(sb),
 			AmbientCaps: allCaps(),
@@ -199,6 +229,22 @@ func Run(r *config.Run) int {
 		return abort(ExitSetup)
 	}
 
+	var network *slirp.Network
+	if netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns {
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
+			AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent, Stderr: os.Stderr})
+		cancel()
+		if err != nil {
+			errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+			return abort(ExitSetup)
+		}
+		defer network.Close()
+		addNetworkFiles(sb, network.Guest())
+	} else if netMode == slirp.ModeNone {
+		addNetworkFiles(sb, slirp.GuestConfig{})
+	}
+
 	// Forward every catchable signal from here on; SIGWINCH is the terminal's.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, forwarded()...)
@@ -216,8 +262,18 @@ func Run(r *config.Run) int {
 
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
+	var netExited <-chan error
+	if network != nil {
+		netExited = network.Exited()
+	}
 	for {
 		select {
+		case err := <-netExited:
+			// The sandbox keeps running without a network (its connections fail at once); say why.
+			netExited = nil
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "caisson: network helper exited: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
 		case sig := <-sigs:
 			if sig == unix.SIGWINCH && term != nil {
 				term.resize()
@@ -230,6 +286,19 @@ func Run(r *config.Run) int {
 			}
 			return exitCode(cmd.ProcessState, err)
 		}
+	}
+}
+
+// addNetworkFiles gives the sandbox its own /etc/hosts (with its host name) and, when it has a user-mode network,
+// an /etc/resolv.conf naming the driver's DNS forwarder. Files are bound inside the sandbox only.
+func addNetworkFiles(sb *config.Sandbox, g slirp.GuestConfig) {
+	if sb.Hostname != "" {
+		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/hosts",
+			Data: slirp.Hosts(sb.Hostname, g), Optional: true})
+	}
+	if g.DNS != "" {
+		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/resolv.conf",
+			Data: slirp.ResolvConf(g), Optional: true})
 	}
 }
 
