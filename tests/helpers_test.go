@@ -135,5 +135,3 @@ func mountTable(t testing.TB) string {
 	}
 	return string(b)
 }
-
-

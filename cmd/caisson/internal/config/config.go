@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -87,8 +86,24 @@ func (e *UsageError) Error() string { return e.Msg }
 
 func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
 
-// hostnameRE is RFC 1123 labels: what sethostname accepts and what resolvers expect.
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+// ValidHostname reports whether s is a host name of RFC 1123 labels (letters, digits and inner '-', 1-63 bytes
+// each, separated by '.') and at most 64 bytes, what sethostname accepts and resolvers expect.
+func ValidHostname(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // RunFlags holds the raw values of `caisson run` flags, grouped by area; each group registers its own flags and
 // applies them in its own file (fs.go, net.go).
@@ -174,7 +189,7 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 			return nil, usagef("--hostname and --share uts cannot be used together")
 		}
 	} else {
-		if len(f.Hostname) > 64 || !hostnameRE.MatchString(f.Hostname) {
+		if !ValidHostname(f.Hostname) {
 			return nil, usagef("--hostname: invalid host name %q (letters, digits, '-' and '.', at most 64 bytes)", f.Hostname)
 		}
 		sb.Hostname = f.Hostname

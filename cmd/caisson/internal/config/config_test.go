@@ -145,3 +145,15 @@ func TestTTYWithoutTerminal(t *testing.T) {
 		t.Errorf("-t: %v %+v", err, r)
 	}
 }
+
+func TestValidHostname(t *testing.T) {
+	for s, want := range map[string]bool{
+		"caisson": true, "build-7": true, "a.b.c": true, "A1": true, strings.Repeat("a", 63): true,
+		"": false, "-a": false, "a-": false, "a..b": false, "a/b": false, "a b": false, "é": false,
+		strings.Repeat("a", 64): false, strings.Repeat("a.", 32) + "a": false, "a_b": false,
+	} {
+		if got := ValidHostname(s); got != want {
+			t.Errorf("ValidHostname(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -56,6 +56,15 @@ func Main() int {
 	name := []byte(StageName + "\x00")
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	runtime.KeepAlive(name)
+	// Catch every signal before the command exists (so no SIGCHLD and no forwarded signal is lost). Registering
+	// all signals costs a few milliseconds of round trips inside the Go runtime: do it while waiting for the
+	// parent, and wait for it only before the command starts.
+	sigs := make(chan os.Signal, 128)
+	notified := make(chan struct{})
+	go func() {
+		signal.Notify(sigs)
+		close(notified)
+	}()
 	sock := os.NewFile(wire.InitFD, "caisson-init")
 	unix.CloseOnExec(wire.InitFD)
 	msg, _, err := wire.Recv(sock)
@@ -70,9 +79,6 @@ func Main() int {
 		return fail(ExitSetup, "init: expected a config message, got %q", msg.Type)
 	}
 	cfg := msg.Config
-	// Signals must be caught before the command exists so that no SIGCHLD is missed.
-	sigs := make(chan os.Signal, 128)
-	signal.Notify(sigs)
 	if _, err := unix.Setsid(); err != nil {
 		return fail(ExitSetup, "init: setsid: %v", err)
 	}
@@ -111,6 +117,7 @@ func Main() int {
 		// a group-deny permission, CVE-2014-8989), so no setgroups.
 		attr.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
 	}
+	<-notified
 	pid, code, err := start(cfg, files, attr)
 	if err != nil {
 		return fail(code, "%v", err)
@@ -224,16 +231,19 @@ func start(cfg *config.Sandbox, files []*os.File, attr *syscall.SysProcAttr) (in
 	} else if !filepath.IsAbs(path) {
 		path = filepath.Join(cfg.Workdir, path)
 	}
-	p, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{Dir: cfg.Workdir, Env: cfg.Env, Files: files, Sys: attr})
-	if err != nil {
-		cause := unwrapPath(err)
-		if errors.Is(cause, unix.ENOENT) {
-			return 0, ExitNotFound, fmt.Errorf("%s: %w", name, cause)
-		}
-		return 0, ExitCannotExec, fmt.Errorf("%s: cannot execute: %w", name, cause)
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
 	}
-	pid := p.Pid
-	_ = p.Release() // reaped by supervise with wait4(-1), never through os.Process
+	// syscall.ForkExec rather than os.StartProcess: no pidfd (supervise reaps with wait4(-1)) and so no extra
+	// probing fork on first use, and the fork happens on this locked thread.
+	pid, err := syscall.ForkExec(path, cfg.Args, &syscall.ProcAttr{Dir: cfg.Workdir, Env: cfg.Env, Files: fds, Sys: attr})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return 0, ExitNotFound, fmt.Errorf("%s: %w", name, err)
+		}
+		return 0, ExitCannotExec, fmt.Errorf("%s: cannot execute: %w", name, err)
+	}
 	return pid, 0, nil
 }
 

@@ -138,6 +138,15 @@ func mappedInside(maps []idmap.Mapping, inside uint32) bool {
 // Run runs a sandbox and returns the exit code for the caisson process.
 func Run(r *config.Run) int {
 	ctx := context.Background()
+	// Forward every catchable signal once the sandbox runs; SIGWINCH is the terminal's. Registering them costs a
+	// few milliseconds inside the Go runtime, so it runs alongside the setup and is awaited before the config is
+	// sent. Until then a signal has its default effect on caisson, and init dies with it.
+	sigs := make(chan os.Signal, 64)
+	notified := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwarded()...)
+		close(notified)
+	}()
 	caller := CurrentCaller()
 	plan, err := NewPlan(ctx, r.MapMode, caller)
 	if err != nil {
@@ -245,11 +254,8 @@ func Run(r *config.Run) int {
 		addNetworkFiles(sb, slirp.GuestConfig{})
 	}
 
-	// Forward every catchable signal from here on; SIGWINCH is the terminal's.
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs, forwarded()...)
-	defer signal.Stop(sigs)
 
+	<-notified
 	if err := wire.Send(parentSock, wire.Message{Type: "config", Config: sb}); err != nil {
 		errorf("send configuration to the sandbox: %v", err)
 		return abort(ExitSetup)
