@@ -254,7 +254,6 @@ func Run(r *config.Run) int {
 		addNetworkFiles(sb, slirp.GuestConfig{})
 	}
 
-
 	<-notified
 	if err := wire.Send(parentSock, wire.Message{Type: "config", Config: sb}); err != nil {
 		errorf("send configuration to the sandbox: %v", err)
