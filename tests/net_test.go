@@ -1,0 +1,370 @@
+package tests
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+)
+
+// Traffic in these tests goes only to 127.0.0.1 on the host and, from inside a sandbox, to the sandbox's own
+// gateway/DNS addresses (which the drivers map to the host) and its own loopback. Every wait is bounded.
+
+var netModes = []string{"pasta", "slirp4netns"}
+
+func requireNet(t *testing.T, mode string) {
+	t.Helper()
+	requireSandbox(t)
+	testenv.RequireTun(t)
+	testenv.RequireCommand(t, mode)
+	testenv.RequireCommand(t, "socat")
+}
+
+// hostListener accepts TCP connections on the host's 127.0.0.1 and counts them.
+type hostListener struct {
+	ln       net.Listener
+	accepted chan struct{}
+}
+
+func listenHost(t *testing.T) *hostListener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostListener{ln: ln, accepted: make(chan struct{}, 100)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.accepted <- struct{}{}
+			io.WriteString(c, "host-secret\n")
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return h
+}
+
+func (h *hostListener) port() int { return h.ln.Addr().(*net.TCPAddr).Port }
+
+// probeScript tries a TCP connection to each address from inside and prints OPEN or CLOSED per address.
+func probeScript(port int, addrs ...string) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "if out=$(socat -T2 - TCP4:%s:%d,connect-timeout=2 </dev/null 2>/dev/null) && [ -n \"$out\" ]; then echo OPEN-%s; else echo CLOSED-%s; fi; ", a, port, a, a)
+	}
+	return b.String()
+}
+
+// Closed by default: no host loopback service is reachable through the gateway, the DNS address or the
+// sandbox's own 127.0.0.1 (catalogue N2, N3; the old-pasta hole); --allow-host-loopback opens the gateway only.
+func TestNetHostLoopbackIsolation(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			h := listenHost(t)
+			out := mustRun(t, "run", "--net", mode, "--", "sh", "-c", probeScript(h.port(), "10.0.2.2", "10.0.2.3", "127.0.0.1"))
+			for _, a := range []string{"10.0.2.2", "10.0.2.3", "127.0.0.1"} {
+				if !strings.Contains(out, "CLOSED-"+a) {
+					t.Errorf("host loopback reachable through %s: %q", a, out)
+				}
+			}
+			if n := len(h.accepted); n != 0 {
+				t.Errorf("the host listener accepted %d connections from the sandbox", n)
+			}
+			out = mustRun(t, "run", "--net", mode, "--allow-host-loopback", "--", "sh", "-c",
+				probeScript(h.port(), "host.caisson.internal", "127.0.0.1")+"grep host.caisson.internal /etc/hosts")
+			if !strings.Contains(out, "OPEN-host.caisson.internal") || !strings.Contains(out, "CLOSED-127.0.0.1") {
+				t.Errorf("--allow-host-loopback: want the host reachable as host.caisson.internal only: %q", out)
+			}
+		})
+	}
+}
+
+// DNS goes to the driver's forwarder; /etc/hosts carries the host name.
+func TestNetResolvConf(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			out := mustRun(t, "run", "--net", mode, "--hostname", "web-1", "--", "sh", "-c", "cat /etc/resolv.conf /etc/hosts; ip -o -4 addr show; ip route")
+			for _, want := range []string{"nameserver 10.0.2.3", "web-1", "default via 10.0.2.2"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("want %q in %q", want, out)
+				}
+			}
+		})
+	}
+	requireSandbox(t)
+	out := mustRun(t, "run", "--hostname", "solo", "--", "cat", "/etc/hosts")
+	if !strings.Contains(out, "solo") || !strings.Contains(out, "localhost") {
+		t.Errorf("--net none /etc/hosts: %q", out)
+	}
+}
+
+// startServer runs a sandbox in the background and waits until its published port answers.
+func startServer(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin(t), args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
+}
+
+// dialRead connects to 127.0.0.1:port (retrying for up to 5 s while the sandbox starts) and returns the first line.
+func dialRead(t *testing.T, port int) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil {
+				return strings.TrimSpace(line)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("127.0.0.1:%d never answered: %v", port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Published TCP ports; two sandboxes both listening on :80 (the seed's Question 2).
+func TestNetPublishTCP(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			p1, p2 := freePort(t, "tcp"), freePort(t, "tcp")
+			for i, p := range []int{p1, p2} {
+				startServer(t, "run", "--net", mode, "-p", fmt.Sprintf("%d:80", p), "--", "socat",
+					"TCP-LISTEN:80,fork,reuseaddr", fmt.Sprintf("SYSTEM:echo sandbox-%d", i+1))
+			}
+			if got := dialRead(t, p1); got != "sandbox-1" {
+				t.Errorf("port %d: %q", p1, got)
+			}
+			if got := dialRead(t, p2); got != "sandbox-2" {
+				t.Errorf("port %d: %q", p2, got)
+			}
+		})
+	}
+}
+
+// Published UDP ports.
+func TestNetPublishUDP(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			p := freePort(t, "udp")
+			startServer(t, "run", "--net", mode, "-p", fmt.Sprintf("%d:5353/udp", p), "--", "socat",
+				"UDP4-RECVFROM:5353,fork", "SYSTEM:echo udp-reply")
+			c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			for i := 0; i < 50; i++ { // the sandbox may still be starting: bounded retries, 100-200 ms apart
+				c.Write([]byte("ping\n"))
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				n, err := c.Read(buf)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				if got := strings.TrimSpace(string(buf[:n])); got != "udp-reply" {
+					t.Fatalf("got %q", got)
+				}
+				return
+			}
+			t.Fatalf("no UDP reply through 127.0.0.1:%d", p)
+		})
+	}
+}
+
+// Bad network input: one caisson: line, exit 125, nothing left running.
+func TestNetBadInput(t *testing.T) {
+	requireSandbox(t)
+	busy, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().(*net.TCPAddr).Port
+	before := helperCount(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown mode", []string{"--net", "bridge"}, "--net"},
+		{"malformed publish", []string{"--net", "slirp4netns", "-p", "80"}, "--publish"},
+		{"bad port", []string{"--net", "slirp4netns", "-p", "99999:80"}, "--publish"},
+		{"bad proto", []string{"--net", "pasta", "-p", "8080:80/sctp"}, "--publish"},
+		{"duplicate publish", []string{"--net", "slirp4netns", "-p", "18081:80", "-p", "18081:81"}, "--publish"},
+		{"host port taken", []string{"--net", "slirp4netns", "-p", fmt.Sprintf("%d:80", taken)}, strconv.Itoa(taken)},
+		{"privileged host port", []string{"--net", "pasta", "-p", "80:80"}, "80"},
+		{"publish with none", []string{"-p", "18082:80"}, "--publish"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := caisson(t, append(append([]string{"run"}, tc.args...), "--", "true")...)
+			if r.code != 125 || !strings.HasPrefix(r.stderr, "caisson: ") || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want exit 125 and one caisson: line naming %q, got %d %q", tc.want, r.code, r.stderr)
+			}
+		})
+	}
+	if after := helperCount(t); after != before {
+		t.Errorf("network helpers left running: %d before, %d after", before, after)
+	}
+}
+
+// helperCount counts the caller's pasta and slirp4netns processes.
+func helperCount(t *testing.T) int {
+	t.Helper()
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		c := strings.TrimSpace(string(b))
+		if strings.HasPrefix(c, "passt") || c == "pasta" || c == "slirp4netns" {
+			if st, err := os.Stat("/proc/" + e.Name()); err == nil && st.Sys().(*syscall.Stat_t).Uid == uint32(os.Getuid()) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// childOf returns the pid of a child of parent whose comm starts with prefix, waiting up to 5 s.
+func childOf(t *testing.T, parent int, prefixes ...string) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", parent))
+		var kids []string
+		for _, tk := range tasks {
+			c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", parent, tk.Name()))
+			kids = append(kids, strings.Fields(string(c))...)
+		}
+		kids = append(kids, strings.Fields(string(b))...)
+		for _, k := range kids {
+			comm, _ := os.ReadFile("/proc/" + k + "/comm")
+			for _, p := range prefixes {
+				if strings.HasPrefix(strings.TrimSpace(string(comm)), p) {
+					n, _ := strconv.Atoi(k)
+					return n
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no child %v of %d appeared", prefixes, parent)
+	return 0
+}
+
+// No helper outlives its sandbox: normal exit, SIGKILL of caisson, SIGKILL of the helper (catalogue R22-R24).
+func TestNetNoLeakedHelpers(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			before := helperCount(t)
+			mustRun(t, "run", "--net", mode, "-p", fmt.Sprintf("%d:80", freePort(t, "tcp")), "--", "true")
+			waitHelpers(t, before)
+
+			// SIGKILL of caisson.
+			cmd := exec.Command(bin(t), "run", "--net", mode, "--", "sleep", "30")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			childOf(t, cmd.Process.Pid, "passt", "pasta", "slirp4netns")
+			cmd.Process.Kill()
+			cmd.Wait()
+			waitHelpers(t, before)
+
+			// SIGKILL of the helper: caisson says so, the sandbox's network fails fast, nothing is left.
+			cmd = exec.Command(bin(t), "run", "--net", mode, "--", "sh", "-c",
+				"echo up; sleep 1.5; if socat -T2 - TCP4:10.0.2.2:9,connect-timeout=2 </dev/null 2>/dev/null; then echo still-up; else echo net-down; fi")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			helper := childOf(t, cmd.Process.Pid, "passt", "pasta", "slirp4netns")
+			rd := bufio.NewReader(out)
+			if line, err := rd.ReadString('\n'); line != "up\n" {
+				t.Fatalf("sandbox did not start: %q %v %s", line, err, stderr.String())
+			}
+			syscall.Kill(helper, syscall.SIGKILL)
+			start := time.Now()
+			got, _ := io.ReadAll(rd)
+			cmd.Wait()
+			if !strings.Contains(stderr.String(), "caisson: network helper exited") {
+				t.Errorf("caisson did not report the helper's death: %q", stderr.String())
+			}
+			if !strings.Contains(string(got), "net-down") || time.Since(start) > 8*time.Second {
+				t.Errorf("want the network to fail fast after the helper died: %q after %v", got, time.Since(start))
+			}
+			waitHelpers(t, before)
+		})
+	}
+}
+
+func waitHelpers(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for helperCount(t) > want {
+		if time.Now().After(deadline) {
+			t.Fatalf("network helpers left running: %d, want %d", helperCount(t), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
