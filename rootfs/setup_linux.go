@@ -43,11 +43,13 @@ func (e *MountError) Unwrap() error { return e.Err }
 
 // builder carries the state of one Setup call.
 type builder struct {
-	spec   Spec
-	srcs   map[int]int // Ops index -> detached clone of its host source, opened before anything is mounted
-	root   string // path of the new root while it is being built
-	rootfd int    // O_PATH fd of the new root, the anchor of every in-root resolution
-	files  int    // counter for generated files on the base tmpfs
+	spec    Spec
+	srcs    map[int]int // Ops index -> detached clone of its host source, opened before anything is mounted
+	root    string      // path of the new root while it is being built
+	rootfd  int         // O_PATH fd of the new root, the anchor of every in-root resolution
+	files   int         // counter for generated files on the base tmpfs
+	persist int         // O_PATH fd of the --persist directory, or -1
+	skels   int         // counter for directory skeletons
 }
 
 // Setup builds the sandbox's root and pivots into it. It must run in a fresh mount namespace (and, for /proc, as a
@@ -59,23 +61,20 @@ func Setup(s Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return &MountError{Op: "make private", Target: "/", Err: err}
 	}
-	// Clone the host's tree before anything is mounted over it, and make the whole clone read-only in one call.
-	tree, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}, persist: -1, rootfd: -1}
+	defer b.closeSources()
+	// Open every host path before anything is mounted over it (baseDir is covered next): the root's tree, the
+	// --persist directory and the bind sources.
+	tree, err := b.openRootTree()
 	if err != nil {
-		return &MountError{Op: "clone tree", Source: "/", Err: err}
+		return err
 	}
 	defer unix.Close(tree)
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
-		return &MountError{Op: "make read-only", Source: "/", Err: err}
-	}
-	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}}
-	// Clone every bind source now, while the host's paths are all still visible (baseDir is covered next).
-	defer func() {
-		for _, fd := range b.srcs {
-			unix.Close(fd)
+	if s.Persist != "" {
+		if err := b.openPersist(); err != nil {
+			return err
 		}
-	}()
+	}
 	for i, op := range s.Ops {
 		if op.Kind != KindBind && op.Kind != KindROBind {
 			continue
@@ -92,16 +91,20 @@ func Setup(s Spec) error {
 	if err := unix.Mount("caisson", baseDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
 		return &MountError{Op: "mount tmpfs", Target: baseDir, Err: err}
 	}
-	if err := os.Mkdir(b.root, 0o755); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
+	if s.Overlay || s.Persist != "" {
+		err = b.overlayRoot(tree)
+	} else {
+		err = b.plainRoot(tree)
 	}
-	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, b.root, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return &MountError{Op: "attach tree", Source: "/", Target: b.root, Err: err}
-	}
-	if b.rootfd, err = unix.Open(b.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-		return fmt.Errorf("rootfs: open new root: %w", err)
+	if err != nil {
+		return err
 	}
 	defer unix.Close(b.rootfd)
+	if s.Root != "" {
+		if err := b.checkMountpoints(); err != nil {
+			return err
+		}
+	}
 
 	for _, step := range []func() error{b.proc, b.dev, b.tmp, b.sys} {
 		if err := step(); err != nil {
@@ -119,11 +122,75 @@ func Setup(s Spec) error {
 	return b.pivot()
 }
 
+// closeSources closes the pre-opened bind sources and the --persist directory (its lock stays held).
+func (b *builder) closeSources() {
+	for _, fd := range b.srcs {
+		unix.Close(fd)
+	}
+	if b.persist >= 0 {
+		unix.Close(b.persist)
+	}
+}
+
+// openRootTree clones the tree that becomes the root (the host's / or --rootfs) with its sub-mounts, and sets its
+// mount attributes in one call: the host view is read-only, nosuid and nodev; --rootfs is nosuid and nodev, and
+// read-only with --read-only or when it is only the lower layer of an overlay.
+func (b *builder) openRootTree() (int, error) {
+	src := "/"
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if b.spec.Root != "" {
+		src = b.spec.Root
+		if !b.spec.ReadOnly && !b.spec.Overlay && b.spec.Persist == "" {
+			attr.Attr_set &^= unix.MOUNT_ATTR_RDONLY
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(src, &st); err != nil {
+			return -1, &MountError{Op: "open rootfs", Source: src, Err: err}
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return -1, &MountError{Op: "open rootfs", Source: src, Err: unix.ENOTDIR}
+		}
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, &MountError{Op: "clone tree", Source: src, Err: err}
+	}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(tree)
+		return -1, &MountError{Op: "set mount attributes", Source: src, Err: err}
+	}
+	return tree, nil
+}
+
+// plainRoot attaches the cloned tree as the new root.
+func (b *builder) plainRoot(tree int) error {
+	if err := os.Mkdir(b.root, 0o755); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, b.root, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return &MountError{Op: "attach tree", Target: b.root, Err: err}
+	}
+	return b.openRoot()
+}
+
+// openRoot opens the new root, the anchor of every in-root resolution.
+func (b *builder) openRoot() error {
+	fd, err := unix.Open(b.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("rootfs: open new root: %w", err)
+	}
+	b.rootfd = fd
+	return nil
+}
+
 // proc mounts a fresh procfs (new PID namespace) and applies the read-only paths; with a shared PID namespace the
 // host's /proc from the read-only clone stays.
 func (b *builder) proc() error {
 	if !b.spec.NewPID {
-		return nil
+		if b.spec.Root != "" {
+			return b.bindHost("/proc", "/proc", true, true)
+		}
+		return nil // the host's /proc is in the read-only clone
 	}
 	return b.mountFS("proc", "/proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 }
@@ -203,10 +270,13 @@ func (b *builder) tmp() error {
 
 // sys mounts a fresh read-only sysfs when the network namespace is new (so /sys/class/net shows the sandbox's own
 // interfaces) and a read-only cgroup2 when the cgroup namespace is new. If the kernel refuses, the host's sysfs
-// stays visible read-only from the clone.
+// stays visible read-only (from the clone, or bound read-only into a --rootfs).
 func (b *builder) sys() error {
 	ro := uint(unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC)
 	if !b.spec.NewNet || b.mountFS("sysfs", "/sys", nil, ro) != nil {
+		if b.spec.Root != "" {
+			return b.bindHost("/sys", "/sys", true, true)
+		}
 		return nil
 	}
 	if b.spec.NewCgroup {
@@ -416,7 +486,11 @@ func (b *builder) resolve(p string) (int, error) {
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	}
-	fd, err := unix.Openat2(b.rootfd, strings.TrimPrefix(p, "/"), &how)
+	rel := strings.TrimLeft(p, "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(b.rootfd, rel, &how)
 	if err != nil {
 		return -1, &MountError{Op: "resolve", Target: p, Err: err}
 	}
@@ -471,10 +545,38 @@ func (b *builder) ensureDepth(dst string, dir bool, depth int) error {
 	}
 	if errors.Is(err, unix.EROFS) {
 		return &MountError{Op: "create mount point", Target: dst,
-			Err: errors.New("it does not exist and its parent is on the read-only host view (mount a --tmpfs on a parent first)")}
+			Err: errors.New("it does not exist and its parent is read-only (the host view or --read-only; mount a --tmpfs on a parent first, or use --overlay)")}
 	}
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return &MountError{Op: "create mount point", Target: dst, Err: err}
+	}
+	return nil
+}
+
+// checkMountpoints vets the directories of a --rootfs that caisson mounts file systems on: a symlink there is
+// refused (runc CVE-2019-19921 class; it could never leave the root, but the mount would not be where the tree says),
+// and a missing one is created when the root is writable.
+func (b *builder) checkMountpoints() error {
+	for _, name := range []string{"proc", "dev", "sys", "tmp", "run"} {
+		var st unix.Stat_t
+		err := unix.Fstatat(b.rootfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			err = unix.Mkdirat(b.rootfd, name, 0o755)
+			if errors.Is(err, unix.EROFS) {
+				return fmt.Errorf("rootfs: %s/%s is missing and the root is read-only (create the directory, or drop --read-only)",
+					b.spec.Root, name)
+			} else if err != nil {
+				return &MountError{Op: "create mount point", Target: "/" + name, Err: err}
+			}
+		case err != nil:
+			return &MountError{Op: "stat", Target: "/" + name, Err: err}
+		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+			return fmt.Errorf("rootfs: %s/%s is a symlink: refused (caisson mounts a file system there, it must be a directory)",
+				b.spec.Root, name)
+		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+			return fmt.Errorf("rootfs: %s/%s is not a directory", b.spec.Root, name)
+		}
 	}
 	return nil
 }

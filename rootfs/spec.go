@@ -56,6 +56,18 @@ type Spec struct {
 	NewCgroup bool `json:"new_cgroup"`
 	// TTYGID is the group id, inside, that owns new ptys (5 when the tty group is mapped), or -1 to leave it out.
 	TTYGID int `json:"tty_gid"`
+	// Root is the host directory that becomes the sandbox's root (--rootfs), or "" for the read-only view of the
+	// host's own tree. It is mounted nosuid and nodev, read-write unless ReadOnly.
+	Root string `json:"root,omitempty"`
+	// ReadOnly makes Root read-only (--read-only).
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Overlay makes the root (the host view or Root) writable through overlayfs: one overlay per visible mount,
+	// each with its own upper layer (--overlay).
+	Overlay bool `json:"overlay,omitempty"`
+	// OverlaySize bounds the tmpfs holding the upper layers, in bytes (0: the tmpfs default, half the RAM).
+	OverlaySize int64 `json:"overlay_size,omitempty"`
+	// Persist is the host directory holding the upper layers instead of a tmpfs (--persist); it implies Overlay.
+	Persist string `json:"persist,omitempty"`
 }
 
 // MaskedPaths are kernel files and directories hidden from the sandbox (runc's list): files are covered by
@@ -166,6 +178,11 @@ func ParseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("size %q is too large", v)
 	}
 	return n * mult, nil
+}
+
+// EscapeBind escapes a path for use as one side of a --bind or --ro-bind value: '\\' and ':' get a backslash.
+func EscapeBind(p string) string {
+	return strings.NewReplacer(`\`, `\\`, ":", `\:`).Replace(p)
 }
 
 // splitEscaped splits s on sep, honouring backslash escapes of sep and of the backslash itself.

@@ -5,6 +5,7 @@
 //
 //	caisson run [flags] [--] COMMAND [ARG...]
 //	caisson doctor [--json]
+//	caisson inspect [--json]
 //	caisson idmap [--user NAME|UID] [--map MODE] [--json]
 //	caisson version
 //
@@ -23,6 +24,8 @@ import (
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/doctor"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/imagecmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/idmap"
@@ -54,7 +57,10 @@ const usage = `caisson: a rootless Linux sandbox
 Usage:
   caisson run [flags] [--] COMMAND [ARG...]   run COMMAND in a new sandbox
   caisson doctor [--json]                     check this host's prerequisites and how to fix them
+  caisson inspect [--json]                    inside a sandbox: show the isolation in force
   caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
+  caisson diff DIR [--json]                   list what sandboxes changed in a --persist DIR (A/C/D lines)
+  caisson rootfs unpack ARCHIVE DIR           unpack an OCI layout/tar or docker-save archive into DIR
   caisson version                             print the version
 
 Run 'caisson run --help' for the run flags.
@@ -70,8 +76,14 @@ func cliMain(args []string) int {
 		return runMain(args[1:])
 	case "doctor":
 		return doctor.Main(args[1:])
+	case "inspect":
+		return harden.InspectMain(args[1:])
 	case "idmap":
 		return idmapMain(args[1:])
+	case "diff":
+		return imagecmd.DiffMain(args[1:])
+	case "rootfs":
+		return imagecmd.RootfsMain(args[1:])
 	case "version", "--version":
 		fmt.Printf("caisson %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -79,7 +91,7 @@ func cliMain(args []string) int {
 		fmt.Print(usage)
 		return 0
 	}
-	return usagef("unknown command %q (want run, doctor, idmap or version)", args[0])
+	return usagef("unknown command %q (want run, doctor, inspect, idmap or version)", args[0])
 }
 
 func usagef(format string, a ...any) int {
@@ -88,6 +100,8 @@ func usagef(format string, a ...any) int {
 }
 
 func runMain(args []string) int {
+	// The background half of `run -d` forgets its marker before the sandbox's environment is read.
+	detached := parent.IsDetachedSupervisor()
 	// Descriptors leaked to caisson by its own caller must not reach the sandbox (CVE-2024-21626 class).
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	env := config.Environment{Env: os.Environ(), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
@@ -105,6 +119,9 @@ func runMain(args []string) int {
 	}
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if r.Life.Detach && !detached {
+		return parent.Detach()
 	}
 	return parent.Run(r)
 }

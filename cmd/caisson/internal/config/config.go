@@ -48,6 +48,7 @@ type Sandbox struct {
 	UID         uint32       `json:"uid"` // uid and gid the command runs as, inside
 	GID         uint32       `json:"gid"`
 	Extra       ExtraOptions `json:"extra"`
+	Security    Security     `json:"security"` // hardening applied to the command (sec.go)
 }
 
 // ExtraOptions are the network and hardening settings init applies.
@@ -77,6 +78,8 @@ type Run struct {
 	Cwd string
 	// Net is the network setup the parent performs.
 	Net NetPlan
+	// Life is the naming, detaching and joining of the sandbox.
+	Life LifePlan
 }
 
 // UsageError is a bad flag or argument: the caller prints it and exits 125.
@@ -113,6 +116,8 @@ type RunFlags struct {
 	ClearEnv, TTY                    bool
 	FS                               FSFlags
 	Net                              NetFlags
+	Sec                              SecFlags
+	Life                             LifeFlags
 }
 
 // NewRunFlagSet defines the flags of `caisson run` on a new FlagSet bound to f.
@@ -128,6 +133,8 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
 	f.FS.register(fs)
 	f.Net.register(fs)
+	f.Sec.register(fs)
+	f.Life.register(fs)
 	return fs
 }
 
@@ -194,6 +201,9 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 		}
 		sb.Hostname = f.Hostname
 	}
+	if err := f.Life.apply(fs, r); err != nil {
+		return nil, err
+	}
 	if err := f.Net.apply(r); err != nil {
 		return nil, err
 	}
@@ -225,6 +235,9 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 		}
 	}
 
+	if err := f.Sec.apply(fs, r); err != nil {
+		return nil, err
+	}
 	if err := f.FS.apply(fs, r, env); err != nil {
 		return nil, err
 	}

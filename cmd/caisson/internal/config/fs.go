@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/spf13/pflag"
@@ -14,6 +15,9 @@ type FSFlags struct {
 	Workdir               string
 	Binds, ROBinds, Tmpfs []string
 	NoCwd                 bool
+	Rootfs, Persist       string
+	OverlaySize           string
+	ReadOnly, Overlay     bool
 }
 
 func (f *FSFlags) register(fs *pflag.FlagSet) {
@@ -22,6 +26,11 @@ func (f *FSFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.ROBinds, "ro-bind", nil, "bind-mount SRC[:DST] read-only (repeatable)")
 	fs.StringArrayVar(&f.Tmpfs, "tmpfs", nil, "mount an empty tmpfs at DST[:size=N] (repeatable)")
 	fs.BoolVar(&f.NoCwd, "no-cwd", false, "do not bind the current directory read-write into the sandbox")
+	fs.StringVar(&f.Rootfs, "rootfs", "", "use DIR as the root instead of the read-only host view (read-write; the current directory is not bound)")
+	fs.BoolVar(&f.ReadOnly, "read-only", false, "with --rootfs: mount DIR read-only")
+	fs.BoolVar(&f.Overlay, "overlay", false, "make the root writable through overlayfs; the changes vanish with the sandbox")
+	fs.StringVar(&f.OverlaySize, "overlay-size", "", "with --overlay: room for the changes, N bytes with k, m or g (default: half the RAM)")
+	fs.StringVar(&f.Persist, "persist", "", "keep the overlay's changes in DIR (created if missing) for later runs (implies --overlay)")
 }
 
 // apply builds the sandbox's rootfs.Spec and working directory.
@@ -32,8 +41,11 @@ func (f *FSFlags) apply(fs *pflag.FlagSet, r *Run, env Environment) error {
 		NewIPC: !sb.Shares("ipc"), NewCgroup: !sb.Shares("cgroup"),
 		TTYGID: -1,
 	}
+	if err := f.applyRoot(&sb.Rootfs, env); err != nil {
+		return err
+	}
 	sb.Workdir = "/"
-	if !f.NoCwd && env.Cwd != "" && env.Cwd != "/" {
+	if !f.NoCwd && f.Rootfs == "" && env.Cwd != "" && env.Cwd != "/" {
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindBind, Src: env.Cwd, Dst: env.Cwd})
 		sb.Workdir = env.Cwd
 	}
@@ -66,6 +78,13 @@ func (f *FSFlags) apply(fs *pflag.FlagSet, r *Run, env Environment) error {
 		}
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindTmpfs, Dst: dst, Size: size})
 	}
+	if f.Rootfs != "" {
+		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/hosts", Optional: true,
+			Data: []byte(hostsFile(sb.Hostname))})
+		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+			sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/resolv.conf", Optional: true, Data: b})
+		}
+	}
 	if fs.Changed("workdir") {
 		if !filepath.IsAbs(f.Workdir) {
 			return usagef("--workdir: %q must be an absolute path", f.Workdir)
@@ -73,4 +92,72 @@ func (f *FSFlags) apply(fs *pflag.FlagSet, r *Run, env Environment) error {
 		sb.Workdir = filepath.Clean(f.Workdir)
 	}
 	return nil
+}
+
+// applyRoot validates --rootfs, --read-only, --overlay, --overlay-size and --persist into the Spec.
+func (f *FSFlags) applyRoot(spec *rootfs.Spec, env Environment) error {
+	abs := func(p string) string {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(env.Cwd, p)
+		}
+		return filepath.Clean(p)
+	}
+	if f.Rootfs != "" {
+		dir := abs(f.Rootfs)
+		st, err := os.Stat(dir)
+		if err != nil {
+			return usagef("--rootfs: %s: %v", dir, errors.Unwrap(err))
+		}
+		if !st.IsDir() {
+			return usagef("--rootfs: %s is not a directory", dir)
+		}
+		d, err := os.Open(dir)
+		if err != nil {
+			return usagef("--rootfs: %s: %v", dir, errors.Unwrap(err))
+		}
+		d.Close()
+		spec.Root = dir
+	}
+	if f.ReadOnly {
+		if f.Rootfs == "" {
+			return usagef("--read-only needs --rootfs (the host view is read-only already)")
+		}
+		if f.Overlay || f.Persist != "" {
+			return usagef("--read-only and --overlay/--persist cannot be used together")
+		}
+		spec.ReadOnly = true
+	}
+	if f.Persist != "" {
+		p := abs(f.Persist)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return usagef("--persist: %s is not a directory", p)
+		} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return usagef("--persist: %s: %v", p, errors.Unwrap(err))
+		}
+		if spec.Root != "" && (p == spec.Root || strings.HasPrefix(p, spec.Root+"/")) {
+			return usagef("--persist: %s is inside the --rootfs directory", p)
+		}
+		spec.Persist = p
+	}
+	spec.Overlay = f.Overlay || f.Persist != ""
+	if f.OverlaySize != "" {
+		if !f.Overlay || f.Persist != "" {
+			return usagef("--overlay-size needs --overlay without --persist (the changes then live on the host's disk)")
+		}
+		n, err := rootfs.ParseSize(f.OverlaySize)
+		if err != nil {
+			return usagef("--overlay-size: %v", err)
+		}
+		spec.OverlaySize = n
+	}
+	return nil
+}
+
+// hostsFile is the /etc/hosts given to a --rootfs: loopback names and the sandbox's host name.
+func hostsFile(hostname string) string {
+	s := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if hostname != "" {
+		s += "127.0.1.1\t" + hostname + "\n"
+	}
+	return s
 }

@@ -37,13 +37,15 @@ func (f *NetFlags) apply(r *Run) error {
 	} else if sb.Shares("net") && mode != "none" && mode != "host" {
 		return usagef("--net %s and --share net cannot be used together", mode)
 	}
-	if sb.Shares("net") {
+	if contains(r.Life.JoinNS, "net") {
+		mode = "joined"
+	} else if sb.Shares("net") {
 		mode = "host"
 	}
-	if len(f.Publish) > 0 && (mode == "none" || mode == "host") {
+	if len(f.Publish) > 0 && (mode == "none" || mode == "host" || mode == "joined") {
 		return usagef("--publish needs --net pasta or --net slirp4netns (the sandbox has no network to publish from)")
 	}
-	if f.AllowHostLoopback && (mode == "none" || mode == "host") {
+	if f.AllowHostLoopback && (mode == "none" || mode == "host" || mode == "joined") {
 		return usagef("--allow-host-loopback needs --net pasta or --net slirp4netns")
 	}
 	r.Net = NetPlan{Mode: mode, Publish: f.Publish, AllowHostLoopback: f.AllowHostLoopback}

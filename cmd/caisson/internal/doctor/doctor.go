@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/slirp"
@@ -138,6 +139,7 @@ func Run(ctx context.Context) *Report {
 		add(netCheck(slirp.Detect(m)))
 	}
 	add(cgroupCheck())
+	add(landlockCheck())
 	r.RunWorks = true
 	for _, c := range r.Checks {
 		if c.Status == Fail {
@@ -368,4 +370,22 @@ func ProbeMain() int {
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 	return 0
+}
+
+// landlockCheck reports the kernel's Landlock ABI (--landlock needs 3; its strict-mode scopes need 6).
+func landlockCheck() Check {
+	abi, err := harden.LandlockABI()
+	c := Check{Name: "landlock", Status: OK, Detail: fmt.Sprintf("ABI %d", abi)}
+	switch {
+	case err != nil:
+		c.Status, c.Detail = Warn, fmt.Sprintf("unavailable (%v): --landlock works only as --landlock=best-effort, which then restricts nothing", err)
+		c.Fix = "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and landlock in lsm= (Linux 5.13+)"
+	case abi < 3:
+		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock needs ABI 3 (truncate); only --landlock=best-effort works", abi)
+		c.Fix = "upgrade the kernel (Linux 6.2+ has ABI 3)"
+	case abi < 6:
+		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock works; with --security strict it needs ABI 6 for socket and signal scoping", abi)
+		c.Fix = "upgrade the kernel (Linux 6.12+ has ABI 6)"
+	}
+	return c
 }

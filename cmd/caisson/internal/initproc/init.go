@@ -22,6 +22,7 @@ import (
 	"unsafe"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
@@ -118,7 +119,10 @@ func Main() int {
 		attr.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
 	}
 	<-notified
-	pid, code, err := start(cfg, files, attr)
+	if err := harden.Apply(cfg, attr); err != nil {
+		return fail(ExitSetup, "%v", err)
+	}
+	pid, code, err := start(cfg, fdsOf(files), attr)
 	if err != nil {
 		return fail(code, "%v", err)
 	}
@@ -128,11 +132,23 @@ func Main() int {
 		}
 	}
 	_ = wire.Send(sock, wire.Message{Type: "ready", PID: pid})
-	status := supervise(pid, sigs)
+	sv := &supervisor{cfg: cfg, sock: sock, main: pid, sigs: sigs, cred: attr.Credential,
+		execs: map[int]string{}, joins: map[int]bool{}}
+	status := sv.run()
 	if cfg.Shares("pid") {
 		killOrphans()
 	}
+	_ = wire.Send(sock, wire.Message{Type: "exit", Status: status})
 	return status
+}
+
+// fdsOf returns the descriptors of files.
+func fdsOf(files []*os.File) []uintptr {
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	return fds
 }
 
 // parentGone reports whether the parent has closed its end of the socket.
@@ -213,7 +229,7 @@ func checkProcfs(f *os.File) error {
 
 // start execs the command and returns its PID. On failure the code tells the caller how to exit: 127 when the
 // command is not found, 126 when it cannot be executed, 125 for caisson's own errors.
-func start(cfg *config.Sandbox, files []*os.File, attr *syscall.SysProcAttr) (int, int, error) {
+func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, int, error) {
 	if st, err := os.Stat(cfg.Workdir); err != nil || !st.IsDir() {
 		if err == nil {
 			err = errors.New("not a directory")
@@ -230,10 +246,6 @@ func start(cfg *config.Sandbox, files []*os.File, attr *syscall.SysProcAttr) (in
 		path = p
 	} else if !filepath.IsAbs(path) {
 		path = filepath.Join(cfg.Workdir, path)
-	}
-	fds := make([]uintptr, len(files))
-	for i, f := range files {
-		fds[i] = f.Fd()
 	}
 	// syscall.ForkExec rather than os.StartProcess: no pidfd (supervise reaps with wait4(-1)) and so no extra
 	// probing fork on first use, and the fork happens on this locked thread.
@@ -277,45 +289,6 @@ func lookPath(name string, env []string) (string, error) {
 		}
 	}
 	return "", exec.ErrNotFound
-}
-
-// supervise forwards signals to the command and reaps every child until the command exits, then returns its
-// status as an exit code (128+N when killed by signal N).
-func supervise(pid int, sigs chan os.Signal) int {
-	for {
-		if code, done := reap(pid); done {
-			return code
-		}
-		sig := (<-sigs).(unix.Signal)
-		switch sig {
-		case unix.SIGCHLD, unix.SIGURG: // SIGURG is the Go runtime's preemption signal
-		default:
-			_ = unix.Kill(pid, sig)
-		}
-	}
-}
-
-// reap collects every exited child without blocking; done is true once the command itself was collected.
-func reap(pid int) (code int, done bool) {
-	for {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || got <= 0 {
-			return code, done
-		}
-		if got == pid {
-			done = true
-			switch {
-			case ws.Exited():
-				code = ws.ExitStatus()
-			case ws.Signaled():
-				code = 128 + int(ws.Signal())
-			}
-		}
-	}
 }
 
 // killOrphans kills and reaps every remaining descendant when the PID namespace is shared with the host (and so

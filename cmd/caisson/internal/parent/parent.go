@@ -23,7 +23,10 @@ import (
 	"time"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
@@ -147,6 +150,9 @@ func Run(r *config.Run) int {
 		signal.Notify(sigs, forwarded()...)
 		close(notified)
 	}()
+	if r.Life.Join != "" {
+		return runJoined(r, sigs, notified)
+	}
 	caller := CurrentCaller()
 	plan, err := NewPlan(ctx, r.MapMode, caller)
 	if err != nil {
@@ -184,6 +190,17 @@ func Run(r *config.Run) int {
 		return errorf("--publish: %v", err)
 	}
 
+	entry, err := createEntry(r)
+	if err != nil {
+		return errorf("%v", err)
+	}
+	defer entry.Remove()
+	if r.Life.Detach {
+		if err := redirectToLog(entry); err != nil {
+			return errorf("%v", err)
+		}
+	}
+
 	parentSock, initSock, err := wire.Pair()
 	if err != nil {
 		return errorf("%v", err)
@@ -201,7 +218,7 @@ func Run(r *config.Run) int {
 		sb.Extra.PortChild = true
 	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
+		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
 		Args:       []string{initproc.StageName},
 		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
 		Stdin:      os.Stdin,
@@ -254,44 +271,61 @@ func Run(r *config.Run) int {
 		addNetworkFiles(sb, slirp.GuestConfig{})
 	}
 
+	entry.Record.InitPID = pid
+	if err := entry.Save(); err != nil {
+		errorf("%v", err)
+		return abort(ExitSetup)
+	}
+	var tty *term.Terminal
+	if sb.TTY {
+		tty = term.New()
+	}
+	sess := newSession(parentSock, pid, entry, tty)
+	if err := sess.listen(); err != nil {
+		errorf("%v", err)
+		return abort(ExitSetup)
+	}
+	defer sess.close()
 	<-notified
 	if err := wire.Send(parentSock, wire.Message{Type: "config", Config: sb}); err != nil {
 		errorf("send configuration to the sandbox: %v", err)
 		return abort(ExitSetup)
 	}
-	var term *terminal
-	if sb.TTY {
-		term = newTerminal()
+	go sess.readInit()
+	if r.Life.Detach {
+		reported := make(chan struct{})
+		go reportReady(sess, reported)
+		defer func() { <-reported }()
 	}
-	go readInit(parentSock, term)
 
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
+	waited := make(chan int, 1)
+	go func() {
+		err := cmd.Wait()
+		waited <- exitCode(cmd.ProcessState, err)
+	}()
 	var netExited <-chan error
 	if network != nil {
 		netExited = network.Exited()
 	}
-	for {
-		select {
-		case err := <-netExited:
-			// The sandbox keeps running without a network (its connections fail at once); say why.
-			netExited = nil
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "caisson: network helper exited: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-			}
-		case sig := <-sigs:
-			if sig == unix.SIGWINCH && term != nil {
-				term.resize()
-				continue
-			}
-			_ = cmd.Process.Signal(sig)
-		case err := <-waited:
-			if term != nil {
-				term.close()
-			}
-			return exitCode(cmd.ProcessState, err)
-		}
+	return sess.wait(sigs, waited, netExited,
+		func(sig os.Signal) { _ = cmd.Process.Signal(sig) },
+		func() { _ = cmd.Process.Kill() })
+}
+
+// createEntry reserves the sandbox's name and writes its state record.
+func createEntry(r *config.Run) (*state.Entry, error) {
+	name := r.Life.Name
+	if name == "" {
+		name = "caisson-" + strconv.Itoa(os.Getpid())
 	}
+	st, err := state.StartTime(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	return state.Create(state.Record{
+		Name: name, PID: os.Getpid(), StartTime: st, Created: time.Now().UTC(),
+		Command: r.Sandbox.Args, Net: r.Net.Mode, Ports: r.Net.Publish, Detached: r.Life.Detach, Joined: r.Life.Join,
+	})
 }
 
 // addNetworkFiles gives the sandbox its own /etc/hosts (with its host name) and, when it has a user-mode network,
@@ -304,23 +338,6 @@ func addNetworkFiles(sb *config.Sandbox, g slirp.GuestConfig) {
 	if g.DNS != "" {
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/resolv.conf",
 			Data: slirp.ResolvConf(g), Optional: true})
-	}
-}
-
-// readInit handles init's messages: the terminal's master fd with --tty, and ready.
-func readInit(sock *os.File, term *terminal) {
-	for {
-		m, fds, err := wire.Recv(sock)
-		if err != nil {
-			return
-		}
-		if m.Type == "pty" && term != nil && len(fds) == 1 {
-			term.attach(os.NewFile(uintptr(fds[0]), "pty"))
-			continue
-		}
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
 	}
 }
 

@@ -26,11 +26,39 @@ const (
 // maxMessage bounds one datagram; the Config with its generated files is far smaller.
 const maxMessage = 1 << 20
 
-// Message is one datagram.
+// Message is one datagram. The same messages travel between a client command (exec, stop, run --join) and the
+// supervising caisson on the sandbox's control socket; the supervisor relays requests to init and init's answers
+// back, matched by ID.
 type Message struct {
-	Type   string          `json:"type"`             // "config", "pty", "ready"
+	// Type is one of:
+	//   parent → init:   "config", "exec" (fds 0-2 attached unless Exec.TTY), "signal", "join" (fds 0-2 and the
+	//                    new init's socket attached)
+	//   init → parent:   "pty" (master fd attached), "ready", "started", "failed", "exited", "exit"
+	//   client → parent: "exec", "join", "signal", "stop"
+	Type   string          `json:"type"`
 	Config *config.Sandbox `json:"config,omitempty"` // with "config"
-	PID    int             `json:"pid,omitempty"`    // with "ready": the command's PID inside
+	// ID names an exec or join request; empty for the sandbox's own command.
+	ID string `json:"id,omitempty"`
+	// PID is the command's PID inside ("ready", "started"), or the new init's host PID for a join.
+	PID    int          `json:"pid,omitempty"`
+	Exec   *ExecRequest `json:"exec,omitempty"`
+	Join   []string     `json:"join,omitempty"`   // with "join": the namespaces shared (net, ipc, uts)
+	Signal int          `json:"signal,omitempty"` // with "signal"
+	// Status is an exit status ("exited", "exit"); Code and Error describe a failure ("failed").
+	Status int    `json:"status"`
+	Code   int    `json:"code,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Grace is the SIGTERM-to-SIGKILL delay of "stop", in milliseconds.
+	Grace int64 `json:"grace,omitempty"`
+}
+
+// ExecRequest is a command to run inside a running sandbox.
+type ExecRequest struct {
+	Args    []string       `json:"args"`
+	Env     []string       `json:"env,omitempty"` // added to the sandbox's environment
+	Workdir string         `json:"workdir,omitempty"`
+	TTY     bool           `json:"tty,omitempty"`
+	WinSize config.WinSize `json:"winsize"`
 }
 
 // Pair returns a connected SOCK_SEQPACKET socket pair, both ends close-on-exec; exec.Cmd.ExtraFiles clears the flag

@@ -1,4 +1,6 @@
-package parent
+// Package term proxies the caller's terminal to a pseudo-terminal inside a sandbox (for run -t and exec -t): raw
+// mode on the caller's side, bytes copied both ways, the window size kept in step.
+package term
 
 import (
 	"io"
@@ -9,18 +11,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// terminal proxies the caller's terminal to the sandbox's pseudo-terminal for --tty: raw mode on the caller's
-// side, bytes copied both ways, window size kept in step.
-type terminal struct {
+// Terminal is one proxied terminal session.
+type Terminal struct {
 	mu      sync.Mutex
 	master  *os.File
 	saved   *unix.Termios
 	outDone chan struct{}
 }
 
-// newTerminal puts standard input in raw mode (restored by close).
-func newTerminal() *terminal {
-	t := &terminal{outDone: make(chan struct{})}
+// New puts standard input in raw mode (restored by Close).
+func New() *Terminal {
+	t := &Terminal{outDone: make(chan struct{})}
 	if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
 		saved := *tio
 		t.saved = &saved
@@ -37,12 +38,12 @@ func newTerminal() *terminal {
 	return t
 }
 
-// attach starts copying between the caller's stdio and the sandbox terminal's master.
-func (t *terminal) attach(master *os.File) {
+// Attach starts copying between the caller's stdio and the sandbox terminal's master.
+func (t *Terminal) Attach(master *os.File) {
 	t.mu.Lock()
 	t.master = master
 	t.mu.Unlock()
-	t.resize()
+	t.Resize()
 	go func() { _, _ = io.Copy(master, os.Stdin) }()
 	go func() {
 		_, _ = io.Copy(os.Stdout, master) // ends with EIO once every holder of the slave is gone
@@ -50,8 +51,8 @@ func (t *terminal) attach(master *os.File) {
 	}()
 }
 
-// resize copies the caller's window size to the sandbox terminal.
-func (t *terminal) resize() {
+// Resize copies the caller's window size to the sandbox terminal.
+func (t *Terminal) Resize() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.master == nil {
@@ -62,8 +63,8 @@ func (t *terminal) resize() {
 	}
 }
 
-// close waits briefly for the last output and restores the caller's terminal mode.
-func (t *terminal) close() {
+// Close waits briefly for the last output and restores the caller's terminal mode.
+func (t *Terminal) Close() {
 	t.mu.Lock()
 	attached := t.master != nil
 	t.mu.Unlock()

@@ -1,0 +1,326 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/caisson-sandbox/caisson/seccomp"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+// Security postures accepted by --security.
+const (
+	// PostureDefault keeps root's namespaced capabilities, so mount, sethostname, `ip link` and nested unshare work
+	// inside (what a course on namespaces needs).
+	PostureDefault = "default"
+	// PostureStrict is for untrusted code: no capabilities at all, no nested namespaces, no new mount API, no
+	// ptrace of other processes, and a user-namespace limit of 0 inside.
+	PostureStrict = "strict"
+)
+
+// Landlock modes accepted by --landlock.
+const (
+	LandlockOff        = ""
+	LandlockOn         = "on"
+	LandlockBestEffort = "best-effort"
+)
+
+// Security is the hardening init applies to the command, on the thread that forks it (harden.Apply).
+type Security struct {
+	// Posture is PostureDefault or PostureStrict.
+	Posture string `json:"posture"`
+	// Seccomp is the profile: "default", "strict", "unconfined", or the path of a JSON profile whose content the
+	// parent read into SeccompJSON (init cannot rely on seeing the path after pivot_root).
+	Seccomp     string `json:"seccomp"`
+	SeccompJSON []byte `json:"seccomp_json,omitempty"`
+	// CapAdd and CapDrop are canonical capability names ("CAP_NET_ADMIN") or "ALL", in flag order.
+	CapAdd  []string `json:"cap_add,omitempty"`
+	CapDrop []string `json:"cap_drop,omitempty"`
+	// Landlock is LandlockOff, LandlockOn or LandlockBestEffort; RW are the extra writable paths (inside view).
+	Landlock string   `json:"landlock,omitempty"`
+	RW       []string `json:"rw,omitempty"`
+	// Rlimits are applied with setrlimit before the command is forked.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
+}
+
+// Rlimit is one --rlimit value. Unlimited is RlimInfinity.
+type Rlimit struct {
+	Name     string `json:"name"`
+	Resource int    `json:"resource"`
+	Soft     uint64 `json:"soft"`
+	Hard     uint64 `json:"hard"`
+}
+
+// RlimInfinity is RLIM_INFINITY.
+const RlimInfinity = ^uint64(0)
+
+// rlimitResources are the resources --rlimit accepts.
+var rlimitResources = map[string]int{
+	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "as": unix.RLIMIT_AS,
+	"cpu": unix.RLIMIT_CPU, "fsize": unix.RLIMIT_FSIZE, "core": unix.RLIMIT_CORE,
+}
+
+// CapNames are the capability names by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE = 40).
+var CapNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+	"CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+	"CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+	"CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND",
+	"CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// ParseCap returns the canonical name and number of a capability given as "CAP_NET_ADMIN", "net_admin" or any
+// case mix, or "ALL" (number -1).
+func ParseCap(s string) (string, int, error) {
+	u := strings.ToUpper(strings.TrimSpace(s))
+	if u == "ALL" {
+		return "ALL", -1, nil
+	}
+	if !strings.HasPrefix(u, "CAP_") {
+		u = "CAP_" + u
+	}
+	if i := slices.Index(CapNames, u); i >= 0 {
+		return u, i, nil
+	}
+	return "", 0, fmt.Errorf("unknown capability %q", s)
+}
+
+// SecFlags are the hardening flags of `caisson run`.
+type SecFlags struct {
+	Security, Seccomp, Landlock string
+	CapAdd, CapDrop             []string
+	RW, Rlimits                 []string
+	Memory, Pids, CPUs          string
+}
+
+func (f *SecFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.Security, "security", PostureDefault, "posture: default (root keeps its namespaced capabilities) or strict (untrusted code: no capabilities, no nested namespaces)")
+	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp profile: default, strict, unconfined or FILE.json (default: the --security posture)")
+	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this capability (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
+	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this capability from the command (repeatable, comma-separated; all for none)")
+	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel)")
+	fs.Lookup("landlock").NoOptDefVal = LandlockOn
+	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath PATH (as seen inside; repeatable)")
+	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit NAME=SOFT[:HARD] for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
+	fs.StringVar(&f.Memory, "memory", "", "memory limit through a delegated cgroup v2 subtree (e.g. 512m)")
+	fs.StringVar(&f.Pids, "pids", "", "process-count limit through a delegated cgroup v2 subtree")
+	fs.StringVar(&f.CPUs, "cpus", "", "CPU limit through a delegated cgroup v2 subtree (e.g. 1.5)")
+}
+
+// CgroupDelegation reports the cgroup v2 directory delegated to the caller, or an error saying why there is none.
+// It reads the host (the parent runs it while parsing flags); tests replace it.
+var CgroupDelegation = cgroupDelegation
+
+// apply validates the hardening flags into r.Sandbox.Security.
+func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
+	sec := &r.Sandbox.Security
+	switch f.Security {
+	case PostureDefault, PostureStrict:
+		sec.Posture = f.Security
+	default:
+		return usagef("--security: unknown posture %q (want default or strict)", f.Security)
+	}
+	sec.Seccomp = f.Security
+	if fs.Changed("seccomp") {
+		p, err := seccomp.ParseProfile(f.Seccomp)
+		if err != nil {
+			return usagef("--seccomp: %v", strings.TrimPrefix(err.Error(), "seccomp: "))
+		}
+		sec.Seccomp = string(p)
+		if p.IsFile() {
+			data, err := os.ReadFile(string(p))
+			if err != nil {
+				return usagef("--seccomp: %v", err)
+			}
+			if _, err := seccomp.CompileOCI(data, string(p)); err != nil {
+				return usagef("--seccomp: %v", strings.TrimPrefix(err.Error(), "seccomp: "))
+			}
+			sec.SeccompJSON = data
+		}
+	}
+	var err error
+	if sec.CapAdd, err = parseCapList("--cap-add", f.CapAdd); err != nil {
+		return err
+	}
+	if sec.CapDrop, err = parseCapList("--cap-drop", f.CapDrop); err != nil {
+		return err
+	}
+	if sec.Posture == PostureStrict && slices.ContainsFunc(sec.CapAdd, func(c string) bool { return c == "ALL" || c == "CAP_SYS_RESOURCE" }) &&
+		!slices.ContainsFunc(sec.CapDrop, func(c string) bool { return c == "ALL" || c == "CAP_SYS_RESOURCE" }) {
+		return usagef("--cap-add: CAP_SYS_RESOURCE would let the command raise user.max_user_namespaces, which --security strict pins to 0")
+	}
+	switch f.Landlock {
+	case LandlockOff, LandlockOn, LandlockBestEffort:
+		sec.Landlock = f.Landlock
+	case "off", "false":
+		sec.Landlock = LandlockOff
+	case "true":
+		sec.Landlock = LandlockOn
+	default:
+		return usagef("--landlock: unknown mode %q (want on or best-effort)", f.Landlock)
+	}
+	for _, p := range f.RW {
+		if sec.Landlock == LandlockOff {
+			return usagef("--rw %s needs --landlock (without it, writability is decided by the mounts alone)", p)
+		}
+		if !filepath.IsAbs(p) {
+			return usagef("--rw: %q must be an absolute path (as seen inside the sandbox)", p)
+		}
+		sec.RW = append(sec.RW, filepath.Clean(p))
+	}
+	seen := map[string]bool{}
+	for _, v := range f.Rlimits {
+		rl, err := ParseRlimit(v)
+		if err != nil {
+			return usagef("--rlimit: %v", err)
+		}
+		if seen[rl.Name] {
+			return usagef("--rlimit: %s given twice", rl.Name)
+		}
+		seen[rl.Name] = true
+		sec.Rlimits = append(sec.Rlimits, rl)
+	}
+	for _, c := range []struct{ flag, val string }{{"memory", f.Memory}, {"pids", f.Pids}, {"cpus", f.CPUs}} {
+		if !fs.Changed(c.flag) {
+			continue
+		}
+		if err := checkCgroupValue(c.flag, c.val); err != nil {
+			return err
+		}
+		dir, err := CgroupDelegation()
+		if err != nil {
+			return usagef("--%s: needs a cgroup v2 subtree delegated to you, and there is none: %v (see 'caisson doctor'; or use --rlimit)", c.flag, err)
+		}
+		return usagef("--%s: cgroup limits through the delegated subtree %s are not supported by this build yet (use --rlimit)", c.flag, dir)
+	}
+	return nil
+}
+
+// checkCgroupValue validates a --memory, --pids or --cpus value.
+func checkCgroupValue(flag, v string) error {
+	switch flag {
+	case "memory":
+		if _, err := parseSizeValue(v); err != nil {
+			return usagef("--memory: %v", err)
+		}
+	case "pids":
+		if n, err := strconv.ParseUint(v, 10, 32); err != nil || n == 0 {
+			return usagef("--pids: %q is not a positive number", v)
+		}
+	case "cpus":
+		if n, err := strconv.ParseFloat(v, 64); err != nil || n <= 0 || n > 4096 {
+			return usagef("--cpus: %q is not a positive number of CPUs", v)
+		}
+	}
+	return nil
+}
+
+// parseCapList parses repeatable, comma-separated capability names.
+func parseCapList(flag string, vals []string) ([]string, error) {
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			name, _, err := ParseCap(s)
+			if err != nil {
+				return nil, usagef("%s: %v", flag, err)
+			}
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ParseRlimit parses NAME=SOFT[:HARD]; HARD defaults to SOFT. Values are numbers (with a k, m or g suffix for
+// nofile's siblings that count bytes: as, fsize, core) or "unlimited"; SOFT must not exceed HARD.
+func ParseRlimit(s string) (Rlimit, error) {
+	name, val, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return Rlimit{}, fmt.Errorf("%q is not NAME=SOFT[:HARD]", s)
+	}
+	res, ok := rlimitResources[name]
+	if !ok {
+		return Rlimit{}, fmt.Errorf("unknown resource %q (want nofile, nproc, as, cpu, fsize or core)", name)
+	}
+	softS, hardS, hasHard := strings.Cut(val, ":")
+	bytes := name == "as" || name == "fsize" || name == "core"
+	soft, err := parseRlimitValue(softS, bytes)
+	if err != nil {
+		return Rlimit{}, fmt.Errorf("%s: %w", name, err)
+	}
+	hard := soft
+	if hasHard {
+		if hard, err = parseRlimitValue(hardS, bytes); err != nil {
+			return Rlimit{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if soft > hard {
+		return Rlimit{}, fmt.Errorf("%s: soft limit %s is above the hard limit %s", name, softS, hardS)
+	}
+	return Rlimit{Name: name, Resource: res, Soft: soft, Hard: hard}, nil
+}
+
+func parseRlimitValue(v string, bytes bool) (uint64, error) {
+	if v == "unlimited" || v == "infinity" {
+		return RlimInfinity, nil
+	}
+	if bytes {
+		n, err := parseSizeValue(v)
+		return uint64(n), err
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == RlimInfinity {
+		return 0, fmt.Errorf("invalid value %q (want a number or unlimited)", v)
+	}
+	return n, nil
+}
+
+// parseSizeValue parses a byte count with an optional k, m or g suffix; 0 is allowed (e.g. core=0).
+func parseSizeValue(v string) (int64, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	return rootfs.ParseSize(v)
+}
+
+// cgroupDelegation finds the caller's cgroup v2 directory and checks that the caller may create children in it and
+// move processes: what --memory, --pids and --cpus would need (the same rule as 'caisson doctor').
+func cgroupDelegation() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	var path string
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			path, found = p, true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("this host has no cgroup v2 hierarchy")
+	}
+	mnt := "/sys/fs/cgroup"
+	if _, err := os.Stat(mnt + "/cgroup.controllers"); err != nil {
+		mnt = "/sys/fs/cgroup/unified"
+		if _, err := os.Stat(mnt + "/cgroup.controllers"); err != nil {
+			return "", fmt.Errorf("no cgroup2 file system mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		}
+	}
+	dir := filepath.Join(mnt, path)
+	for _, f := range []string{"cgroup.procs", "cgroup.subtree_control"} {
+		if unix.Access(filepath.Join(dir, f), unix.W_OK) != nil {
+			return "", fmt.Errorf("%s is not writable by you (not delegated)", filepath.Join(dir, f))
+		}
+	}
+	return dir, nil
+}

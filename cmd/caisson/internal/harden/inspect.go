@@ -1,0 +1,297 @@
+package harden
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/spf13/pflag"
+)
+
+// Report is what `caisson inspect` prints: the isolation really in force for the calling process, read from the
+// kernel (/proc/self), next to init's Record of what it applied.
+type Report struct {
+	Namespaces   map[string]string `json:"namespaces"` // name -> "type:[inode]"
+	UIDMap       []string          `json:"uid_map"`
+	GIDMap       []string          `json:"gid_map"`
+	Capabilities Caps              `json:"capabilities"`
+	// Seccomp is the mode from /proc/self/status: "disabled", "strict" or "filter".
+	Seccomp        string `json:"seccomp"`
+	SeccompFilters int    `json:"seccomp_filters"`
+	NoNewPrivs     bool   `json:"no_new_privs"`
+	// LandlockKernelABI is the running kernel's Landlock ABI (0: none).
+	LandlockKernelABI int               `json:"landlock_kernel_abi"`
+	MaxUserNSes       string            `json:"max_user_namespaces"`
+	Rlimits           map[string]string `json:"rlimits"`
+	WritableMounts    []Mount           `json:"writable_mounts"`
+	Interfaces        []string          `json:"interfaces"`
+	// Record is init's record (RecordFile), nil outside a caisson sandbox.
+	Record *Record `json:"record"`
+	// Warnings lists disagreements between the record and the kernel's view.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Caps are the five capability sets, decoded.
+type Caps struct {
+	Effective   []string `json:"effective"`
+	Permitted   []string `json:"permitted"`
+	Inheritable []string `json:"inheritable"`
+	Bounding    []string `json:"bounding"`
+	Ambient     []string `json:"ambient"`
+}
+
+// Mount is one writable mount of the calling process.
+type Mount struct {
+	Target string `json:"target"`
+	FSType string `json:"fstype"`
+	Source string `json:"source"`
+}
+
+// InspectMain runs `caisson inspect [--json]` and returns the exit code.
+func InspectMain(args []string) int {
+	fs := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Print("Usage: caisson inspect [--json]\n\nRun inside a sandbox: prints the isolation in force for this process.\n")
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
+		return 125
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "caisson: inspect: unexpected argument %q (inspecting another sandbox by name is not supported yet)\n", fs.Arg(0))
+		return 125
+	}
+	r, err := Inspect()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+		return 0
+	}
+	r.WriteText(os.Stdout)
+	return 0
+}
+
+// Inspect reads the calling process's isolation from /proc/self and init's record.
+func Inspect() (*Report, error) {
+	r := &Report{Namespaces: map[string]string{}, Rlimits: map[string]string{}}
+	for _, ns := range config.Namespaces {
+		if l, err := os.Readlink("/proc/self/ns/" + ns); err == nil {
+			r.Namespaces[ns] = l
+		}
+	}
+	r.UIDMap = mapLines("/proc/self/uid_map")
+	r.GIDMap = mapLines("/proc/self/gid_map")
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, err
+	}
+	if err := r.parseStatus(string(status)); err != nil {
+		return nil, err
+	}
+	r.LandlockKernelABI, _ = LandlockABI()
+	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil {
+		r.MaxUserNSes = strings.TrimSpace(string(b))
+	}
+	for _, name := range []string{"nofile", "nproc", "as", "cpu", "fsize", "core"} {
+		rl, _ := config.ParseRlimit(name + "=1")
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(rl.Resource, &lim); err == nil {
+			r.Rlimits[name] = FormatLimit(lim.Cur) + ":" + FormatLimit(lim.Max)
+		}
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		r.WritableMounts = WritableMounts(string(mi))
+	}
+	if ifs, err := net.Interfaces(); err == nil {
+		for _, i := range ifs {
+			r.Interfaces = append(r.Interfaces, i.Name)
+		}
+	}
+	if b, err := os.ReadFile(RecordFile); err == nil {
+		var rec Record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("%s: %w", RecordFile, err)
+		}
+		r.Record = &rec
+		r.crossCheck()
+	}
+	return r, nil
+}
+
+// parseStatus fills the capability, seccomp and no_new_privs fields from /proc/self/status.
+func (r *Report) parseStatus(status string) error {
+	sets := map[string]*[]string{"CapEff": &r.Capabilities.Effective, "CapPrm": &r.Capabilities.Permitted,
+		"CapInh": &r.Capabilities.Inheritable, "CapBnd": &r.Capabilities.Bounding, "CapAmb": &r.Capabilities.Ambient}
+	r.Seccomp = "unknown"
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if dst, ok := sets[k]; ok {
+			s, err := ParseCapMask(v)
+			if err != nil {
+				return fmt.Errorf("/proc/self/status: %s: %w", k, err)
+			}
+			*dst = CapList(s)
+		}
+		switch k {
+		case "NoNewPrivs":
+			r.NoNewPrivs = v == "1"
+		case "Seccomp":
+			r.Seccomp = map[string]string{"0": "disabled", "1": "strict", "2": "filter"}[v]
+		case "Seccomp_filters":
+			r.SeccompFilters, _ = strconv.Atoi(v)
+		}
+	}
+	return nil
+}
+
+// crossCheck notes where the kernel's view disagrees with init's record.
+func (r *Report) crossCheck() {
+	rec := r.Record
+	if rec.Seccomp.Digest != "" && r.Seccomp != "filter" {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("the record names seccomp filter %s but this process has seccomp %s", rec.Seccomp.Digest, r.Seccomp))
+	}
+	if rec.Posture == config.PostureStrict && len(r.Capabilities.Bounding) > len(rec.Bounding) {
+		r.Warnings = append(r.Warnings, "this process's bounding set is larger than the one init applied")
+	}
+}
+
+// mapLines returns the lines of an ID map file, with runs of spaces collapsed.
+func mapLines(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			out = append(out, strings.Join(f, " "))
+		}
+	}
+	return out
+}
+
+// WritableMounts returns the mounts of a /proc/PID/mountinfo text whose per-mount options include rw.
+func WritableMounts(mountinfo string) []Mount {
+	var out []Mount
+	for _, line := range strings.Split(mountinfo, "\n") {
+		// id parent major:minor root target options [optional...] - fstype source superoptions
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 6 || len(g) < 2 {
+			continue
+		}
+		rw := false
+		for _, o := range strings.Split(f[5], ",") {
+			rw = rw || o == "rw"
+		}
+		if rw {
+			out = append(out, Mount{Target: unescapeMount(f[4]), FSType: g[0], Source: unescapeMount(g[1])})
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	list := func(l []string) string {
+		if len(l) == 0 {
+			return "none"
+		}
+		return strings.Join(l, " ")
+	}
+	if r.Record != nil {
+		p("posture:        %s\n", r.Record.Posture)
+	} else {
+		p("posture:        unknown (no %s: not in a caisson sandbox, or its root has no /run)\n", RecordFile)
+	}
+	p("namespaces:\n")
+	for _, ns := range config.Namespaces {
+		p("  %-7s %s\n", ns, r.Namespaces[ns])
+	}
+	p("uid_map:        %s\n", strings.Join(r.UIDMap, "; "))
+	p("gid_map:        %s\n", strings.Join(r.GIDMap, "; "))
+	p("capabilities:\n  effective:    %s\n  permitted:    %s\n  inheritable:  %s\n  bounding:     %s\n  ambient:      %s\n",
+		list(r.Capabilities.Effective), list(r.Capabilities.Permitted), list(r.Capabilities.Inheritable),
+		list(r.Capabilities.Bounding), list(r.Capabilities.Ambient))
+	p("no_new_privs:   %v\n", r.NoNewPrivs)
+	p("seccomp:        %s (%d filters)", r.Seccomp, r.SeccompFilters)
+	if r.Record != nil {
+		p(", profile %s", r.Record.Seccomp.Profile)
+		if r.Record.Seccomp.Digest != "" {
+			p(", %d instructions, %s", r.Record.Seccomp.Instructions, r.Record.Seccomp.Digest)
+		}
+	}
+	p("\n")
+	switch {
+	case r.Record == nil || r.Record.Landlock == nil:
+		p("landlock:       not applied (kernel ABI %d)\n", r.LandlockKernelABI)
+	case r.Record.Landlock.ABI == 0:
+		p("landlock:       not enforced: %s (kernel ABI %d)\n", list(r.Record.Landlock.Missing), r.LandlockKernelABI)
+	default:
+		ll := r.Record.Landlock
+		p("landlock:       ABI %d enforced (kernel ABI %d, --landlock=%s); writable beneath: %s; scopes: %s\n",
+			ll.ABI, ll.KernelABI, ll.Mode, list(ll.Writable), list(ll.Scopes))
+		if len(ll.Missing) > 0 {
+			p("                not enforced on this kernel: %s\n", list(ll.Missing))
+		}
+	}
+	p("max_user_namespaces: %s\n", r.MaxUserNSes)
+	p("rlimits:       ")
+	for _, n := range []string{"nofile", "nproc", "as", "cpu", "fsize", "core"} {
+		p(" %s=%s", n, r.Rlimits[n])
+	}
+	p("\nwritable mounts:\n")
+	for _, m := range r.WritableMounts {
+		p("  %-24s %s (%s)\n", m.Target, m.FSType, m.Source)
+	}
+	net := "unknown"
+	if r.Record != nil {
+		net = r.Record.NetMode
+	}
+	p("network:        %s (interfaces: %s)\n", net, list(r.Interfaces))
+	for _, w := range r.Warnings {
+		p("warning: %s\n", w)
+	}
+}

@@ -1,0 +1,56 @@
+// Package imagecmd implements the file-system subcommands of caisson: `caisson diff` (what a --persist
+// directory changed) and `caisson rootfs unpack` (an image archive into a root file system the caller owns).
+package imagecmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/spf13/pflag"
+)
+
+// exitError is caisson's exit code for its own errors.
+const exitError = 125
+
+// fail prints one caisson: line and returns exitError.
+func fail(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "caisson: "+format+"\n", args...)
+	return exitError
+}
+
+// DiffMain runs `caisson diff DIR [--json]`: the changes kept in a --persist directory, one "A|C|D PATH" line
+// each (as `podman diff` prints them), or a JSON array of {"kind", "path"} objects.
+func DiffMain(args []string) int {
+	fs := pflag.NewFlagSet("diff", pflag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return fail("diff: %v", err)
+	}
+	if fs.NArg() != 1 {
+		return fail("diff: want one --persist directory (usage: caisson diff DIR [--json])")
+	}
+	changes, err := rootfs.Diff(fs.Arg(0))
+	if err != nil {
+		return fail("diff: %v", err)
+	}
+	if *asJSON {
+		if changes == nil {
+			changes = []rootfs.Change{}
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(changes)
+		return 0
+	}
+	for _, c := range changes {
+		fmt.Printf("%s %s\n", c.Kind, c.Path)
+	}
+	return 0
+}

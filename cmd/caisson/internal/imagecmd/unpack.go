@@ -1,0 +1,136 @@
+package imagecmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/spf13/pflag"
+)
+
+// innerCommand is the hidden subcommand that does the extraction inside the sandbox.
+const innerCommand = "__unpack-inner"
+
+// Where the unpacking sandbox sees the archive, the target directory and the caisson binary.
+const (
+	innerArchive = "/run/caisson-unpack/archive"
+	innerRoot    = "/run/caisson-unpack/root"
+	innerBinary  = "/run/caisson-unpack/caisson"
+)
+
+// RootfsMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
+//
+// The extraction runs inside a caisson sandbox (this very binary, bound read-only), as root of a user namespace
+// that maps the caller's subordinate ranges: the owners the image gives its files land on the host as the mapped
+// subordinate ids, so `caisson run --rootfs DIR` shows them as the image meant, and the caller needs no privilege.
+// Only the archive (read-only) and DIR (read-write) are visible to the extraction.
+func RootfsMain(args []string) int {
+	if len(args) > 0 && args[0] == innerCommand {
+		return innerMain(args[1:])
+	}
+	if len(args) == 0 || args[0] != "unpack" {
+		return fail("rootfs: unknown command (usage: caisson rootfs unpack [--map MODE] ARCHIVE DIR)")
+	}
+	fs := pflag.NewFlagSet("rootfs unpack", pflag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	mode := fs.String("map", "auto", "ID mapping of the extraction: auto (subordinate ranges; owners kept) or single (everything yours)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return fail("rootfs unpack: %v", err)
+	}
+	if fs.NArg() != 2 {
+		return fail("rootfs unpack: want ARCHIVE and DIR (usage: caisson rootfs unpack [--map MODE] ARCHIVE DIR)")
+	}
+	archive, err := filepath.Abs(fs.Arg(0))
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	dir, err := filepath.Abs(fs.Arg(1))
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	if _, err := os.Stat(archive); err != nil {
+		return fail("rootfs unpack: archive %s: %v", archive, errors.Unwrap(err))
+	}
+	created, err := prepareDir(dir)
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail("rootfs unpack: find the caisson binary: %v", err)
+	}
+	runArgs := []string{"--no-cwd", "--map", *mode, "--clearenv",
+		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
+		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,
+		"--bind", rootfs.EscapeBind(dir) + ":" + innerRoot,
+		"--", innerBinary, "rootfs", innerCommand, innerArchive, innerRoot}
+	r, err := config.ParseRun(runArgs, config.Environment{Cwd: "/", UID: uint32(os.Getuid()), GID: uint32(os.Getgid())})
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	code := parent.Run(r)
+	if code != 0 && created {
+		_ = os.Remove(dir) // emptied by the extraction on failure
+	}
+	return code
+}
+
+// prepareDir makes sure dir is an empty directory, creating it when missing (created is then true).
+func prepareDir(dir string) (created bool, err error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if len(ents) > 0 {
+		return false, fmt.Errorf("%s is not empty", dir)
+	}
+	return false, nil
+}
+
+// innerMain extracts ARCHIVE into DIR; it runs inside the sandbox RootfsMain starts. On failure DIR is emptied.
+func innerMain(args []string) int {
+	if len(args) != 2 {
+		return fail("rootfs %s: want ARCHIVE DIR", innerCommand)
+	}
+	tmp, err := os.MkdirTemp("", "caisson-unpack")
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	defer os.RemoveAll(tmp)
+	img, err := openImage(args[0], tmp)
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	u, err := rootfs.NewUnpacker(args[1])
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
+	defer u.Close()
+	u.Chown = true
+	if err := applyImage(img, u); err != nil {
+		if cerr := u.Clear(); cerr != nil {
+			fmt.Fprintf(os.Stderr, "caisson: warning: rootfs unpack: could not empty the target: %v\n", cerr)
+		}
+		return fail("rootfs unpack: %v", err)
+	}
+	if u.Skipped > 0 {
+		fmt.Fprintf(os.Stderr, "caisson: warning: rootfs unpack: left out %d device nodes or special entries\n", u.Skipped)
+	}
+	if u.Unmapped > 0 {
+		fmt.Fprintf(os.Stderr, "caisson: warning: rootfs unpack: %d entries kept your own owner (their ids are not in your subordinate range)\n", u.Unmapped)
+	}
+	return 0
+}

@@ -1,0 +1,242 @@
+package initproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// supervisor is init after the command started: it reaps every child, forwards signals to the command, and runs
+// the parent's requests (exec, join) from the locked main thread, so every process it starts inherits the same
+// namespaces, root, capabilities, no_new_privs and seccomp filter as the command.
+type supervisor struct {
+	cfg   *config.Sandbox
+	sock  *os.File
+	main  int // the command's PID
+	sigs  chan os.Signal
+	cred  *syscall.Credential
+	execs map[int]string // PID → exec request ID
+	joins map[int]bool   // PIDs of inits of sandboxes that joined this one
+}
+
+// request is one message from the parent with its descriptors.
+type request struct {
+	msg wire.Message
+	fds []int
+}
+
+// run returns the command's exit status (128+N when it was killed by signal N). If the parent goes away (the
+// socket closes), the sandbox ends with 137: nobody is left to report to.
+func (sv *supervisor) run() int {
+	reqs := make(chan request, 16)
+	go func() {
+		defer close(reqs)
+		for {
+			m, fds, err := wire.Recv(sv.sock)
+			if err != nil {
+				return
+			}
+			reqs <- request{m, fds}
+		}
+	}()
+	for {
+		if code, done := sv.reap(); done {
+			return code
+		}
+		select {
+		case s := <-sv.sigs:
+			sig := s.(unix.Signal)
+			if sig != unix.SIGCHLD && sig != unix.SIGURG { // SIGURG is the Go runtime's preemption signal
+				_ = unix.Kill(sv.main, sig)
+			}
+		case r, ok := <-reqs:
+			if !ok {
+				return 128 + int(unix.SIGKILL)
+			}
+			sv.handle(r)
+		}
+	}
+}
+
+// reap collects every exited child without blocking; done is true once the command itself was collected.
+func (sv *supervisor) reap() (code int, done bool) {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || got <= 0 {
+			return code, done
+		}
+		status := exitStatus(ws)
+		switch {
+		case got == sv.main:
+			code, done = status, true
+		case sv.execs[got] != "":
+			_ = wire.Send(sv.sock, wire.Message{Type: "exited", ID: sv.execs[got], Status: status})
+			delete(sv.execs, got)
+		default:
+			delete(sv.joins, got)
+		}
+	}
+}
+
+func exitStatus(ws unix.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return 0
+}
+
+// handle runs one parent request.
+func (sv *supervisor) handle(r request) {
+	defer func() {
+		for _, fd := range r.fds {
+			unix.Close(fd)
+		}
+	}()
+	m := r.msg
+	switch m.Type {
+	case "exec":
+		sv.exec(m, r.fds)
+	case "join":
+		sv.join(m, r.fds)
+	case "signal":
+		for pid, id := range sv.execs {
+			if id == m.ID && m.Signal > 0 && m.Signal < 65 {
+				_ = unix.Kill(pid, unix.Signal(m.Signal))
+			}
+		}
+	}
+}
+
+func (sv *supervisor) failed(id string, code int, err error) {
+	_ = wire.Send(sv.sock, wire.Message{Type: "failed", ID: id, Code: code, Error: err.Error()})
+}
+
+// exec starts a command inside the sandbox for `caisson exec`, with the caller's stdio (or a new terminal).
+func (sv *supervisor) exec(m wire.Message, fds []int) {
+	req := m.Exec
+	if req == nil || len(req.Args) == 0 || req.Args[0] == "" {
+		sv.failed(m.ID, ExitSetup, errors.New("exec: no command"))
+		return
+	}
+	cfg := *sv.cfg
+	cfg.Args = req.Args
+	for _, kv := range req.Env {
+		cfg.Env = setEnv(cfg.Env, kv)
+	}
+	if req.Workdir != "" {
+		cfg.Workdir = req.Workdir
+	}
+	attr := &syscall.SysProcAttr{Setsid: true, Credential: sv.cred}
+	var stdio []uintptr
+	if req.TTY {
+		master, slave, err := openPTY(req.WinSize)
+		if err != nil {
+			sv.failed(m.ID, ExitSetup, err)
+			return
+		}
+		err = wire.Send(sv.sock, wire.Message{Type: "pty", ID: m.ID}, int(master.Fd()))
+		master.Close()
+		if err != nil {
+			slave.Close()
+			return
+		}
+		defer slave.Close()
+		stdio = fdsOf([]*os.File{slave, slave, slave})
+		attr.Setctty = true
+	} else {
+		if len(fds) != 3 {
+			sv.failed(m.ID, ExitSetup, fmt.Errorf("exec: want 3 descriptors, got %d", len(fds)))
+			return
+		}
+		for _, fd := range fds {
+			stdio = append(stdio, uintptr(fd))
+		}
+	}
+	pid, code, err := start(&cfg, stdio, attr)
+	if err != nil {
+		sv.failed(m.ID, code, err)
+		return
+	}
+	sv.execs[pid] = m.ID
+	_ = wire.Send(sv.sock, wire.Message{Type: "started", ID: m.ID, PID: pid})
+}
+
+// join starts the init of a new sandbox that shares this one's user namespace and the namespaces listed in the
+// request (net, ipc, uts), with its own mount and PID namespaces. The new init talks to its own caisson over the
+// socket passed as the fourth descriptor, exactly like a first-level init; its file system is built from this
+// sandbox's view.
+func (sv *supervisor) join(m wire.Message, fds []int) {
+	if len(fds) != 4 {
+		sv.failed(m.ID, ExitSetup, fmt.Errorf("join: want 4 descriptors, got %d", len(fds)))
+		return
+	}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP)
+	for ns, flag := range map[string]uintptr{"net": unix.CLONE_NEWNET, "ipc": unix.CLONE_NEWIPC, "uts": unix.CLONE_NEWUTS} {
+		if !contains(m.Join, ns) {
+			flags |= flag
+		}
+	}
+	// Close-on-exec is cleared by ForkExec for the descriptors it places at 0-3.
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{StageName}, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2]), uintptr(fds[3])},
+		Sys:   &syscall.SysProcAttr{Cloneflags: flags, AmbientCaps: ambientCaps()},
+	})
+	if err != nil {
+		sv.failed(m.ID, ExitSetup, fmt.Errorf("join: start a sandbox in %s's namespaces: %w", strings.Join(m.Join, ","), err))
+		return
+	}
+	sv.joins[pid] = true
+	_ = wire.Send(sv.sock, wire.Message{Type: "started", ID: m.ID, PID: pid})
+}
+
+// ambientCaps lists the capabilities this process holds in its permitted set, to be made ambient in a joined
+// sandbox's init.
+func ambientCaps() []uintptr {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil
+	}
+	var caps []uintptr
+	for c := uint(0); c < 64; c++ {
+		if data[c/32].Permitted&(1<<(c%32)) != 0 {
+			caps = append(caps, uintptr(c))
+		}
+	}
+	return caps
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// setEnv replaces or adds one K=V.
+func setEnv(env []string, kv string) []string {
+	key, _, _ := strings.Cut(kv, "=")
+	out := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k != key {
+			out = append(out, e)
+		}
+	}
+	return append(out, kv)
+}

@@ -1,0 +1,256 @@
+package parent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// session is a running sandbox as its supervising caisson sees it: the socket to init, the state directory, the
+// control socket that `caisson exec`, `stop` and `run --join` talk to, and the requests in flight.
+type session struct {
+	sock    *os.File // to init
+	initPID int      // init's host PID
+	entry   *state.Entry
+	tty     *term.Terminal
+	ready   chan struct{} // closed when init reports the command started
+	// exitStatus is init's own report of the command's status ("exit"), -1 until it arrives.
+	exitStatus int
+	inited     chan struct{} // closed when init's socket closes
+
+	mu      sync.Mutex
+	clients map[string]*client
+	nextID  int
+	stops   chan stopRequest
+	ln      *os.File
+}
+
+type client struct {
+	conn *os.File
+	join bool
+}
+
+type stopRequest struct {
+	grace time.Duration
+	conn  *os.File
+	done  chan struct{} // closed once the answer was sent
+}
+
+func newSession(sock *os.File, initPID int, entry *state.Entry, tty *term.Terminal) *session {
+	return &session{sock: sock, initPID: initPID, entry: entry, tty: tty, ready: make(chan struct{}),
+		exitStatus: -1, inited: make(chan struct{}), clients: map[string]*client{}, stops: make(chan stopRequest, 4)}
+}
+
+// readInit handles init's messages: the command's terminal and readiness, the final status, and the answers to
+// requests, relayed to the client that asked.
+func (s *session) readInit() {
+	defer close(s.inited)
+	readyOnce := sync.Once{}
+	for {
+		m, fds, err := wire.Recv(s.sock)
+		if err != nil {
+			readyOnce.Do(func() {}) // never ready
+			return
+		}
+		if m.ID == "" {
+			switch {
+			case m.Type == "pty" && s.tty != nil && len(fds) == 1:
+				s.tty.Attach(os.NewFile(uintptr(fds[0]), "pty"))
+				fds = nil
+			case m.Type == "ready":
+				readyOnce.Do(func() { close(s.ready) })
+			case m.Type == "exit":
+				s.mu.Lock()
+				s.exitStatus = m.Status
+				s.mu.Unlock()
+			}
+			closeAll(fds)
+			continue
+		}
+		s.mu.Lock()
+		c := s.clients[m.ID]
+		if m.Type == "exited" || m.Type == "failed" {
+			delete(s.clients, m.ID)
+		}
+		s.mu.Unlock()
+		if c != nil {
+			if m.Type == "started" && c.join {
+				// init names the joined sandbox's init by its PID in this sandbox; the client needs the host's.
+				m.PID = hostPID(s.initPID, m.PID)
+			}
+			_ = wire.Send(c.conn, m, fds...)
+		}
+		closeAll(fds)
+	}
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// hostPID finds, among the children of the host process parent, the one whose PID in parent's namespace is inner.
+func hostPID(parent, inner int) int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", parent))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, k := range strings.Fields(string(b)) {
+			st, _ := os.ReadFile("/proc/" + k + "/status")
+			for _, line := range strings.Split(string(st), "\n") {
+				if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+					f := strings.Fields(v)
+					if len(f) >= 2 && f[1] == strconv.Itoa(inner) {
+						n, _ := strconv.Atoi(k)
+						return n
+					}
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// listen opens the control socket and serves it until the session ends.
+func (s *session) listen() error {
+	path := s.entry.Socket()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := unix.Listen(fd, 16); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	s.ln = os.NewFile(uintptr(fd), path)
+	go func() {
+		for {
+			nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+			if err != nil {
+				if err == unix.EINTR || err == unix.ECONNABORTED {
+					continue
+				}
+				return
+			}
+			go s.serve(os.NewFile(uintptr(nfd), "control-client"))
+		}
+	}()
+	return nil
+}
+
+// close stops the control socket (a blocked accept returns once the listener is shut down).
+func (s *session) close() {
+	if s.ln != nil {
+		_ = unix.Shutdown(int(s.ln.Fd()), unix.SHUT_RDWR)
+		s.ln.Close()
+	}
+}
+
+// serve handles one client connection. When the client goes away, the commands it started are killed.
+func (s *session) serve(conn *os.File) {
+	defer conn.Close()
+	// Only the sandbox's owner may talk to it (the socket's directory is 0700 already).
+	if cred, err := unix.GetsockoptUcred(int(conn.Fd()), unix.SOL_SOCKET, unix.SO_PEERCRED); err != nil || int(cred.Uid) != os.Getuid() {
+		return
+	}
+	var mine []string
+	for {
+		m, fds, err := wire.Recv(conn)
+		if err != nil {
+			break
+		}
+		switch m.Type {
+		case "exec", "join":
+			s.mu.Lock()
+			s.nextID++
+			m.ID = strconv.Itoa(s.nextID)
+			s.clients[m.ID] = &client{conn: conn, join: m.Type == "join"}
+			s.mu.Unlock()
+			mine = append(mine, m.ID)
+			if err := wire.Send(s.sock, m, fds...); err != nil {
+				_ = wire.Send(conn, wire.Message{Type: "failed", ID: m.ID, Code: ExitSetup, Error: "the sandbox is gone"})
+			}
+		case "signal":
+			if contains(mine, m.ID) {
+				_ = wire.Send(s.sock, m)
+			}
+		case "stop":
+			st := stopRequest{grace: time.Duration(m.Grace) * time.Millisecond, conn: conn, done: make(chan struct{})}
+			s.stops <- st
+			<-st.done // keep conn open until the answer is sent
+		}
+		closeAll(fds)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range mine {
+		if c := s.clients[id]; c != nil && !c.join {
+			_ = wire.Send(s.sock, wire.Message{Type: "signal", ID: id, Signal: int(syscall.SIGKILL)})
+		}
+		delete(s.clients, id)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// wait supervises the running sandbox until init is gone and returns caisson's exit code: it forwards signals to
+// init, reports a network helper's death, and carries out `caisson stop` (SIGTERM to the command, SIGKILL to the
+// whole sandbox after the grace period), answering every stopper with the final status.
+func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-chan error, signalInit func(os.Signal), killInit func()) int {
+	var stoppers []stopRequest
+	var killTimer <-chan time.Time
+	for {
+		select {
+		case err := <-netExited:
+			// The sandbox keeps running without a network (its connections fail at once); say why.
+			netExited = nil
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "caisson: network helper exited: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
+		case sig := <-sigs:
+			if sig == unix.SIGWINCH && s.tty != nil {
+				s.tty.Resize()
+				continue
+			}
+			signalInit(sig)
+		case st := <-s.stops:
+			stoppers = append(stoppers, st)
+			signalInit(unix.SIGTERM)
+			if killTimer == nil {
+				killTimer = time.After(st.grace)
+			}
+		case <-killTimer:
+			killInit()
+		case code := <-waited:
+			if s.tty != nil {
+				s.tty.Close()
+			}
+			for _, st := range stoppers {
+				_ = wire.Send(st.conn, wire.Message{Type: "exited", Status: code})
+				close(st.done)
+			}
+			return code
+		}
+	}
+}

@@ -1,0 +1,252 @@
+// Package state keeps the record of running sandboxes: one directory per sandbox under the caller's state root
+// ($XDG_RUNTIME_DIR/caisson, or /tmp/caisson-UID when that is unset), holding state.json, the control socket and,
+// for detached sandboxes, the log. The supervising caisson process creates the directory and removes it when the
+// sandbox ends; a directory left by a caisson that was killed is recognised as stale (its process is gone, or its
+// PID now belongs to another process: the start time differs) and removed by the next command that lists them.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Record describes one sandbox.
+type Record struct {
+	Name string `json:"name"`
+	// PID and StartTime identify the supervising caisson process on the host (StartTime is field 22 of
+	// /proc/PID/stat, so a reused PID is told apart).
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+	// InitPID is the host PID of the sandbox's init.
+	InitPID  int       `json:"init_pid"`
+	Created  time.Time `json:"created"`
+	Command  []string  `json:"command"`
+	Net      string    `json:"net"`
+	Ports    []string  `json:"ports,omitempty"`
+	Detached bool      `json:"detached,omitempty"`
+	// Joined names the sandbox whose namespaces this one shares, if any.
+	Joined string `json:"joined,omitempty"`
+}
+
+// nameRE is what a sandbox name may look like: it is a directory name and shows up in ps.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// ValidName reports whether name can name a sandbox.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("invalid sandbox name %q (letters, digits, '_', '.', '-'; at most 64; not starting with a punctuation mark)", name)
+	}
+	return nil
+}
+
+// Root returns the caller's state root, creating it 0700. An existing root that is not a directory owned by the
+// caller with mode 0700 is refused: another user could read or plant sandbox records there.
+func Root() (string, error) {
+	dir := ""
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		if st, err := os.Stat(x); err == nil && st.IsDir() {
+			dir = filepath.Join(x, "caisson")
+		}
+	}
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "caisson-"+strconv.Itoa(os.Getuid()))
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || int(sys.Uid) != os.Getuid() || st.Mode().Perm() != 0o700 {
+		return "", fmt.Errorf("state directory %s is not a directory of yours with mode 0700 (owner uid %d, mode %v): remove it or fix it", dir, sys.Uid, st.Mode())
+	}
+	return dir, nil
+}
+
+// Entry is the state directory of a sandbox this process supervises.
+type Entry struct {
+	Dir    string
+	Record Record
+}
+
+// ErrNameInUse is returned by Create when a live sandbox already has the name.
+var ErrNameInUse = errors.New("name in use")
+
+// Create reserves name for rec and writes its record. A stale directory of the same name is cleaned first.
+func Create(rec Record) (*Entry, error) {
+	root, err := Root()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, rec.Name)
+	for attempt := 0; ; attempt++ {
+		err = os.Mkdir(dir, 0o700)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) || attempt > 0 {
+			return nil, fmt.Errorf("state directory %s: %w", dir, err)
+		}
+		if old, rerr := read(dir); rerr == nil && Alive(old) {
+			return nil, fmt.Errorf("a sandbox named %q is running (pid %d): %w", rec.Name, old.PID, ErrNameInUse)
+		} else if rerr != nil && !staleDir(dir) {
+			return nil, fmt.Errorf("a sandbox named %q is being created: %w", rec.Name, ErrNameInUse)
+		}
+		_ = os.RemoveAll(dir)
+	}
+	e := &Entry{Dir: dir, Record: rec}
+	if err := e.Save(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return e, nil
+}
+
+// Save rewrites the record atomically.
+func (e *Entry) Save() error {
+	b, err := json.MarshalIndent(e.Record, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(e.Dir, ".state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	return os.Rename(tmp, filepath.Join(e.Dir, "state.json"))
+}
+
+// Remove deletes the state directory.
+func (e *Entry) Remove() { _ = os.RemoveAll(e.Dir) }
+
+// Socket is the path of the control socket.
+func (e *Entry) Socket() string { return filepath.Join(e.Dir, "control.sock") }
+
+// Log is the path of a detached sandbox's log.
+func (e *Entry) Log() string { return filepath.Join(e.Dir, "log") }
+
+// SocketPath returns the control socket path of the sandbox named name.
+func SocketPath(name string) (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, name, "control.sock"), nil
+}
+
+// LogPath returns the log path of the sandbox named name.
+func LogPath(name string) (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, name, "log"), nil
+}
+
+func read(dir string) (Record, error) {
+	var r Record
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return r, err
+	}
+	err = json.Unmarshal(b, &r)
+	return r, err
+}
+
+// staleDir reports whether a directory without a readable record is old enough (a few seconds) to be leftover
+// rather than being created right now.
+func staleDir(dir string) bool {
+	st, err := os.Stat(dir)
+	return err == nil && time.Since(st.ModTime()) > 5*time.Second
+}
+
+// StartTime returns field 22 of /proc/PID/stat (the process's start time in clock ticks since boot).
+func StartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may contain spaces and parentheses: fields are counted after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// Alive reports whether the record's supervising process is still the one that wrote it.
+func Alive(r Record) bool {
+	if r.PID <= 0 {
+		return false
+	}
+	st, err := StartTime(r.PID)
+	return err == nil && st == r.StartTime
+}
+
+// List returns the live sandboxes, sorted by name, and removes stale directories.
+func List() ([]Record, error) {
+	root, err := Root()
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		r, err := read(dir)
+		if err != nil {
+			if staleDir(dir) {
+				_ = os.RemoveAll(dir)
+			}
+			continue
+		}
+		if !Alive(r) {
+			_ = os.RemoveAll(dir)
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Lookup returns the live sandbox named name.
+func Lookup(name string) (Record, error) {
+	if err := ValidName(name); err != nil {
+		return Record{}, err
+	}
+	root, err := Root()
+	if err != nil {
+		return Record{}, err
+	}
+	dir := filepath.Join(root, name)
+	r, err := read(dir)
+	if err != nil || !Alive(r) {
+		if err == nil {
+			_ = os.RemoveAll(dir)
+		}
+		return Record{}, fmt.Errorf("no running sandbox named %q (see 'caisson ps')", name)
+	}
+	return r, nil
+}

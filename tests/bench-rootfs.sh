@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmarks of caisson's root file systems (run as an unprivileged user with subordinate ids, after make build):
+# start-up of --overlay and --rootfs against a plain run (and bwrap when it has --overlay-src), file metadata and
+# large-read throughput inside an overlay against a host directory, and unpack of a ~100 MB image against tar -x.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${CAISSON_BIN:-$PWD/bin/caisson}
+work=$(mktemp -d /tmp/caisson-bench.XXXXXX)
+trap '"$bin" run --no-cwd --bind "$work:/tmp/w" -- rm -rf /tmp/w/img-root >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+mkdir -p "$work/rfs/bin"
+cp /bin/busybox "$work/rfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rfs/bin/$a"; done
+
+echo "== start-up"
+cmds=("$bin run -- true" "$bin run --overlay -- true" "$bin run --rootfs $work/rfs -- /bin/true")
+if bwrap --help 2>&1 | grep -q -- --overlay-src; then
+	cmds+=("bwrap --unshare-all --overlay-src / --tmp-overlay / --proc /proc --dev /dev -- true")
+else
+	echo "bwrap $(bwrap --version | cut -d' ' -f2) has no --overlay-src (added in 0.11): not compared"
+fi
+hyperfine -N -w 5 -r 50 "${cmds[@]}"
+
+echo "== metadata (create, stat, read, unlink 2000 files) and a 512 MiB read: overlay vs host directory"
+meta='cd "$0" && i=0; while [ $i -lt 2000 ]; do echo x > f$i; i=$((i+1)); done; ls -l >/dev/null; cat f* >/dev/null; rm -f f*'
+mkdir -p "$work/host"
+dd if=/dev/urandom of="$work/big" bs=1M count=512 status=none
+hyperfine -w 2 -r 10 \
+	"$bin run --no-cwd --bind $work/host:/tmp/h -- sh -c '$meta' /tmp/h" \
+	"$bin run --no-cwd --overlay -- sh -c 'mkdir -p \$HOME/m && $meta' \$HOME/m" \
+	"$bin run --no-cwd --bind $work:/tmp/h -- cat /tmp/h/big" \
+	"$bin run --no-cwd --overlay -- cat $work/big"
+
+echo "== unpack of a ~100 MB image (docker-save) vs tar -x of its layers"
+if [ -x "$work/../caisson-mkimage" ] || true; then
+	mkdir -p "$work/layer/data"
+	for i in $(seq 1 50); do head -c 2M /dev/urandom > "$work/layer/data/f$i"; done
+	tar -C "$work/layer" -cf "$work/layer.tar" .
+	cfg=$(printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$(sha256sum "$work/layer.tar" | cut -d' ' -f1)")
+	echo "$cfg" > "$work/config.json"
+	printf '[{"Config":"config.json","RepoTags":["bench:1"],"Layers":["layer.tar"]}]' > "$work/manifest.json"
+	tar -C "$work" -cf "$work/image.tar" manifest.json config.json layer.tar
+	hyperfine -w 1 -r 5 \
+		--prepare "$bin run --no-cwd --bind $work:/tmp/w -- rm -rf /tmp/w/img-root; rm -rf $work/tar-root" \
+		"$bin rootfs unpack $work/image.tar $work/img-root" \
+		"mkdir -p $work/tar-root && tar -C $work/tar-root -xf $work/layer.tar"
+fi

@@ -1,0 +1,231 @@
+// Command probe is the static helper of caisson's hardening tests (bubblewrap's try-syscall pattern): run inside a
+// sandbox, it performs system calls with invalid pointers, descriptors or flags, so that a call the seccomp filter
+// allows fails in the kernel (EFAULT, EBADF, EINVAL, ...) while a filtered one fails with the filter's errno, and
+// prints one "NAME ERRNO" line per call. It also measures system-call cost for tests/bench-harden.sh.
+//
+// Usage:
+//
+//	probe sys NAME...          try each named call; prints NAME ERRNO (OK on success, SKIP if unknown here)
+//	probe loosen               stack an allow-all seccomp filter, then try keyctl (catalogue K22)
+//	probe write-exe PATH       open PATH for writing and write one byte at offset 0 (CVE-2019-5736 check)
+//	probe ids                  print the real and effective uid
+//	probe bench-getpid N       N getpid calls; prints ns/op
+//	probe bench-stat N         N stat("/") calls; prints ns/op
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/caisson-sandbox/caisson/seccomp"
+	"golang.org/x/sys/unix"
+)
+
+// bad is an address that is never mapped: an allowed call reading or writing through it fails with EFAULT.
+const bad = 1
+
+// badFD is a descriptor that is never open.
+const badFD = ^uintptr(0) // -1
+
+// calls maps a probe name to the syscall and its invalid arguments.
+var calls = map[string]struct {
+	sys  string
+	args [6]uintptr
+}{
+	"mount":                   {"mount", [6]uintptr{bad, bad, bad, 0, 0}},
+	"umount2":                 {"umount2", [6]uintptr{bad, 0xffffffff}},
+	"pivot_root":              {"pivot_root", [6]uintptr{bad, bad}},
+	"chroot":                  {"chroot", [6]uintptr{bad}},
+	"unshare":                 {"unshare", [6]uintptr{0xffffffff}},
+	"unshare-user":            {"unshare", [6]uintptr{unix.CLONE_NEWUSER | 0x80000000}},
+	"setns":                   {"setns", [6]uintptr{badFD, 0}},
+	"clone-newuser":           {"clone", [6]uintptr{unix.CLONE_NEWUSER | unix.CLONE_THREAD}},
+	"clone-newpid":            {"clone", [6]uintptr{unix.CLONE_NEWPID | unix.CLONE_THREAD}},
+	"clone-thread":            {"clone", [6]uintptr{unix.CLONE_THREAD}},
+	"clone3":                  {"clone3", [6]uintptr{bad, 88}},
+	"open_tree":               {"open_tree", [6]uintptr{badFD, bad, 0}},
+	"move_mount":              {"move_mount", [6]uintptr{badFD, bad, badFD, bad, 0}},
+	"fsopen":                  {"fsopen", [6]uintptr{bad, 0}},
+	"fsconfig":                {"fsconfig", [6]uintptr{badFD, 0, 0, 0, 0}},
+	"fsmount":                 {"fsmount", [6]uintptr{badFD, 0, 0}},
+	"fspick":                  {"fspick", [6]uintptr{badFD, bad, 0}},
+	"mount_setattr":           {"mount_setattr", [6]uintptr{badFD, bad, 0, bad, 0}},
+	"keyctl":                  {"keyctl", [6]uintptr{0xffff}},
+	"add_key":                 {"add_key", [6]uintptr{bad, bad, bad, 0, 0}},
+	"request_key":             {"request_key", [6]uintptr{bad, bad, bad, 0}},
+	"bpf":                     {"bpf", [6]uintptr{0xffff, bad, 0}},
+	"perf_event_open":         {"perf_event_open", [6]uintptr{bad, 0, badFD, badFD, 0}},
+	"userfaultfd":             {"userfaultfd", [6]uintptr{0xffffffff}},
+	"io_uring_setup":          {"io_uring_setup", [6]uintptr{1, bad}},
+	"io_uring_enter":          {"io_uring_enter", [6]uintptr{badFD, 0, 0, 0, 0, 0}},
+	"io_uring_register":       {"io_uring_register", [6]uintptr{badFD, 0, 0, 0}},
+	"kexec_load":              {"kexec_load", [6]uintptr{0, 0, bad, 0xffffffff}},
+	"kexec_file_load":         {"kexec_file_load", [6]uintptr{badFD, badFD, 0, bad, 0xffffffff}},
+	"init_module":             {"init_module", [6]uintptr{bad, 0, bad}},
+	"finit_module":            {"finit_module", [6]uintptr{badFD, bad, 0xffffffff}},
+	"delete_module":           {"delete_module", [6]uintptr{bad, 0}},
+	"reboot":                  {"reboot", [6]uintptr{0, 0, 0, 0}},
+	"swapon":                  {"swapon", [6]uintptr{bad, 0}},
+	"swapoff":                 {"swapoff", [6]uintptr{bad}},
+	"acct":                    {"acct", [6]uintptr{bad}},
+	"quotactl":                {"quotactl", [6]uintptr{0xffffffff, bad, 0, bad}},
+	"syslog":                  {"syslog", [6]uintptr{10, 0, 0}},
+	"iopl":                    {"iopl", [6]uintptr{4}},
+	"ioperm":                  {"ioperm", [6]uintptr{0xffffffff, 1, 1}},
+	"settimeofday":            {"settimeofday", [6]uintptr{bad, bad}},
+	"clock_settime":           {"clock_settime", [6]uintptr{0xff, bad}},
+	"clock_adjtime":           {"clock_adjtime", [6]uintptr{0xff, bad}},
+	"adjtimex":                {"adjtimex", [6]uintptr{bad}},
+	"vhangup":                 {"vhangup", [6]uintptr{}},
+	"lookup_dcookie":          {"lookup_dcookie", [6]uintptr{0, bad, 0}},
+	"fanotify_init":           {"fanotify_init", [6]uintptr{0xffffffff, 0}},
+	"open_by_handle_at":       {"open_by_handle_at", [6]uintptr{badFD, bad, 0}},
+	"ptrace":                  {"ptrace", [6]uintptr{0xffff, 0, 0, 0}},
+	"ptrace-attach-init":      {"ptrace", [6]uintptr{unix.PTRACE_ATTACH, 1, 0, 0}},
+	"process_vm_readv":        {"process_vm_readv", [6]uintptr{1, bad, 1, bad, 1, 0}},
+	"process_vm_writev":       {"process_vm_writev", [6]uintptr{1, bad, 1, bad, 1, 0}},
+	"kcmp":                    {"kcmp", [6]uintptr{1, 1, 0xff, 0, 0}},
+	"pidfd_getfd":             {"pidfd_getfd", [6]uintptr{badFD, 0, 0}},
+	"process_madvise":         {"process_madvise", [6]uintptr{badFD, bad, 1, 0, 0}},
+	"move_pages":              {"move_pages", [6]uintptr{0, 1, bad, bad, bad, 0}},
+	"mbind":                   {"mbind", [6]uintptr{0, 0, 0xff, 0, 0, 0}},
+	"get_mempolicy":           {"get_mempolicy", [6]uintptr{bad, bad, 0xffff, 0, 0xffffffff}},
+	"set_mempolicy":           {"set_mempolicy", [6]uintptr{0xff, 0, 0}},
+	"set_mempolicy_home_node": {"set_mempolicy_home_node", [6]uintptr{0, 0, 0, 1}},
+	"migrate_pages":           {"migrate_pages", [6]uintptr{0, 1, bad, bad}},
+	"personality-bad":         {"personality", [6]uintptr{0x0400000}},
+	"personality-query":       {"personality", [6]uintptr{0xffffffff}},
+	"uselib":                  {"uselib", [6]uintptr{bad}},
+	"ustat":                   {"ustat", [6]uintptr{0, bad}},
+	"sysfs":                   {"sysfs", [6]uintptr{0xff, 0, 0}},
+	"_sysctl":                 {"_sysctl", [6]uintptr{bad}},
+	"nfsservctl":              {"nfsservctl", [6]uintptr{0, bad, bad}},
+	"modify_ldt":              {"modify_ldt", [6]uintptr{0xff, 0, 0}},
+	"socket-alg":              {"socket", [6]uintptr{unix.AF_ALG, unix.SOCK_SEQPACKET | unix.SOCK_CLOEXEC, 0}},
+	"socket-vsock":            {"socket", [6]uintptr{unix.AF_VSOCK, unix.SOCK_STREAM | unix.SOCK_CLOEXEC, 0}},
+	"socket-inet":             {"socket", [6]uintptr{unix.AF_INET, unix.SOCK_STREAM | unix.SOCK_CLOEXEC, 0}},
+	"ioctl-tiocsti":           {"ioctl", [6]uintptr{badFD, unix.TIOCSTI, bad}},
+	"ioctl-tiocsti-hi":        {"ioctl", [6]uintptr{badFD, 1<<32 | unix.TIOCSTI, bad}},
+	"ioctl-tioclinux":         {"ioctl", [6]uintptr{badFD, unix.TIOCLINUX, bad}},
+	"ioctl-tcgets":            {"ioctl", [6]uintptr{badFD, unix.TCGETS, bad}},
+	"getpid":                  {"getpid", [6]uintptr{}},
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | bench-getpid N | bench-stat N")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "sys":
+		for _, name := range os.Args[2:] {
+			fmt.Println(name, try(name))
+		}
+	case "loosen":
+		loosen()
+	case "write-exe":
+		writeExe(os.Args[2])
+	case "ids":
+		fmt.Println(unix.Getuid(), unix.Geteuid())
+	case "bench-getpid", "bench-stat":
+		n, err := strconv.Atoi(os.Args[2])
+		if err != nil || n <= 0 {
+			fmt.Fprintln(os.Stderr, "probe: want a positive count")
+			os.Exit(2)
+		}
+		fmt.Printf("%s %.1f ns/op\n", os.Args[1], bench(os.Args[1], n))
+	default:
+		fmt.Fprintf(os.Stderr, "probe: unknown command %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// try performs the named call and returns its errno name, OK, or SKIP when this architecture lacks it.
+func try(name string) string {
+	c, ok := calls[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "probe: unknown call %q\n", name)
+		os.Exit(2)
+	}
+	nr, ok := seccomp.SyscallNumber(c.sys)
+	if !ok {
+		return "SKIP"
+	}
+	a := c.args
+	_, _, e := unix.RawSyscall6(uintptr(nr), a[0], a[1], a[2], a[3], a[4], a[5])
+	return errName(e)
+}
+
+func errName(e unix.Errno) string {
+	if e == 0 {
+		return "OK"
+	}
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return "errno" + strconv.Itoa(int(e))
+}
+
+// loosen stacks a filter that allows everything (possible under no_new_privs), then tries keyctl and reports
+// whether the installed filter still refuses it.
+func loosen() {
+	allow := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW}}
+	prog := unix.SockFprog{Len: 1, Filter: &allow[0]}
+	_, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog)))
+	fmt.Println("stack-allow", errName(e))
+	_, _, e = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_SECCOMP, 0, 0)
+	fmt.Println("prctl-seccomp-disable", errName(e))
+	fmt.Println("keyctl", try("keyctl"))
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range splitLines(string(b)) {
+		if len(l) > 8 && l[:8] == "Seccomp:" {
+			fmt.Println(l)
+		}
+	}
+}
+
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// writeExe opens path for writing and writes one byte at offset 0; it prints open ERRNO and write ERRNO.
+func writeExe(path string) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Println("open", errName(err.(unix.Errno)))
+		return
+	}
+	fmt.Println("open OK")
+	_, err = unix.Pwrite(fd, []byte{0}, 0)
+	if err != nil {
+		fmt.Println("write", errName(err.(unix.Errno)))
+		return
+	}
+	fmt.Println("write OK")
+}
+
+// bench runs n iterations of a cheap system call and returns the mean cost in ns.
+func bench(what string, n int) float64 {
+	var st unix.Stat_t
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if what == "bench-getpid" {
+			unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0)
+		} else if err := unix.Stat("/", &st); err != nil {
+			fmt.Fprintln(os.Stderr, "probe: stat /:", err)
+			os.Exit(1)
+		}
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(n)
+}

@@ -1,0 +1,429 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// soakPlan is one sandbox of the soak: what it runs, how it is disturbed, and what it must end with.
+type soakPlan struct {
+	i          int
+	net        string         // none, pasta or slirp4netns
+	publish    int            // host port published to the sandbox's port 8080, 0 for none
+	overlay    bool           // --overlay: the command writes into /etc and reads it back
+	single     bool           // --map single
+	code       int            // the command's exit code (when sig is 0)
+	sig        syscall.Signal // the command kills itself with this signal
+	sleep      time.Duration  // how long the command sleeps before it exits
+	killAfter  time.Duration  // SIGKILL caisson after this delay (0: not killed)
+	killHelper helperKill     // SIGKILL the sandbox's pasta/slirp4netns during setup or while the command runs
+}
+
+func (p soakPlan) want() int {
+	if p.sig != 0 {
+		return 128 + int(p.sig)
+	}
+	return p.code
+}
+
+func (p soakPlan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#%d net=%s", p.i, p.net)
+	if p.publish != 0 {
+		fmt.Fprintf(&b, " -p %d", p.publish)
+	}
+	if p.overlay {
+		b.WriteString(" --overlay")
+	}
+	if p.single {
+		b.WriteString(" --map single")
+	}
+	fmt.Fprintf(&b, " want=%d sleep=%v", p.want(), p.sleep)
+	if p.killAfter > 0 {
+		fmt.Fprintf(&b, " kill-caisson-after=%v", p.killAfter)
+	}
+	if p.killHelper != helperAlive {
+		fmt.Fprintf(&b, " kill-helper-%s", p.killHelper)
+	}
+	return b.String()
+}
+
+// args is the caisson command line of the plan.
+func (p soakPlan) args() []string {
+	a := []string{"run", "--net", p.net}
+	if p.publish != 0 {
+		a = append(a, "-p", fmt.Sprintf("127.0.0.1:%d:8080", p.publish))
+	}
+	if p.overlay {
+		a = append(a, "--overlay")
+	}
+	if p.single {
+		a = append(a, "--map", "single")
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "echo soak-%d", p.i)
+	if p.net != "none" {
+		s.WriteString("; [ -e /sys/class/net/tap0 ] && echo net-ok")
+	}
+	if p.overlay {
+		fmt.Fprintf(&s, "; echo %d > /etc/caisson-soak-%d && [ \"$(cat /etc/caisson-soak-%d)\" = %d ] && echo overlay-ok", p.i, p.i, p.i, p.i)
+	}
+	if p.sleep > 0 {
+		fmt.Fprintf(&s, "; sleep %.3f", p.sleep.Seconds())
+	}
+	if p.sig != 0 {
+		fmt.Fprintf(&s, "; kill -%d $$", int(p.sig))
+	} else {
+		fmt.Fprintf(&s, "; exit %d", p.code)
+	}
+	return append(a, "--", "sh", "-c", s.String())
+}
+
+// soakSignals are the signals a soak command kills itself with (none of them dumps core).
+var soakSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGKILL, syscall.SIGUSR1, syscall.SIGUSR2,
+	syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGTERM}
+
+// envInt reads a positive integer from the environment.
+func envInt(t testing.TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// overlayWorks reports whether `caisson run --overlay` is available and works here; it fails the test when the
+// flag exists but cannot work, since a sandbox with --overlay must run on any host that passes `caisson doctor`.
+func overlayWorks(t *testing.T) bool {
+	t.Helper()
+	help, _ := exec.Command(bin(t), "run", "--help").Output()
+	if !bytes.Contains(help, []byte("--overlay")) {
+		t.Logf("soak: caisson run has no --overlay flag yet: overlays are not part of the mix")
+		return false
+	}
+	r := caisson(t, "run", "--overlay", "--", "sh", "-c", "echo x > /etc/caisson-soak-probe && cat /etc/caisson-soak-probe")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "x" {
+		t.Errorf("soak: --overlay exists but does not work (exit %d): %s; overlays left out of the mix", r.code, strings.TrimSpace(r.stderr))
+		return false
+	}
+	return true
+}
+
+// TestSoak runs many sandboxes at once, mixing network modes, overlays, ID maps, exit codes and signals, kills a
+// random share of the caisson processes with SIGKILL at random moments (during setup and while the command runs)
+// and of their network helpers mid-run, then checks every surviving exit status and that nothing is left behind:
+// no process, mount, descriptor, state or temporary directory (catalogue R1, R19-R26). CAISSON_SOAK_N sandboxes
+// (default 150), CAISSON_SOAK_PAR at a time (default 20); `make soak` runs 1000, 50 at a time.
+// CAISSON_SOAK_SEED replays a run.
+func TestSoak(t *testing.T) {
+	requireSandbox(t)
+	testenv.RequireCommand(t, "pasta")
+	testenv.RequireCommand(t, "slirp4netns")
+	testenv.RequireTun(t)
+	n := envInt(t, "CAISSON_SOAK_N", 150)
+	par := envInt(t, "CAISSON_SOAK_PAR", 20)
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("CAISSON_SOAK_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("soak: %d sandboxes, %d at a time, CAISSON_SOAK_SEED=%d", n, par, seed)
+	rng := rand.New(rand.NewPCG(seed, 0x50a4))
+	overlay := overlayWorks(t)
+
+	// Budget: the whole soak must end in a few minutes; per sandbox 2 s of wall time at full parallelism is
+	// already 10x what a sandbox costs here.
+	budget := time.Duration(n/par+1)*2*time.Second + 30*time.Second
+	if budget > 8*time.Minute {
+		budget = 8 * time.Minute
+	}
+	basePort := 20000 + rng.IntN(20000)
+	plans := make([]soakPlan, n)
+	nets := []string{"none", "pasta", "slirp4netns"}
+	for i := range plans {
+		p := soakPlan{i: i, net: nets[rng.IntN(len(nets))], code: rng.IntN(256)}
+		if p.net != "none" && rng.IntN(3) == 0 {
+			p.publish = basePort + i
+		}
+		p.overlay = overlay && rng.IntN(3) == 0
+		p.single = rng.IntN(5) == 0
+		if rng.IntN(5) == 0 {
+			p.sig = soakSignals[rng.IntN(len(soakSignals))]
+		}
+		p.sleep = time.Duration(rng.IntN(200)) * time.Millisecond
+		switch r := rng.IntN(100); {
+		case r < 15: // caisson killed at a random moment: during setup or while the command runs
+			p.killAfter = time.Duration(1+rng.IntN(400)) * time.Millisecond
+			p.sleep = time.Duration(rng.IntN(600)) * time.Millisecond
+		case r < 21 && p.net != "none": // the network helper killed as soon as it runs, during setup
+			p.killHelper = helperInSetup
+		case r < 30 && p.net != "none": // the network helper killed while the command runs
+			p.killHelper = helperWhileRunning
+			p.sleep = 300*time.Millisecond + time.Duration(rng.IntN(400))*time.Millisecond
+		}
+		plans[i] = p
+	}
+
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotHost(t)
+	reaper := newSubreaper(t)
+	start := time.Now()
+	deadline := start.Add(budget)
+
+	var (
+		mu       sync.Mutex
+		failures []string
+		stats    = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		failures = append(failures, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	count := func(key string) {
+		mu.Lock()
+		stats[key]++
+		mu.Unlock()
+	}
+	sem := make(chan struct{}, par)
+	launched := 0
+	for _, p := range plans {
+		if time.Now().After(deadline) {
+			break
+		}
+		sem <- struct{}{}
+		launched++
+		wg.Add(1)
+		go func(p soakPlan) {
+			defer func() { <-sem; wg.Done() }()
+			soakOne(t, reaper, dir, p, fail, count)
+		}(p)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if launched < n {
+		t.Errorf("soak: only %d of %d sandboxes started within %v", launched, n, budget)
+	}
+
+	// Nothing may be left: no orphan (the subreaper holds every one), no mount, fd, process, state or /tmp entry.
+	if alive := reaper.aliveOrphans(5 * time.Second); len(alive) > 0 {
+		t.Errorf("soak: %d processes outlived their caisson:\n  %s", len(alive), strings.Join(alive, "\n  "))
+	}
+	if diffs := waitHostClean(t, before, 5*time.Second); len(diffs) > 0 {
+		t.Errorf("soak: the host is not as it was before:\n  %s", strings.Join(diffs, "\n  "))
+	}
+	if matches, _ := filepath.Glob("/etc/caisson-soak-*"); len(matches) > 0 {
+		t.Errorf("soak: overlay writes reached the host: %v", matches)
+	}
+	sort.Strings(failures)
+	for i, f := range failures {
+		if i == 30 {
+			t.Errorf("... and %d more", len(failures)-30)
+			break
+		}
+		t.Error(f)
+	}
+	keys := make([]string, 0, len(stats))
+	for k := range stats {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var sum strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&sum, " %s=%d", k, stats[k])
+	}
+	t.Logf("soak: %d sandboxes in %v (%.1f/s):%s", launched, elapsed.Round(time.Millisecond),
+		float64(launched)/elapsed.Seconds(), sum.String())
+}
+
+// soakOne runs one sandbox of the soak and checks its outcome.
+func soakOne(t *testing.T, reaper *subreaper, dir string, p soakPlan, fail func(string, ...any), count func(string)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(t), p.args()...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var startErr error
+	pid := reaper.Start(func() int {
+		if startErr = cmd.Start(); startErr != nil {
+			return 0
+		}
+		return cmd.Process.Pid
+	})
+	if startErr != nil {
+		fail("%v: start: %v", p, startErr)
+		return
+	}
+	defer reaper.Done(pid)
+	count("net-" + p.net)
+	helperKilled, inSetup := false, false
+	if p.killAfter > 0 {
+		time.AfterFunc(p.killAfter, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+	} else if p.killHelper != helperAlive {
+		helperKilled, inSetup = killHelper(pid, p.killHelper)
+		if !helperKilled {
+			// Let the run end first: its outcome says why the helper was not found.
+			_ = cmd.Wait()
+			fail("%v: the sandbox's %s never appeared among caisson's children; stdout %q stderr %q", p, p.net, stdout.String(), stderr.String())
+			return
+		}
+	}
+	err := cmd.Wait()
+	if ctx.Err() != nil {
+		fail("%v: hung: killed after 60 s; stderr %q", p, stderr.String())
+		return
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		ws := ee.Sys().(syscall.WaitStatus)
+		code = ws.ExitStatus()
+		if ws.Signaled() {
+			code = 128 + int(ws.Signal())
+			if p.killAfter > 0 && ws.Signal() == syscall.SIGKILL {
+				count("caisson-killed")
+				return // killed by us: only the leak checks at the end apply
+			}
+		}
+	} else if err != nil {
+		fail("%v: wait: %v", p, err)
+		return
+	}
+	if helperKilled {
+		count("helper-killed")
+	} else {
+		count("completed")
+	}
+	if inSetup && code == 125 {
+		// The helper died before the sandbox was ready: caisson must abort with one line.
+		if lines := caissonLines(stderr.String()); len(lines) != 1 {
+			fail("%v: helper killed during setup: want one caisson: line, got %q", p, stderr.String())
+		}
+		return
+	}
+	if code != p.want() {
+		fail("%v: exit %d, want %d; stdout %q stderr %q", p, code, p.want(), stdout.String(), stderr.String())
+		return
+	}
+	out := stdout.String()
+	for _, want := range []string{fmt.Sprintf("soak-%d\n", p.i)} {
+		if !strings.Contains(out, want) {
+			fail("%v: stdout %q lacks %q; stderr %q", p, out, want, stderr.String())
+		}
+	}
+	if p.net != "none" && !strings.Contains(out, "net-ok") {
+		fail("%v: no tap0 in the sandbox; stdout %q stderr %q", p, out, stderr.String())
+	}
+	if p.overlay && !strings.Contains(out, "overlay-ok") {
+		fail("%v: overlay write failed; stdout %q stderr %q", p, out, stderr.String())
+	}
+	// caisson says nothing on a successful run, except that the helper died when it was killed.
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if l == "" || (helperKilled && !strings.HasPrefix(l, "caisson:")) {
+			continue
+		}
+		if helperKilled && strings.HasPrefix(l, "caisson: network helper exited") {
+			continue
+		}
+		fail("%v: unexpected stderr line %q", p, l)
+	}
+}
+
+// helperKill says when the soak kills a sandbox's network helper.
+type helperKill int
+
+const (
+	helperAlive        helperKill = iota // not killed
+	helperInSetup                        // as soon as it appears among caisson's children
+	helperWhileRunning                   // once init has started the command
+)
+
+func (h helperKill) String() string {
+	return [...]string{"never", "in-setup", "while-running"}[h]
+}
+
+// killHelper finds the network helper among the children of caisson (pid) and kills it with SIGKILL, at once or
+// after init has started the command (and a random pause). It reports whether it killed one, and whether the
+// command had not started yet when it did. It gives up when caisson ends or after 10 s.
+func killHelper(pid int, when helperKill) (killed, inSetup bool) {
+	limit := time.Now().Add(10 * time.Second)
+	for time.Now().Before(limit) {
+		if _, state, _, _, err := procStat(pid); err != nil || state == 'Z' {
+			return false, false
+		}
+		helper, running := 0, false
+		for _, c := range childrenOf(pid) {
+			comm, _, _, _, err := procStat(c)
+			switch {
+			case err != nil:
+			case isHelperComm(comm):
+				helper = c
+			case comm == "caisson-init":
+				running = len(childrenOf(c)) > 0
+			}
+		}
+		if helper != 0 && (when == helperInSetup || running) {
+			if when == helperWhileRunning {
+				time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
+			}
+			return unix.Kill(helper, unix.SIGKILL) == nil, !running
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return false, false
+}
+
+// caissonLines returns the lines of stderr that caisson itself wrote.
+func caissonLines(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "caisson:") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// childrenOf lists a process's children.
+func childrenOf(pid int) []int {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// isHelperComm reports whether a command name is a network helper's: Debian's pasta runs as passt.avx2 on CPUs
+// with AVX2, so its name is pasta, pasta.avx2, passt or passt.avx2.
+func isHelperComm(comm string) bool {
+	return strings.HasPrefix(comm, "pasta") || strings.HasPrefix(comm, "passt") || comm == "slirp4netns"
+}
