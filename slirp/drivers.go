@@ -1,0 +1,112 @@
+package slirp
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// pastaArgs is the pasta command line. pasta runs in the foreground (so it
+// stays our child and keeps Pdeathsig) and writes its PID file to fd 3, a
+// pipe: that line is the readiness signal, written after --config-net has
+// configured tap0 and just before the event loop starts.
+//
+//   - -t none -u none: no host→sandbox forwarding by pasta (no "auto", which
+//     would publish every sandbox listener on 0.0.0.0); published ports use
+//     this package's forwarder instead.
+//   - -T none -U none: no sandbox→host loopback forwarding. pasta's default
+//     "auto" splices the sandbox's own 127.0.0.1:PORT to the host's loopback
+//     for every port bound on the host, even with --no-map-gw.
+//   - --no-map-gw unless host loopback is allowed: the gateway address does
+//     not lead to the host.
+//   - --ipv4-only: the guest network is IPv4 (10.0.2.0/24) only.
+func pastaArgs(path string, pid, mtu int, allowHostLoopback bool) []string {
+	args := []string{path,
+		"--foreground", "--quiet", "--stderr",
+		"--pid", "/proc/self/fd/3",
+		"--config-net", "--ns-ifname", guestIfName, "--mtu", strconv.Itoa(mtu),
+		"--address", guestIP, "--netmask", strconv.Itoa(guestPrefixLen),
+		"--gateway", guestGateway, "--dns-forward", guestDNS,
+		"--ipv4-only",
+		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
+	}
+	if !allowHostLoopback {
+		args = append(args, "--no-map-gw")
+	}
+	return append(args, strconv.Itoa(pid))
+}
+
+// pastaArgsHook lets tests alter the pasta command line (nil otherwise).
+var pastaArgsHook func([]string) []string
+
+func startPasta(ctx context.Context, path string, pid, mtu int, allowHostLoopback bool, timeout time.Duration) (*helper, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("slirp: pasta: %w", err)
+	}
+	argv := pastaArgs(path, pid, mtu, allowHostLoopback)
+	if pastaArgsHook != nil {
+		argv = pastaArgsHook(argv)
+	}
+	h, err := startHelper("pasta", argv, []*os.File{w})
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := h.waitReady(ctx, timeout, r, readLine); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// slirp4netnsArgs is the slirp4netns command line: it configures tap0
+// itself (--configure), writes "1" to fd 3 when ready and exits when fd 4
+// (a pipe whose write end only the parent holds) polls readable or hung up.
+// --disable-host-loopback unless host loopback is allowed; --enable-sandbox
+// and --enable-seccomp when this slirp4netns has them.
+func slirp4netnsArgs(path string, pid, mtu int, allowHostLoopback bool, f Features) []string {
+	args := []string{path, "--configure", "--mtu=" + strconv.Itoa(mtu), "--ready-fd=3", "--exit-fd=4"}
+	if !allowHostLoopback {
+		args = append(args, "--disable-host-loopback")
+	}
+	if f.Have["--enable-sandbox"] {
+		args = append(args, "--enable-sandbox")
+	}
+	if f.Have["--enable-seccomp"] {
+		args = append(args, "--enable-seccomp")
+	}
+	return append(args, strconv.Itoa(pid), guestIfName)
+}
+
+func startSlirp4netns(ctx context.Context, path string, pid, mtu int, allowHostLoopback bool, timeout time.Duration) (*helper, error) {
+	f := cachedDetect(ModeSlirp4netns, path)
+	if f.Err != nil {
+		return nil, f.Err
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("slirp: slirp4netns: %w", err)
+	}
+	exitR, exitW, err := os.Pipe()
+	if err != nil {
+		readyR.Close()
+		readyW.Close()
+		return nil, fmt.Errorf("slirp: slirp4netns: %w", err)
+	}
+	h, err := startHelper("slirp4netns", slirp4netnsArgs(path, pid, mtu, allowHostLoopback, f), []*os.File{readyW, exitR})
+	readyW.Close()
+	exitR.Close()
+	if err != nil {
+		readyR.Close()
+		exitW.Close()
+		return nil, err
+	}
+	h.exitW = exitW
+	if err := h.waitReady(ctx, timeout, readyR, readByte); err != nil {
+		return h, err
+	}
+	return h, nil
+}
