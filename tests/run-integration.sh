@@ -13,6 +13,7 @@ dir=$(mktemp -d /tmp/caisson-it.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 0755 "$dir"
 cp bin/caisson "$dir/caisson"
+cp -r cmd/caisson/profiles "$dir/profiles"
 for p in $pkgs; do
 	go test -c -o "$dir/$(basename "$p").test" "$p"
 done
@@ -35,7 +36,7 @@ for p in $pkgs; do
 	chmod -R a+rX "$dir"
 	(cd "$dir/run-$name" && "${as_user[@]}" env HOME="$home" USER="$runuser" \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		CAISSON_BIN="$dir/caisson" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+		CAISSON_BIN="$dir/caisson" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
 		"$dir/$name.test" -test.v -test.count=1 -test.timeout=20m -test.run "$run") || status=1
 done
 exit $status

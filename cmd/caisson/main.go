@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/client"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/doctor"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
@@ -56,6 +57,10 @@ const usage = `caisson: a rootless Linux sandbox
 
 Usage:
   caisson run [flags] [--] COMMAND [ARG...]   run COMMAND in a new sandbox
+  caisson ps [--json]                         list running sandboxes with their namespaces
+  caisson exec [-t] NAME [--] COMMAND [ARG...] run a command inside a running sandbox
+  caisson stop [--time SECONDS] NAME          stop a sandbox: SIGTERM, then SIGKILL after the grace period
+  caisson logs [-f] NAME                      print (and follow) a detached sandbox's output
   caisson doctor [--json]                     check this host's prerequisites and how to fix them
   caisson inspect [--json]                    inside a sandbox: show the isolation in force
   caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
@@ -74,6 +79,14 @@ func cliMain(args []string) int {
 	switch args[0] {
 	case "run":
 		return runMain(args[1:])
+	case "ps":
+		return client.PSMain(args[1:])
+	case "exec":
+		return client.ExecMain(args[1:])
+	case "stop":
+		return client.StopMain(args[1:])
+	case "logs":
+		return client.LogsMain(args[1:])
 	case "doctor":
 		return doctor.Main(args[1:])
 	case "inspect":

@@ -1,72 +1,516 @@
-// Command benchreport prints hyperfine JSON results as a table of medians with each command's ratio to a
-// reference command from the same run, so that figures from a noisy machine are read as ratios.
+// Command benchreport is the measuring and reporting half of `make bench` (tests/bench.sh). Every figure it
+// prints is set against the best peer measured in the same run, so that numbers from a noisy machine are read as
+// ratios, never as lone absolute values.
 //
-// Usage: benchreport [-ref SUBSTRING] RESULTS.json...
+// Usage:
+//
+//	benchreport table [-tsv FILE] RESULTS.json...      hyperfine results: median, p90, ratio to the best peer
+//	benchreport rows -unit U [-higher] [-tsv FILE]      "label<TAB>value" lines on stdin: ratio to the best peer
+//	benchreport conc -label L -n 1,5,50 -rounds R -- CMD...   N concurrent starts: p50, p99 per N (TSV)
+//	benchreport mem -label L -n 1,10 [-skip COMM,...] -- CMD... memory (PSS) of the processes of N sandboxes
+//	benchreport serve -addr HOST:PORT -d DURATION       accept loop writing one byte per connection
+//	benchreport connrate -addr 127.0.0.1:PORT -d DURATION -c CONNS   TCP connections per second
+//
+// A row is caisson's when its label contains "caisson"; every other row is a peer (or the host baseline), and the
+// best of those is the ratio's reference.
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"math"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 )
 
-type result struct {
-	Command string    `json:"command"`
-	Times   []float64 `json:"times"`
+func main() {
+	if len(os.Args) < 2 {
+		fatalf("usage: benchreport table|rows|conc|mem|serve|connrate ...")
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "table":
+		err = tableMain(args)
+	case "rows":
+		err = rowsMain(args)
+	case "conc":
+		err = concMain(args)
+	case "mem":
+		err = memMain(args)
+	case "serve":
+		err = serveMain(args)
+	case "connrate":
+		err = connrateMain(args)
+	default:
+		err = fmt.Errorf("unknown subcommand %q", cmd)
+	}
+	if err != nil {
+		fatalf("%s: %v", cmd, err)
+	}
 }
 
-func median(v []float64) float64 {
+func fatalf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "benchreport: "+format+"\n", a...)
+	os.Exit(1)
+}
+
+// quantile returns the q-quantile (0..1) of v by linear interpolation.
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	pos := q * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := int(math.Ceil(pos))
+	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
 }
 
-func main() {
-	ref := flag.String("ref", "", "ratio reference: the first command containing this text (default: the first command)")
-	flag.Parse()
-	for _, file := range flag.Args() {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport:", err)
-			os.Exit(1)
-		}
-		var doc struct{ Results []result }
-		if err := json.Unmarshal(b, &doc); err != nil {
-			fmt.Fprintf(os.Stderr, "benchreport: %s: %v\n", file, err)
-			os.Exit(1)
-		}
-		if len(doc.Results) == 0 {
+// isCaisson reports whether a row is caisson's own.
+func isCaisson(label string) bool { return strings.Contains(label, "caisson") }
+
+// row is one line of a report table.
+type row struct {
+	label string
+	value float64 // the compared figure (median for times)
+	extra []string
+}
+
+// bestPeer returns the index of the best non-caisson row (lowest value, or highest with higher), or -1.
+func bestPeer(rows []row, higher bool) int {
+	best := -1
+	for i, r := range rows {
+		if isCaisson(r.label) || math.IsNaN(r.value) || r.value <= 0 {
 			continue
 		}
-		base := doc.Results[0]
-		for _, r := range doc.Results {
-			if *ref != "" && strings.Contains(r.Command, *ref) {
-				base = r
-				break
-			}
+		if best < 0 || (higher && r.value > rows[best].value) || (!higher && r.value < rows[best].value) {
+			best = i
 		}
-		bm := median(base.Times)
-		fmt.Printf("| command | median | ratio to `%s` |\n|---|---:|---:|\n", short(base.Command))
-		for _, r := range doc.Results {
-			m := median(r.Times)
-			fmt.Printf("| `%s` | %.2f ms | %.2f |\n", short(r.Command), m*1000, m/bm)
-		}
-		fmt.Println()
 	}
+	return best
+}
+
+// printRows prints a markdown table with each row's ratio to the best peer. For lower-is-better figures the
+// ratio is value/best (2.0 means twice the time); for higher-is-better it is value/best too (0.5 means half the
+// throughput), so the direction is named in the header.
+func printRows(w io.Writer, head []string, unit string, rows []row, higher bool) {
+	b := bestPeer(rows, higher)
+	ref := "best peer"
+	if b >= 0 {
+		ref = "`" + short(rows[b].label) + "`"
+	}
+	dir := "lower is better"
+	if higher {
+		dir = "higher is better"
+	}
+	fmt.Fprintf(w, "| %s | %s (%s) |", strings.Join(head, " | "), unit, dir)
+	fmt.Fprintf(w, " ratio to %s |\n|", ref)
+	for range head {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprint(w, "---:|---:|\n")
+	for _, r := range rows {
+		ratio := "n/a"
+		if b >= 0 && !math.IsNaN(r.value) {
+			ratio = fmt.Sprintf("%.2f", r.value/rows[b].value)
+		}
+		cells := append([]string{"`" + short(r.label) + "`"}, r.extra...)
+		fmt.Fprintf(w, "| %s | %s | %s |\n", strings.Join(cells, " | "), fmtNum(r.value), ratio)
+	}
+	fmt.Fprintln(w)
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "failed"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 func short(s string) string {
-	if len(s) > 90 {
-		return s[:87] + "..."
+	if len(s) > 100 {
+		return s[:97] + "..."
 	}
 	return s
+}
+
+// tableMain reports hyperfine JSON results: median and p90 in ms, ratio of the median to the best peer's.
+func tableMain(args []string) error {
+	fs := flag.NewFlagSet("table", flag.ContinueOnError)
+	tsv := fs.String("tsv", "", "also write label<TAB>median<TAB>p90 (ms) to this file, for the charts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var rows []row
+	for _, file := range fs.Args() {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		var doc struct {
+			Results []struct {
+				Command string    `json:"command"`
+				Times   []float64 `json:"times"`
+			}
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("%s: %v", file, err)
+		}
+		for _, r := range doc.Results {
+			rows = append(rows, row{label: r.Command, value: quantile(r.Times, 0.5) * 1000,
+				extra: []string{fmtNum(quantile(r.Times, 0.9) * 1000), strconv.Itoa(len(r.Times))}})
+		}
+	}
+	if len(rows) == 0 {
+		return errors.New("no results")
+	}
+	printRows(os.Stdout, []string{"command", "p90 ms", "runs"}, "median ms", rows, false)
+	if *tsv != "" {
+		return writeTSV(*tsv, rows)
+	}
+	return nil
+}
+
+func writeTSV(path string, rows []row) error {
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%q\t%g", chartLabel(r.label), r.value)
+		for _, e := range r.extra {
+			fmt.Fprintf(&b, "\t%s", e)
+		}
+		b.WriteString("\n")
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// chartLabel shortens a command line for a chart axis: the program's base name and its first flags.
+func chartLabel(s string) string {
+	f := strings.Fields(s)
+	if len(f) > 0 {
+		f[0] = filepath.Base(f[0])
+	}
+	out := strings.Join(f, " ")
+	if len(out) > 48 {
+		out = out[:45] + "..."
+	}
+	return out
+}
+
+// rowsMain reads "label<TAB>value" lines and prints them with ratios to the best peer.
+func rowsMain(args []string) error {
+	fs := flag.NewFlagSet("rows", flag.ContinueOnError)
+	unit := fs.String("unit", "value", "unit of the values")
+	higher := fs.Bool("higher", false, "higher values are better")
+	head := fs.String("head", "path", "name of the label column")
+	tsv := fs.String("tsv", "", "also write the rows to this file, for the charts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var rows []row
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		label, v, ok := strings.Cut(sc.Text(), "\t")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			f = math.NaN()
+		}
+		rows = append(rows, row{label: label, value: f})
+	}
+	if len(rows) == 0 {
+		return errors.New("no rows on stdin")
+	}
+	printRows(os.Stdout, []string{*head}, *unit, rows, *higher)
+	if *tsv != "" {
+		return writeTSV(*tsv, rows)
+	}
+	return nil
+}
+
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 || n > 200 {
+			return nil, fmt.Errorf("bad count %q (1..200)", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// concMain starts N copies of a command at once, rounds times for each N, and prints per N the p50 and p99 of
+// the copies' wall times in ms, and how many failed: "label<TAB>N<TAB>p50<TAB>p99<TAB>failures".
+func concMain(args []string) error {
+	fs := flag.NewFlagSet("conc", flag.ContinueOnError)
+	label := fs.String("label", "", "row label")
+	ns := fs.String("n", "1,5,10,20,50", "concurrency levels")
+	rounds := fs.Int("rounds", 3, "rounds per level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	counts, err := parseCounts(*ns)
+	if err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return errors.New("no command")
+	}
+	for _, n := range counts {
+		var mu sync.Mutex
+		var times []float64
+		failures := 0
+		for r := 0; r < *rounds; r++ {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					defer cancel()
+					c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+					<-start
+					t0 := time.Now()
+					err := c.Run()
+					d := time.Since(t0)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						failures++
+						return
+					}
+					times = append(times, float64(d.Microseconds())/1000)
+				}()
+			}
+			close(start)
+			wg.Wait()
+		}
+		fmt.Printf("%s\t%d\t%.2f\t%.2f\t%d\n", *label, n, quantile(times, 0.5), quantile(times, 0.99), failures)
+	}
+	return nil
+}
+
+// pss returns a process's proportional set size in KiB (smaps_rollup), 0 when unreadable.
+func pss(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+func children(pid int) []int {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return strings.TrimSpace(string(b))
+}
+
+// memMain starts N copies of a long-running sandbox command, waits until each has a process named -payload
+// among its descendants, sums the PSS of the copies' own processes (every descendant except the payload and
+// names in -skip) and prints "label<TAB>N<TAB>KiB per sandbox<TAB>processes per sandbox".
+func memMain(args []string) error {
+	fs := flag.NewFlagSet("mem", flag.ContinueOnError)
+	label := fs.String("label", "", "row label")
+	ns := fs.String("n", "1,10,30", "numbers of sandboxes")
+	payload := fs.String("payload", "sleep", "command name of the payload, not counted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	counts, err := parseCounts(*ns)
+	if err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return errors.New("no command")
+	}
+	for _, n := range counts {
+		var cmds []*exec.Cmd
+		for i := 0; i < n; i++ {
+			c := exec.Command(argv[0], argv[1:]...)
+			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := c.Start(); err != nil {
+				return err
+			}
+			cmds = append(cmds, c)
+		}
+		// Wait (bounded) until every copy runs its payload.
+		deadline := time.Now().Add(30 * time.Second)
+		var total, procs int
+		for {
+			total, procs = 0, 0
+			ready := 0
+			for _, c := range cmds {
+				found := false
+				var walk func(pid int)
+				walk = func(pid int) {
+					if comm(pid) == *payload {
+						found = true
+						return
+					}
+					total += pss(pid)
+					procs++
+					for _, k := range children(pid) {
+						walk(k)
+					}
+				}
+				walk(c.Process.Pid)
+				if found {
+					ready++
+				}
+			}
+			if ready == n || time.Now().After(deadline) {
+				if ready < n {
+					fmt.Fprintf(os.Stderr, "benchreport: mem: %s: only %d of %d sandboxes started\n", *label, ready, n)
+				}
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, c := range cmds {
+			_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+		}
+		for _, c := range cmds {
+			done := make(chan struct{})
+			go func() { _ = c.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+		}
+		fmt.Printf("%s\t%d\t%.0f\t%.1f\n", *label, n, float64(total)/float64(n), float64(procs)/float64(n))
+	}
+	return nil
+}
+
+// serveMain accepts connections for a bounded time and writes one byte to each before closing it.
+func serveMain(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	d := fs.Duration("d", 30*time.Second, "serve this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	time.AfterFunc(*d, func() { l.Close() })
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return nil
+		}
+		go func() {
+			_, _ = c.Write([]byte{'x'})
+			c.Close()
+		}()
+	}
+}
+
+// connrateMain opens, reads one byte from and closes TCP connections to a loopback address from c goroutines for
+// duration d, after waiting (bounded) for the server to answer, and prints connections per second.
+func connrateMain(args []string) error {
+	fs := flag.NewFlagSet("connrate", flag.ContinueOnError)
+	addr := fs.String("addr", "", "127.0.0.1:PORT")
+	d := fs.Duration("d", 3*time.Second, "measure this long (at most 30 s)")
+	conns := fs.Int("c", 4, "concurrent clients (at most 64)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil || host != "127.0.0.1" {
+		return fmt.Errorf("-addr %q: only 127.0.0.1 is allowed", *addr)
+	}
+	if *d > 30*time.Second || *conns < 1 || *conns > 64 {
+		return errors.New("-d at most 30s, -c 1..64")
+	}
+	one := func() error {
+		c, err := net.DialTimeout("tcp", *addr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 1)
+		_, err = io.ReadFull(c, b)
+		return err
+	}
+	ready := time.Now().Add(10 * time.Second)
+	for one() != nil {
+		if time.Now().After(ready) {
+			return errors.New("server not answering after 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var ok, failed atomic.Int64
+	stop := time.Now().Add(*d)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := 0; i < *conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if one() == nil {
+					ok.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(t0).Seconds()
+	if failed.Load() > ok.Load()/100 {
+		fmt.Fprintf(os.Stderr, "benchreport: connrate: %d of %d connections failed\n", failed.Load(), ok.Load()+failed.Load())
+	}
+	fmt.Printf("%.0f\n", float64(ok.Load())/el)
+	return nil
 }

@@ -118,6 +118,7 @@ type RunFlags struct {
 	Net                              NetFlags
 	Sec                              SecFlags
 	Life                             LifeFlags
+	Profile                          string
 }
 
 // NewRunFlagSet defines the flags of `caisson run` on a new FlagSet bound to f.
@@ -135,6 +136,7 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	f.Net.register(fs)
 	f.Sec.register(fs)
 	f.Life.register(fs)
+	fs.StringVar(&f.Profile, "profile", "", "read run options from a TOML file (flags on the command line win)")
 	return fs
 }
 
@@ -159,7 +161,14 @@ func ParseRun(args []string, env Environment) (*Run, error) {
 		}
 		return nil, usagef("run: %v (see 'caisson run --help')", err)
 	}
-	return Build(fs, &f, fs.Args(), env)
+	command := fs.Args()
+	if f.Profile != "" {
+		var err error
+		if command, err = ApplyProfile(fs, f.Profile, command); err != nil {
+			return nil, err
+		}
+	}
+	return Build(fs, &f, command, env)
 }
 
 // Build validates parsed flags and the command into a Run.

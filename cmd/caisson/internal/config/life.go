@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/spf13/pflag"
 )
 
@@ -37,7 +38,12 @@ func (f *LifeFlags) register(fs *pflag.FlagSet) {
 // marks joined namespaces as shared so that init leaves them alone).
 func (f *LifeFlags) apply(fs *pflag.FlagSet, r *Run) error {
 	l := LifePlan{Name: f.Name, Detach: f.Detach}
-	if f.Detach && r.Sandbox.TTY {
+	if f.Name != "" {
+		if err := state.ValidName(f.Name); err != nil {
+			return usagef("--name: %v", err)
+		}
+	}
+	if f.Detach && fs.Changed("tty") {
 		return usagef("--detach and --tty cannot be used together (use 'caisson exec -t NAME' to get a terminal in a detached sandbox)")
 	}
 	add := func(flag, name string, ns ...string) error {

@@ -36,6 +36,7 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 		sb.Rootfs.Ops = ops
 		sb.Workdir = "/"
 	}
+	orderMounts(sb)
 	entry, err := createEntry(r)
 	if err != nil {
 		return errorf("%v", err)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -147,7 +148,7 @@ func Run(r *config.Run) int {
 	sigs := make(chan os.Signal, 64)
 	notified := make(chan struct{})
 	go func() {
-		signal.Notify(sigs, forwarded()...)
+		signal.Notify(sigs, Forwarded()...)
 		close(notified)
 	}()
 	if r.Life.Join != "" {
@@ -271,6 +272,7 @@ func Run(r *config.Run) int {
 		addNetworkFiles(sb, slirp.GuestConfig{})
 	}
 
+	orderMounts(sb)
 	entry.Record.InitPID = pid
 	if err := entry.Save(); err != nil {
 		errorf("%v", err)
@@ -310,6 +312,15 @@ func Run(r *config.Run) int {
 	return sess.wait(sigs, waited, netExited,
 		func(sig os.Signal) { _ = cmd.Process.Signal(sig) },
 		func() { _ = cmd.Process.Kill() })
+}
+
+// orderMounts puts the mount steps in the order of their destinations' depth (ties keep the order given), so
+// that a mount never hides one made beneath it: `--tmpfs /tmp` goes before the current directory bound at
+// /tmp/work, which goes before `--bind SRC:/tmp/work/data`.
+func orderMounts(sb *config.Sandbox) {
+	depth := func(p string) int { return strings.Count(strings.Trim(p, "/"), "/") }
+	ops := sb.Rootfs.Ops
+	sort.SliceStable(ops, func(i, j int) bool { return depth(ops[i].Dst) < depth(ops[j].Dst) })
 }
 
 // createEntry reserves the sandbox's name and writes its state record.
@@ -356,9 +367,9 @@ func exitCode(ps *os.ProcessState, err error) int {
 	return ExitSetup
 }
 
-// forwarded lists the signals caisson passes on to the command: every catchable one except SIGCHLD, SIGURG (the
+// Forwarded lists the signals caisson passes on to the command: every catchable one except SIGCHLD, SIGURG (the
 // Go runtime's) and the terminal stop signals, which stop caisson itself as they would stop any foreground job.
-func forwarded() []os.Signal {
+func Forwarded() []os.Signal {
 	var out []os.Signal
 	for s := unix.Signal(1); s <= 64; s++ {
 		switch s {
