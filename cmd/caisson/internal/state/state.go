@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,12 +36,15 @@ type Record struct {
 	Joined string `json:"joined,omitempty"`
 }
 
-// nameRE is what a sandbox name may look like: it is a directory name and shows up in ps.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
-// ValidName reports whether name can name a sandbox.
+// ValidName reports whether name can name a sandbox: it is a directory name and shows up in ps, so letters,
+// digits, '_', '.' and '-', at most 64 bytes, starting with a letter or digit.
 func ValidName(name string) error {
-	if !nameRE.MatchString(name) {
+	ok := len(name) > 0 && len(name) <= 64
+	for i, c := range name {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		ok = ok && (alnum || (i > 0 && (c == '_' || c == '.' || c == '-')))
+	}
+	if !ok {
 		return fmt.Errorf("invalid sandbox name %q (letters, digits, '_', '.', '-'; at most 64; not starting with a punctuation mark)", name)
 	}
 	return nil

@@ -93,11 +93,24 @@ var ErrClosed = errors.New("peer closed the socket")
 // Recv reads one datagram; fds received with it are returned (the caller owns them).
 func Recv(f *os.File) (Message, []int, error) {
 	var m Message
-	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := unix.Recvmsg(int(f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	fd := int(f.Fd())
+	// Size the buffer to the datagram (MSG_PEEK|MSG_TRUNC returns its full length) rather than zeroing the
+	// largest possible one for every message.
+	size, _, err := unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
 	for errors.Is(err, unix.EINTR) {
-		n, oobn, _, _, err = unix.Recvmsg(int(f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		size, _, err = unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+	}
+	if err != nil {
+		return m, nil, err
+	}
+	if size > maxMessage {
+		size = maxMessage
+	}
+	buf := make([]byte, size+1)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	for errors.Is(err, unix.EINTR) {
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	}
 	if err != nil {
 		return m, nil, err
