@@ -143,8 +143,25 @@ func BringUpLoopback() error {
 }
 
 // setLinkUp sends RTM_NEWLINK (IFF_UP) for the named link and waits for the
-// kernel's acknowledgement (2 s receive timeout, at most 16 messages read).
+// kernel's acknowledgement.
 func setLinkUp(name string) error {
+	attr := append([]byte(name), 0)
+	attrLen := unix.SizeofRtAttr + len(attr)
+	body := make([]byte, unix.SizeofIfInfomsg+rtaAlign(attrLen))
+	ne := binary.NativeEndian
+	body[0] = unix.AF_UNSPEC
+	ne.PutUint32(body[8:], unix.IFF_UP)  // ifi_flags
+	ne.PutUint32(body[12:], unix.IFF_UP) // ifi_change
+	rta := body[unix.SizeofIfInfomsg:]
+	ne.PutUint16(rta[0:], uint16(attrLen))
+	ne.PutUint16(rta[2:], unix.IFLA_IFNAME)
+	copy(rta[unix.SizeofRtAttr:], attr)
+	return netlinkRequest(unix.RTM_NEWLINK, 0, body)
+}
+
+// netlinkRequest sends one rtnetlink request (header added here) and waits for
+// the kernel's acknowledgement (2 s receive timeout, at most 16 messages read).
+func netlinkRequest(typ, flags uint16, body []byte) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink socket: %w", err)
@@ -157,23 +174,14 @@ func setLinkUp(name string) error {
 		return fmt.Errorf("netlink bind: %w", err)
 	}
 	const seq = 1
-	attr := append([]byte(name), 0)
-	attrLen := unix.SizeofRtAttr + len(attr)
-	msgLen := unix.SizeofNlMsghdr + unix.SizeofIfInfomsg + rtaAlign(attrLen)
+	msgLen := unix.SizeofNlMsghdr + len(body)
 	b := make([]byte, msgLen)
 	ne := binary.NativeEndian
 	ne.PutUint32(b[0:], uint32(msgLen))
-	ne.PutUint16(b[4:], unix.RTM_NEWLINK)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	ne.PutUint16(b[4:], typ)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|flags)
 	ne.PutUint32(b[8:], seq)
-	ifi := b[unix.SizeofNlMsghdr:]
-	ifi[0] = unix.AF_UNSPEC
-	ne.PutUint32(ifi[8:], unix.IFF_UP)  // ifi_flags
-	ne.PutUint32(ifi[12:], unix.IFF_UP) // ifi_change
-	rta := ifi[unix.SizeofIfInfomsg:]
-	ne.PutUint16(rta[0:], uint16(attrLen))
-	ne.PutUint16(rta[2:], unix.IFLA_IFNAME)
-	copy(rta[unix.SizeofRtAttr:], attr)
+	copy(b[unix.SizeofNlMsghdr:], body)
 	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("netlink send: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -95,6 +96,7 @@ func startInit(t testing.TB, id string, withFwd bool) *fakeInit {
 		child.Close()
 	}
 	fi.stdin, fi.pid = stdin, cmd.Process.Pid
+	ourInits.Store(fi.pid, struct{}{})
 	t.Cleanup(fi.kill)
 	line := make(chan string, 1)
 	go func() {
@@ -144,7 +146,30 @@ func (fi *fakeInit) probe(t testing.TB, args ...string) string {
 // helperComms are the command names of helper processes.
 var helperComms = []string{"pasta", "passt", "passt.avx2", "pasta.avx2", "slirp4netns"}
 
-// helperProcs lists live (non-zombie) helper processes of this user.
+// ourInits holds the PIDs of every fake init this test process started, so
+// that leak checks only count helpers aimed at this test's sandboxes (other
+// test suites may run helpers as the same user at the same time).
+var ourInits sync.Map // int -> struct{}
+
+// ours reports whether a helper's argv targets one of our fake inits (both
+// helpers take the target PID as an argument of its own).
+func ours(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	for _, arg := range strings.Split(string(b), "\x00") {
+		if n, err := strconv.Atoi(arg); err == nil {
+			if _, ok := ourInits.Load(n); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// helperProcs lists live (non-zombie) helper processes of this user that
+// serve this test's sandboxes.
 func helperProcs() map[int]string {
 	procs := map[int]string{}
 	ents, _ := os.ReadDir("/proc")
@@ -157,7 +182,7 @@ func helperProcs() map[int]string {
 		if syscall.Stat("/proc/"+e.Name(), &st) != nil || int(st.Uid) != os.Getuid() {
 			continue
 		}
-		if comm, state := procStat(pid); state != "" && state != "Z" && slices.Contains(helperComms, comm) {
+		if comm, state := procStat(pid); state != "" && state != "Z" && slices.Contains(helperComms, comm) && ours(pid) {
 			procs[pid] = comm
 		}
 	}
@@ -308,6 +333,11 @@ func TestHostLoopbackClosed(t *testing.T) {
 			g := n.Guest()
 			if g.HostLoopback != "" {
 				t.Fatalf("HostLoopback = %q; want empty", g.HostLoopback)
+			}
+			// As caisson's init does: without these rules pasta (--no-map-gw) would forward the probes to the
+			// gateway and DNS addresses out to the host's real network.
+			if out := fi.probe(t, "guard", g.DNS, g.Gateway); out != "ok" {
+				t.Fatalf("guard: %q", out)
 			}
 			// Every address that could lead to the host's loopback: the
 			// gateway, the DNS forwarder and the sandbox's own 127.0.0.1

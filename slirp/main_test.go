@@ -99,6 +99,16 @@ func roleProbe() int {
 	case "udp":
 		got, err := udpExchange(args[1], "probe", 1500*time.Millisecond)
 		report(got, err)
+	case "guard": // guard DNS GATEWAY [allow]: install GuardGuest's rules, as caisson's init does
+		g := GuestConfig{DNS: args[1], Gateway: args[2]}
+		if len(args) > 3 {
+			g.HostLoopback = args[2]
+		}
+		if err := GuardGuest(g); err != nil {
+			fmt.Println("err", err)
+		} else {
+			fmt.Println("ok")
+		}
 	case "info":
 		var pi probeInfo
 		if lo, err := net.InterfaceByName("lo"); err == nil {

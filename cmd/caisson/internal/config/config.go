@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/caisson-sandbox/caisson/slirp"
 	"github.com/spf13/pflag"
 )
 
@@ -40,15 +41,18 @@ type Sandbox struct {
 	Workdir  string   `json:"workdir"`
 	Hostname string   `json:"hostname,omitempty"`
 	// Share lists the host namespaces kept (see Shareable).
-	Share       []string     `json:"share,omitempty"`
-	TimeOffsets TimeOffsets  `json:"time_offsets"`
-	TTY         bool         `json:"tty,omitempty"`
-	WinSize     WinSize      `json:"winsize"`
-	Rootfs      rootfs.Spec  `json:"rootfs"`
-	UID         uint32       `json:"uid"` // uid and gid the command runs as, inside
-	GID         uint32       `json:"gid"`
-	Extra       ExtraOptions `json:"extra"`
-	Security    Security     `json:"security"` // hardening applied to the command (sec.go)
+	Share       []string    `json:"share,omitempty"`
+	TimeOffsets TimeOffsets `json:"time_offsets"`
+	TTY         bool        `json:"tty,omitempty"`
+	WinSize     WinSize     `json:"winsize"`
+	Rootfs      rootfs.Spec `json:"rootfs"`
+	// BecomeRoot makes init switch to uid and gid 0 inside once the maps are written: when caisson runs as host
+	// root, init starts as host uid 0, which the sandbox's maps deliberately leave unmapped.
+	BecomeRoot bool         `json:"become_root,omitempty"`
+	UID        uint32       `json:"uid"` // uid and gid the command runs as, inside
+	GID        uint32       `json:"gid"`
+	Extra      ExtraOptions `json:"extra"`
+	Security   Security     `json:"security"` // hardening applied to the command (sec.go)
 }
 
 // ExtraOptions are the network and hardening settings init applies.
@@ -57,6 +61,8 @@ type ExtraOptions struct {
 	NetMode string `json:"net_mode"`
 	// PortChild is true when init must serve the published-port forwarder on fd 4.
 	PortChild bool `json:"port_child,omitempty"`
+	// Guest is the user-mode network's configuration (empty without one): init guards its virtual addresses.
+	Guest slirp.GuestConfig `json:"guest"`
 }
 
 // Shares reports whether namespace ns is kept from the host.

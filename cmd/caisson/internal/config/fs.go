@@ -140,6 +140,18 @@ func (f *FSFlags) applyRoot(spec *rootfs.Spec, env Environment) error {
 		spec.Persist = p
 	}
 	spec.Overlay = f.Overlay || f.Persist != ""
+	if spec.Overlay {
+		// The driver is chosen by init (it needs the user namespace to see whose files the lower tree holds);
+		// fuse-overlayfs is looked up here, in the caller's PATH.
+		spec.FuseOverlayfs = rootfs.FindFuseOverlayfs(lookupEnv(env.Env, "PATH"))
+		switch d := lookupEnv(env.Env, rootfs.DriverEnv); d {
+		case "", "auto":
+		case rootfs.DriverKernel, rootfs.DriverFuse:
+			spec.OverlayDriver = d
+		default:
+			return usagef("%s=%q: want auto, %s or %s", rootfs.DriverEnv, d, rootfs.DriverKernel, rootfs.DriverFuse)
+		}
+	}
 	if f.OverlaySize != "" {
 		if !f.Overlay || f.Persist != "" {
 			return usagef("--overlay-size needs --overlay without --persist (the changes then live on the host's disk)")

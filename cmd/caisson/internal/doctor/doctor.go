@@ -19,6 +19,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/idmap"
+	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -134,6 +135,7 @@ func Run(ctx context.Context) *Report {
 	}
 	add(probe.procCheck())
 	add(probe.overlayCheck())
+	add(probe.overlayDriverCheck())
 	add(tunCheck())
 	for _, m := range []slirp.Mode{slirp.ModePasta, slirp.ModeSlirp4netns} {
 		add(netCheck(slirp.Detect(m)))
@@ -288,6 +290,7 @@ type probeResult struct {
 	Proc       string `json:"proc"`    // "" or the error
 	Overlay    string `json:"overlay"` // "" or the error
 	OverlayRan bool   `json:"overlay_ran"`
+	Fuse       string `json:"fuse"` // "" or why a FUSE file system cannot be mounted in the user namespace
 }
 
 // runProbe starts the probe in new user, mount and PID namespaces with a single-id map (which needs no helper).
@@ -348,6 +351,65 @@ func (r probeResult) overlayCheck() Check {
 	return c
 }
 
+// overlayDriverCheck says which driver --overlay of the host view will use, and why (rootfs chooses per run the
+// same way: the kernel's overlayfs where the lower tree's owner is mapped, as for a --rootfs you own).
+func (r probeResult) overlayDriverCheck() Check {
+	c := Check{Name: "overlay driver", Status: OK}
+	fuse := rootfs.FindFuseOverlayfs(os.Getenv("PATH"))
+	forced := os.Getenv(rootfs.DriverEnv)
+	var why error
+	switch {
+	case fuse == "":
+		why = errors.New("fuse-overlayfs is not installed")
+		c.Fix = "apt-get install fuse-overlayfs (Debian/Ubuntu) or dnf install fuse-overlayfs"
+	case r.StartErr != "":
+		why = errors.New("no user namespace")
+	case r.Fuse != "":
+		why = errors.New(r.Fuse)
+		c.Fix = "as root: chmod 0666 /dev/fuse (the distribution default) and modprobe fuse"
+	}
+	switch {
+	case forced == rootfs.DriverKernel:
+		c.Detail = "--overlay uses kernel overlayfs (forced by " + rootfs.DriverEnv + "): files owned by the host's root stay read-only"
+	case os.Getuid() == 0:
+		c.Detail = "--overlay uses kernel overlayfs: you are root, every file's owner is mapped in the sandbox"
+	case why == nil:
+		c.Detail = fmt.Sprintf("--overlay of the host view uses fuse-overlayfs (%s): the host's root is not mapped in the sandbox, "+
+			"so kernel overlayfs cannot copy its files up; --rootfs trees you own use kernel overlayfs", fuse)
+	default:
+		c.Status = Warn
+		c.Detail = fmt.Sprintf("--overlay uses kernel overlayfs (%v): files owned by the host's root stay read-only in the sandbox", why)
+		if forced == rootfs.DriverFuse {
+			c.Status, c.Detail = Fail, fmt.Sprintf("%s=%s cannot work: %v", rootfs.DriverEnv, rootfs.DriverFuse, why)
+		}
+	}
+	return c
+}
+
+// probeFuse mounts a FUSE file system (with no daemon: the connection is aborted when the device closes) the way
+// rootfs does for fuse-overlayfs: /dev/fuse opened inside the user namespace, then fsopen/fsconfig.
+func probeFuse() string {
+	dev, err := rootfs.OpenFuseDevice()
+	if err != nil {
+		return "/dev/fuse: " + err.Error()
+	}
+	defer unix.Close(dev)
+	fsfd, err := unix.Fsopen("fuse", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return "fsopen fuse: " + err.Error()
+	}
+	defer unix.Close(fsfd)
+	for _, kv := range [][2]string{{"fd", strconv.Itoa(dev)}, {"rootmode", "40000"}, {"user_id", "0"}, {"group_id", "0"}} {
+		if err := unix.FsconfigSetString(fsfd, kv[0], kv[1]); err != nil {
+			return "mount fuse: " + kv[0] + ": " + err.Error()
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return "mount fuse: " + err.Error()
+	}
+	return ""
+}
+
 // ProbeMain is the probe stage: it runs as root of a fresh user namespace, tries the mounts `run` needs, and prints
 // a JSON probeResult on stdout.
 func ProbeMain() int {
@@ -367,6 +429,7 @@ func ProbeMain() int {
 		if err := unix.Mount("overlay", "/tmp/m", "overlay", 0, "lowerdir=/tmp/l,upperdir=/tmp/u,workdir=/tmp/w,userxattr"); err != nil {
 			r.Overlay = err.Error()
 		}
+		r.Fuse = probeFuse()
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 	return 0

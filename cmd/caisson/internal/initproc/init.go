@@ -80,6 +80,15 @@ func Main() int {
 		return fail(ExitSetup, "init: expected a config message, got %q", msg.Type)
 	}
 	cfg := msg.Config
+	if cfg.BecomeRoot {
+		// Go applies these to every thread of the process.
+		if err := syscall.Setresgid(0, 0, 0); err != nil {
+			return fail(ExitSetup, "init: setresgid 0: %v", err)
+		}
+		if err := syscall.Setresuid(0, 0, 0); err != nil {
+			return fail(ExitSetup, "init: setresuid 0: %v", err)
+		}
+	}
 	if _, err := unix.Setsid(); err != nil {
 		return fail(ExitSetup, "init: setsid: %v", err)
 	}
@@ -168,6 +177,12 @@ func setup(cfg *config.Sandbox) error {
 	if !cfg.Shares("net") {
 		if err := slirp.BringUpLoopback(); err != nil {
 			return fmt.Errorf("init: %w", err)
+		}
+		if cfg.Extra.Guest.DNS != "" {
+			// Keep traffic to the driver's virtual addresses inside the sandbox unless it is meant to leave.
+			if err := slirp.GuardGuest(cfg.Extra.Guest); err != nil {
+				return fmt.Errorf("init: %w", err)
+			}
 		}
 	}
 	if err := rootfs.Setup(cfg.Rootfs); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
+	"github.com/caisson-sandbox/caisson/rootfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,6 +83,11 @@ func (sv *supervisor) reap() (code int, done bool) {
 		case sv.execs[got] != "":
 			_ = wire.Send(sv.sock, wire.Message{Type: "exited", ID: sv.execs[got], Status: status})
 			delete(sv.execs, got)
+		case rootfs.Helper(got) != "":
+			// The daemon serving the root (fuse-overlayfs) is gone, and the root with it: end the sandbox, loudly.
+			fmt.Fprintf(os.Stderr, "caisson: %s, which serves the sandbox's root, ended (status %d): ending the sandbox\n",
+				rootfs.Helper(got), status)
+			_ = unix.Kill(sv.main, unix.SIGKILL)
 		default:
 			delete(sv.joins, got)
 		}

@@ -170,6 +170,7 @@ func Run(r *config.Run) int {
 		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
 		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
 	}
+	sb.BecomeRoot = caller.UID == 0 || caller.GID == 0
 	if mappedInside(plan.GIDMap, 5) {
 		sb.Rootfs.TTYGID = 5
 	}
@@ -267,6 +268,7 @@ func Run(r *config.Run) int {
 			return abort(ExitSetup)
 		}
 		defer network.Close()
+		sb.Extra.Guest = network.Guest()
 		addNetworkFiles(sb, network.Guest())
 	} else if netMode == slirp.ModeNone {
 		addNetworkFiles(sb, slirp.GuestConfig{})
