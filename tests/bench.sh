@@ -1,57 +1,315 @@
 #!/usr/bin/env bash
-# make bench: caisson side by side with its peers from Debian's packages, in one run on this machine, printed as
-# medians and ratios (the machines are noisy: read the ratios, not a lone absolute time). As root it installs the
-# tools and runs everything as the unprivileged test user; as an ordinary user it uses what is installed.
+# make bench: one comparative report of caisson and every peer installed here (bubblewrap, unshare, RootlessKit
+# built from the Go module proxy at bench time, Podman when installed), generated from one run on this machine:
+# bench/report.md and the charts bench/*.png. Every row carries its ratio to the best peer of the same run (the
+# machines are noisy: read the ratios, not a lone absolute figure). As root it installs the tools (hyperfine,
+# bubblewrap, iperf3, gnuplot-nox) and runs every measurement as the unprivileged test user; as an ordinary user it
+# uses what is installed. Network traffic goes only to 127.0.0.1 (published ports and the host loopback baseline);
+# every loop is bounded in count and time.
+#
+# Environment: BENCH_RUNS (hyperfine runs per command, default 40), BENCH_CONC (concurrency levels, default
+# 1,5,10,20,50), BENCH_MEM (sandbox counts for memory, default 1,10,30), BENCH_SECS (seconds per throughput
+# measurement, default 3), ROOTLESSKIT_VERSION (default: the version in go.mod, else v3.3.0), BENCH_OUT (where the
+# report and charts go, default bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 user=${TEST_USER:-caissontest}
-runs=${BENCH_RUNS:-60}
-out=$(pwd)/bench/out
-mkdir -p "$out"
+runs=${BENCH_RUNS:-40}
+conc=${BENCH_CONC:-1,5,10,20,50}
+memn=${BENCH_MEM:-1,10,30}
+secs=${BENCH_SECS:-3}
+outdir=${BENCH_OUT:-$root/bench}
+rkver=${ROOTLESSKIT_VERSION:-$(awk '$1 ~ /rootless-containers\/rootlesskit/ {print $2; exit}' go.mod)}
+rkver=${rkver:-v3.3.0}
+
 dir=$(mktemp -d /tmp/caisson-bench.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
+cleanup() {
+	# Bounded: stop whatever a measurement left running in our process group, then remove the work directory.
+	jobs -p | xargs -r kill 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
 chmod 0755 "$dir"
+mkdir -p "$dir/out" "$outdir"
+chmod 0777 "$dir/out"
 cp bin/caisson "$dir/caisson"
-go build -o "$dir/benchreport" ./tests/benchreport
+CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
+
 as_user=()
 if [ "$(id -u)" = 0 ]; then
 	./tests/provision.sh "$user" >/dev/null
 	need=()
-	for p in hyperfine bubblewrap iperf3; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+	for p in hyperfine bubblewrap iperf3 gnuplot-nox; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 	if [ "${#need[@]}" -gt 0 ]; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	fi
-	as_user=(setpriv --reuid="$user" --regid="$user" --init-groups)
+	as_user=(setpriv --reuid="$user" --regid="$user" --init-groups --reset-env)
+	uhome=$(getent passwd "$user" | cut -d: -f6)
+else
+	uhome=$HOME
+fi
+# RootlessKit from the Go module proxy, at bench time (never vendored).
+rk=""
+if GOBIN="$dir" GOFLAGS=-buildvcs=false CGO_ENABLED=0 timeout 300 \
+	go install "github.com/rootless-containers/rootlesskit/v3/cmd/rootlesskit@$rkver" >"$dir/rk-build.log" 2>&1; then
+	rk=./rootlesskit
 fi
 chmod -R a+rX "$dir"
-chmod 0777 "$out"
-run() { (cd "$dir" && "${as_user[@]}" env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp "$@"); }
+run() { (cd "$dir" && "${as_user[@]}" env HOME="$uhome" USER="$user" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"); }
 c=./caisson # commands run in $dir
+br=./benchreport
+out=$dir/out
+report=$dir/report.md
+port=$((30000 + RANDOM % 20000))
+nextport() { port=$((port + 1)); }
+have() { command -v "$1" >/dev/null 2>&1; }
 
-echo "# caisson benchmarks ($(date -u +%Y-%m-%dT%H:%MZ))"
-echo
-echo "machine: $(nproc) cores, $(uname -sr), $(. /etc/os-release && echo "$PRETTY_NAME")"
-echo "caisson $("$dir/caisson" version | cut -d' ' -f2-), $(bwrap --version 2>/dev/null || echo 'no bwrap'), $(hyperfine --version)"
-echo
+# Podman, when installed: rootless podman needs an image; with no registry, import one from busybox-static.
+podman_ok=""
+podman_note="not installed (apt package podman)"
+if have podman; then
+	mkdir -p "$dir/bb/bin"
+	cp /bin/busybox "$dir/bb/bin/busybox" 2>/dev/null && for a in sh true sleep; do ln -sf busybox "$dir/bb/bin/$a"; done
+	tar -C "$dir/bb" -cf "$dir/bb.tar" . && chmod a+r "$dir/bb.tar"
+	if msg=$(run timeout 120 podman import "$dir/bb.tar" localhost/caisson-bench-busybox 2>&1) &&
+		msg=$(run timeout 60 podman run --rm --network=none localhost/caisson-bench-busybox /bin/true 2>&1); then
+		podman_ok=1
+		podman_note="$(podman --version), rootless, image imported from busybox-static"
+	else
+		podman_note="$(podman --version) installed but rootless podman cannot run here: $(echo "$msg" | tail -2 | tr '\n' ' ')"
+	fi
+fi
+rk_note="RootlessKit $rkver built from the Go module proxy"
+[ -n "$rk" ] || rk_note="RootlessKit $rkver could not be built: $(tail -1 "$dir/rk-build.log")"
 
-echo "## Start-up: run \`true\` in a sandbox ($runs runs)"
+{
+echo "# caisson benchmarks"
 echo
-run hyperfine -N -w 5 -r "$runs" --export-json "$out/startup.json" \
-	"$c run -- true" \
-	"$c run --map single -- true" \
-	"bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent true" \
-	"unshare --map-auto --map-root-user -mpf --mount-proc true" >/dev/null 2>&1
-"$dir/benchreport" -ref bwrap "$out/startup.json"
+echo "Generated by \`make bench\` (tests/bench.sh) in one run on $(date -u +%Y-%m-%d), as the unprivileged user \`$user\`."
+echo "Every row's last column is its ratio to the best peer of the same table in the same run: below 1 caisson is"
+echo "better for times and memory, above 1 better for throughput and rates. Absolute figures vary between runs on"
+echo "this shared machine; ratios are the result."
+echo
+echo "## Machine and versions"
+echo
+echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+echo "- kernel: $(uname -sr); $(. /etc/os-release && echo "$PRETTY_NAME")"
+echo "- caisson: $("$dir/caisson" version | cut -d' ' -f2-)"
+echo "- bubblewrap: $(bwrap --version 2>/dev/null || echo 'not installed')"
+echo "- unshare: $(unshare --version | head -1)"
+echo "- $rk_note"
+echo "- Podman: $podman_note"
+echo "- pasta: $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo '?'); slirp4netns: $(slirp4netns --version 2>/dev/null | head -1 | awk '{print $3}'); uidmap: $(dpkg-query -W -f '${Version}' uidmap 2>/dev/null || echo '?')"
+echo "- $(hyperfine --version); $(iperf3 --version | head -1 | cut -d' ' -f1-2); $(go version | cut -d' ' -f3); $(gnuplot --version 2>/dev/null || echo 'no gnuplot')"
+echo
+} >"$report"
 
-echo "## Memory of caisson's own processes while a sandbox runs"
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: start-up" >&2
+cmds=("$c run -- true" "$c run --map single -- true" "$c run --net pasta -- true" "$c run --net slirp4netns -- true")
+have bwrap && cmds+=("bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent true")
+cmds+=("unshare -Urmpfiun --mount-proc true" "unshare --map-auto --map-root-user -mpfiun --mount-proc true")
+if [ -n "$rk" ]; then
+	cmds+=("$rk --net=host --pidns true" "$rk --net=slirp4netns --disable-host-loopback --pidns true")
+fi
+[ -n "$podman_ok" ] && cmds+=("podman run --rm --network=none localhost/caisson-bench-busybox /bin/true")
+run timeout 900 hyperfine -N -w 3 -r "$runs" --export-json "$out/startup.json" "${cmds[@]}" >/dev/null 2>&1
+{
+echo "## Start-up: run \`true\` in a sandbox ($runs runs each, after 3 warm-ups)"
 echo
-run sh -c '
-	"$1" run -- sleep 3 & p=$!
-	sleep 1
-	i=$(cat /proc/$p/task/*/children | tr " " "\n" | head -1)
-	printf "| process | VmRSS | VmHWM |\n|---|---:|---:|\n"
-	for pid in $p $i; do
-		printf "| %s | %s | %s |\n" "$(cat /proc/$pid/comm)" "$(grep VmRSS /proc/$pid/status | tr -s " " | cut -d" " -f2-3)" "$(grep VmHWM /proc/$pid/status | tr -s " " | cut -d" " -f2-3)"
+echo "caisson per network mode and ID map against the peers (bwrap and unshare set up no network and no init;"
+echo "RootlessKit with slirp4netns is the peer of caisson's user-mode networks)."
+echo
+"$dir/benchreport" table -tsv "$out/startup.tsv" "$out/startup.json"
+echo "![start-up](startup.png)"
+echo
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: concurrent start-up" >&2
+: >"$out/conc.tsv"
+run timeout 600 $br conc -label "caisson run" -n "$conc" -- $c run -- true >>"$out/conc.tsv"
+run timeout 600 $br conc -label "caisson run --net pasta" -n "$conc" -- $c run --net pasta -- true >>"$out/conc.tsv"
+have bwrap && run timeout 600 $br conc -label "bwrap --unshare-all" -n "$conc" -- bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent true >>"$out/conc.tsv"
+run timeout 600 $br conc -label "unshare --map-auto -mpfiun" -n "$conc" -- unshare --map-auto --map-root-user -mpfiun --mount-proc true >>"$out/conc.tsv"
+[ -n "$rk" ] && run timeout 600 $br conc -label "rootlesskit --net=slirp4netns" -n "$conc" -- $rk --net=slirp4netns --disable-host-loopback --pidns true >>"$out/conc.tsv" 2>/dev/null
+{
+echo "## Start-up of N sandboxes at once (wall time of each, 3 rounds per N)"
+echo
+echo "| command | N | p50 ms | p99 ms | failed | p50 ratio to best peer at N |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk -F'\t' '{ rows[NR]=$0; if ($1 !~ /caisson/ && $3 > 0 && (best[$2] == "" || $3 < best[$2])) best[$2]=$3 }
+	END { for (i = 1; i <= NR; i++) { split(rows[i], f, "\t"); r = best[f[2]] ? sprintf("%.2f", f[3]/best[f[2]]) : "n/a";
+		printf "| `%s` | %d | %.1f | %.1f | %d | %s |\n", f[1], f[2], f[3], f[4], f[5], r } }' "$out/conc.tsv"
+echo
+echo "![concurrent start-up](concurrency.png)"
+echo
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: published ports" >&2
+# iperf3 from the host's 127.0.0.1 to a server: on the host loopback (baseline), in caisson through -p, in
+# RootlessKit through its builtin port driver. The server serves one client (-1) and every step is bounded.
+iperf() { # label, then the server command with PORT in it
+	local label=$1 p
+	shift
+	nextport
+	p=$port
+	run timeout $((secs + 30)) "${@//PORT/$p}" >/dev/null 2>&1 &
+	local srv=$!
+	local bps=""
+	for _ in $(seq 1 50); do
+		if bps=$(run timeout $((secs + 10)) iperf3 -c 127.0.0.1 -p "$p" -t "$secs" -J 2>/dev/null |
+			awk '/"sum_received"/ {f=1} f && /bits_per_second/ {gsub(/[,]/, ""); print $2/1e9; exit}') && [ -n "$bps" ]; then
+			break
+		fi
+		sleep 0.2
 	done
-	wait $p' sh "$c"
+	wait "$srv" 2>/dev/null || true
+	printf '%s\t%s\n' "$label" "${bps:-NaN}"
+}
+{
+	iperf "host loopback (no sandbox)" iperf3 -s -1 -p PORT
+	iperf "caisson --net pasta -p" $c run --net pasta -p 127.0.0.1:PORT:5201 -- iperf3 -s -1
+	iperf "caisson --net slirp4netns -p" $c run --net slirp4netns -p 127.0.0.1:PORT:5201 -- iperf3 -s -1
+	[ -n "$rk" ] && iperf "rootlesskit slirp4netns, builtin port driver" $rk --net=slirp4netns --disable-host-loopback --port-driver=builtin -p 127.0.0.1:PORT:5201/tcp iperf3 -s -1
+} >"$out/iperf.txt"
+connrate() { # label, then the server command with PORT in it
+	local label=$1 p
+	shift
+	nextport
+	p=$port
+	run timeout $((secs + 40)) "${@//PORT/$p}" >/dev/null 2>&1 &
+	local srv=$!
+	local r
+	r=$(run timeout $((secs + 30)) $br connrate -addr "127.0.0.1:$p" -d "${secs}s" -c 4 2>/dev/null) || r=NaN
+	kill "$srv" 2>/dev/null || true
+	wait "$srv" 2>/dev/null || true
+	printf '%s\t%s\n' "$label" "$r"
+}
+serve="$br serve -d $((secs + 15))s -addr"
+{
+	connrate "host loopback (no sandbox)" $serve 127.0.0.1:PORT
+	connrate "caisson --net pasta -p" $c run --net pasta -p 127.0.0.1:PORT:8080 -- $serve 0.0.0.0:8080
+	connrate "caisson --net slirp4netns -p" $c run --net slirp4netns -p 127.0.0.1:PORT:8080 -- $serve 0.0.0.0:8080
+	[ -n "$rk" ] && connrate "rootlesskit slirp4netns, builtin port driver" $rk --net=slirp4netns --disable-host-loopback --port-driver=builtin -p 127.0.0.1:PORT:8080/tcp $serve 0.0.0.0:8080
+} >"$out/connrate.txt"
+{
+echo "## Published ports: throughput and connection rate from the host's 127.0.0.1"
 echo
+echo "iperf3 for ${secs} s through each path (one stream); the ratio's reference is the best peer, i.e. the host"
+echo "loopback without any sandbox when it is the fastest."
+echo
+"$dir/benchreport" rows -head path -unit Gbit/s -higher -tsv "$out/iperf.tsv" <"$out/iperf.txt"
+echo "TCP connections per second (connect, read one byte, close; 4 clients, ${secs} s; benchreport connrate):"
+echo
+"$dir/benchreport" rows -head path -unit conn/s -higher -tsv "$out/connrate.tsv" <"$out/connrate.txt"
+echo "![published ports](ports.png)"
+echo
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: memory" >&2
+: >"$out/mem.tsv"
+run timeout 300 $br mem -label "caisson run" -n "$memn" -- $c run -- sleep 60 >>"$out/mem.tsv"
+run timeout 300 $br mem -label "caisson run --net pasta" -n "$memn" -- $c run --net pasta -- sleep 60 >>"$out/mem.tsv"
+run timeout 300 $br mem -label "caisson run --net slirp4netns" -n "$memn" -- $c run --net slirp4netns -- sleep 60 >>"$out/mem.tsv"
+have bwrap && run timeout 300 $br mem -label "bwrap --unshare-all" -n "$memn" -- bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent sleep 60 >>"$out/mem.tsv"
+[ -n "$rk" ] && run timeout 300 $br mem -label "rootlesskit --net=slirp4netns" -n "$memn" -- $rk --net=slirp4netns --disable-host-loopback --pidns sleep 60 >>"$out/mem.tsv" 2>/dev/null
+{
+echo "## Memory of the sandbox's own processes (PSS per sandbox, N sandboxes running \`sleep\`)"
+echo
+echo "The tool's processes only (caisson, its init and network helper; bwrap; rootlesskit, its child and"
+echo "slirp4netns), without the payload. PSS shares the pages of N copies of one binary, so it falls as N grows."
+echo
+echo "| command | N | KiB per sandbox | processes per sandbox | ratio to best peer at N |"
+echo "|---|---:|---:|---:|---:|"
+awk -F'\t' '{ rows[NR]=$0; if ($1 !~ /caisson/ && $3 > 0 && (best[$2] == "" || $3 < best[$2])) best[$2]=$3 }
+	END { for (i = 1; i <= NR; i++) { split(rows[i], f, "\t"); r = best[f[2]] ? sprintf("%.2f", f[3]/best[f[2]]) : "n/a";
+		printf "| `%s` | %d | %d | %s | %s |\n", f[1], f[2], f[3], f[4], r } }' "$out/mem.tsv"
+echo
+echo "![memory](memory.png)"
+echo
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+for extra in rootfs harden; do
+	script=tests/bench-$extra.sh
+	[ -x "$script" ] || continue
+	echo "bench: $script" >&2
+	cp "$script" "$dir/bench-$extra.sh"
+	chmod a+rx "$dir/bench-$extra.sh"
+	{
+	echo "## From tests/bench-$extra.sh"
+	echo
+	echo '```'
+	run env CAISSON_BIN="$dir/caisson" timeout 900 bash "$dir/bench-$extra.sh" 2>&1 | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | tail -n 120 || echo "(tests/bench-$extra.sh failed)"
+	echo '```'
+	echo
+	} >>"$report"
+done
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: charts" >&2
+if have gnuplot; then
+	(cd "$out" && gnuplot) <<'EOF' || echo "bench: gnuplot failed" >&2
+set terminal pngcairo size 1000,520 noenhanced font ",10"
+set style fill solid 0.8 border -1
+set grid ytics
+set key top left
+set datafile separator "\t"
+array C[5] = ["caisson run", "caisson run --net pasta", "bwrap --unshare-all", "unshare --map-auto -mpfiun", "rootlesskit --net=slirp4netns"]
+array M[5] = ["caisson run", "caisson run --net pasta", "caisson run --net slirp4netns", "bwrap --unshare-all", "rootlesskit --net=slirp4netns"]
+
+set output "startup.png"
+set title "Start-up of one sandbox: median ms (bars) and p90 (points)"
+set boxwidth 0.7
+set xtics rotate by -30 left
+set ylabel "ms"
+set bmargin 8
+plot "startup.tsv" using 0:2:xticlabels(1) with boxes lc rgb "#4477aa" title "median", \
+	"" using 0:3 with points pt 7 lc rgb "#aa3377" title "p90"
+
+set output "concurrency.png"
+set title "N sandboxes started at once: p50 (solid) and p99 (dashed) wall time per sandbox"
+set xtics norotate
+set bmargin 4
+set xlabel "N"
+set ylabel "ms"
+set logscale y
+plot for [i=1:|C|] "conc.tsv" using (strcol(1) eq C[i] ? $2 : NaN):3 with linespoints lw 2 lc i title C[i], \
+	for [i=1:|C|] "conc.tsv" using (strcol(1) eq C[i] ? $2 : NaN):4 with linespoints dt 2 lc i notitle
+unset logscale y
+
+set output "ports.png"
+set multiplot layout 1,2 title "Published ports from 127.0.0.1"
+set xtics rotate by -30 left
+set bmargin 10
+set xlabel ""
+set title "iperf3 throughput (Gbit/s)"
+set ylabel "Gbit/s"
+plot "iperf.tsv" using 0:2:xticlabels(1) with boxes lc rgb "#228833" notitle
+set title "TCP connections per second"
+set ylabel "conn/s"
+plot "connrate.tsv" using 0:2:xticlabels(1) with boxes lc rgb "#ccbb44" notitle
+unset multiplot
+
+set output "memory.png"
+set title "PSS of the sandbox's own processes per sandbox, N sandboxes running"
+set xtics norotate
+set bmargin 4
+set xlabel "N"
+set ylabel "KiB per sandbox"
+plot for [i=1:|M|] "mem.tsv" using (strcol(1) eq M[i] ? $2 : NaN):3 with linespoints lw 2 lc i title M[i]
+EOF
+else
+	echo "(gnuplot not installed: no charts)" >>"$report"
+fi
+
+cp "$report" "$outdir/report.md"
+for f in startup concurrency ports memory; do
+	[ -s "$out/$f.png" ] && cp "$out/$f.png" "$outdir/$f.png"
+done
+cat "$outdir/report.md"
+echo "bench: wrote $outdir/report.md and its charts" >&2

@@ -6,7 +6,7 @@ set -euo pipefail
 user=${1:-caissontest}
 [ "$(id -u)" = 0 ] || { echo "provision.sh: must run as root" >&2; exit 1; }
 
-pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin)
+pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin fuse-overlayfs)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -22,4 +22,6 @@ fi
 grep -q "^$user:" /etc/subuid || usermod --add-subuids 100000-165535 "$user"
 grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
 chmod 0666 /dev/net/tun
+# fuse-overlayfs (--overlay of the host view) needs /dev/fuse, 0666 by udev on a distribution host.
+if [ -c /dev/fuse ]; then chmod 0666 /dev/fuse; fi
 echo "provision.sh: $user ($(id -u "$user")) ready: subuid $(grep "^$user:" /etc/subuid | head -1), /dev/net/tun $(stat -c %a /dev/net/tun)"

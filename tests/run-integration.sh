@@ -13,6 +13,9 @@ dir=$(mktemp -d /tmp/caisson-it.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 0755 "$dir"
 cp bin/caisson "$dir/caisson"
+# The hardening tests' static probe (tests/probe), and as root a setuid-root copy of it (catalogue U7).
+CGO_ENABLED=0 go build -o "$dir/probe" ./tests/probe
+if [ "$(id -u)" = 0 ]; then install -m 4755 -o root -g root "$dir/probe" "$dir/probe-suid"; fi
 cp -r cmd/caisson/profiles "$dir/profiles"
 for p in $pkgs; do
 	go test -c -o "$dir/$(basename "$p").test" "$p"
@@ -36,7 +39,12 @@ for p in $pkgs; do
 	chmod -R a+rX "$dir"
 	(cd "$dir/run-$name" && "${as_user[@]}" env HOME="$home" USER="$runuser" \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		CAISSON_BIN="$dir/caisson" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
-		"$dir/$name.test" -test.v -test.count=1 -test.timeout=20m -test.run "$run") || status=1
+		CAISSON_BIN="$dir/caisson" CAISSON_PROBE="$dir/probe" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+		"$dir/$name.test" -test.v -test.count=1 -test.timeout=20m -test.run "$run" -test.skip '^TestRootMode') || status=1
 done
+if [ "$(id -u)" = 0 ] && [ -x "$dir/tests.test" ]; then
+	echo "=== ./tests (as root: the host-root mode)"
+	(cd "$dir/run-tests" && CAISSON_BIN="$dir/caisson" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+		"$dir/tests.test" -test.v -test.count=1 -test.run '^TestRootMode') || status=1
+fi
 exit $status

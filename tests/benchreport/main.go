@@ -119,19 +119,22 @@ func printRows(w io.Writer, head []string, unit string, rows []row, higher bool)
 	if higher {
 		dir = "higher is better"
 	}
-	fmt.Fprintf(w, "| %s | %s (%s) |", strings.Join(head, " | "), unit, dir)
-	fmt.Fprintf(w, " ratio to %s |\n|", ref)
-	for range head {
-		fmt.Fprint(w, "---|")
+	fmt.Fprintf(w, "| %s | %s (%s) |", head[0], unit, dir)
+	for _, h := range head[1:] {
+		fmt.Fprintf(w, " %s |", h)
 	}
-	fmt.Fprint(w, "---:|---:|\n")
+	fmt.Fprintf(w, " ratio to %s |\n|---|---:|", ref)
+	for range head[1:] {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprint(w, "---:|\n")
 	for _, r := range rows {
 		ratio := "n/a"
 		if b >= 0 && !math.IsNaN(r.value) {
 			ratio = fmt.Sprintf("%.2f", r.value/rows[b].value)
 		}
-		cells := append([]string{"`" + short(r.label) + "`"}, r.extra...)
-		fmt.Fprintf(w, "| %s | %s | %s |\n", strings.Join(cells, " | "), fmtNum(r.value), ratio)
+		cells := append([]string{"`" + short(r.label) + "`", fmtNum(r.value)}, r.extra...)
+		fmt.Fprintf(w, "| %s | %s |\n", strings.Join(cells, " | "), ratio)
 	}
 	fmt.Fprintln(w)
 }
@@ -195,7 +198,7 @@ func tableMain(args []string) error {
 func writeTSV(path string, rows []row) error {
 	var b strings.Builder
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%q\t%g", chartLabel(r.label), r.value)
+		fmt.Fprintf(&b, "%s\t%g", chartLabel(r.label), r.value)
 		for _, e := range r.extra {
 			fmt.Fprintf(&b, "\t%s", e)
 		}

@@ -9,6 +9,7 @@
 //	probe loosen               stack an allow-all seccomp filter, then try keyctl (catalogue K22)
 //	probe write-exe PATH       open PATH for writing and write one byte at offset 0 (CVE-2019-5736 check)
 //	probe ids                  print the real and effective uid
+//	probe connect-abstract NAME connect to the abstract UNIX socket @NAME; prints connect ERRNO
 //	probe bench-getpid N       N getpid calls; prints ns/op
 //	probe bench-stat N         N stat("/") calls; prints ns/op
 package main
@@ -116,7 +117,7 @@ var calls = map[string]struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | bench-getpid N | bench-stat N")
+		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | bench-getpid N | bench-stat N")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -130,6 +131,16 @@ func main() {
 		writeExe(os.Args[2])
 	case "ids":
 		fmt.Println(unix.Getuid(), unix.Geteuid())
+	case "connect-abstract":
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Connect(fd, &unix.SockaddrUnix{Name: "@" + os.Args[2]})
+		}
+		if err != nil {
+			fmt.Println("connect", errName(err.(unix.Errno)))
+			return
+		}
+		fmt.Println("connect OK")
 	case "bench-getpid", "bench-stat":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil || n <= 0 {
