@@ -31,8 +31,11 @@ integration: build ## integration tests of bin/caisson (as root: provisions, the
 
 test: lint unit integration ## everything CI runs: lint, unit tests, integration tests
 
-bench: build ## benchmarks side by side with bubblewrap, unshare, rootlesskit, podman (prints ratios)
+bench: build ## one comparative report bench/report.md + bench/*.png: caisson vs bubblewrap, unshare, rootlesskit, podman
 	./tests/bench.sh
+
+soak: build ## 1000 sandboxes, 50 at a time, with random kills of caisson and its network helpers; nothing may leak
+	CAISSON_SOAK_N=1000 CAISSON_SOAK_PAR=50 CAISSON_TEST_RUN='^TestSoak$$' CAISSON_TEST_PKGS=./tests ./tests/run-integration.sh
 
 clean: ## remove build output
 	rm -rf bin

@@ -266,8 +266,12 @@ func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, 
 	// probing fork on first use, and the fork happens on this locked thread.
 	pid, err := syscall.ForkExec(path, cfg.Args, &syscall.ProcAttr{Dir: cfg.Workdir, Env: cfg.Env, Files: fds, Sys: attr})
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
+		switch {
+		case errors.Is(err, unix.ENOENT):
 			return 0, ExitNotFound, fmt.Errorf("%s: %w", name, err)
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOMEM), errors.Is(err, unix.ENOSYS):
+			// The fork itself failed (process limits, memory): caisson's error, not the command's.
+			return 0, ExitSetup, fmt.Errorf("%s: cannot start a process: %w", name, err)
 		}
 		return 0, ExitCannotExec, fmt.Errorf("%s: cannot execute: %w", name, err)
 	}

@@ -238,10 +238,15 @@ func Run(r *config.Run) int {
 	}
 	initSock.Close()
 	pid := cmd.Process.Pid
-	abort := func(code int) int {
+	// fail ends a sandbox whose setup failed after init started. If init had already exited by itself, it has
+	// reported its own error (the cause) and its status is ours: ours would only be a consequence.
+	fail := func(format string, args ...any) int {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return code
+		if ps := cmd.ProcessState; ps != nil && ps.Exited() {
+			return ps.ExitCode()
+		}
+		return errorf(format, args...)
 	}
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
@@ -249,23 +254,23 @@ func Run(r *config.Run) int {
 	err = plan.Apply(mctx, pid)
 	cancel()
 	if err != nil {
-		// Both helpers' failures, on one line.
-		errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-		if hint := idmap.HintFor(err); hint != "" {
+		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
+		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		ours := !cmd.ProcessState.Exited() // init did not fail first: the error printed is ours
+		if hint := idmap.HintFor(err); hint != "" && ours && plan.UseHelpers {
 			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
 		}
-		return abort(ExitSetup)
+		return code
 	}
 
 	var network *slirp.Network
 	if netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns {
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
-			AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent, Stderr: os.Stderr})
+			AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output
 		cancel()
 		if err != nil {
-			errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-			return abort(ExitSetup)
+			return fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 		defer network.Close()
 		sb.Extra.Guest = network.Guest()
@@ -277,8 +282,7 @@ func Run(r *config.Run) int {
 	orderMounts(sb)
 	entry.Record.InitPID = pid
 	if err := entry.Save(); err != nil {
-		errorf("%v", err)
-		return abort(ExitSetup)
+		return fail("%v", err)
 	}
 	var tty *term.Terminal
 	if sb.TTY {
@@ -286,14 +290,12 @@ func Run(r *config.Run) int {
 	}
 	sess := newSession(parentSock, pid, entry, tty)
 	if err := sess.listen(); err != nil {
-		errorf("%v", err)
-		return abort(ExitSetup)
+		return fail("%v", err)
 	}
 	defer sess.close()
 	<-notified
 	if err := wire.Send(parentSock, wire.Message{Type: "config", Config: sb}); err != nil {
-		errorf("send configuration to the sandbox: %v", err)
-		return abort(ExitSetup)
+		return fail("send configuration to the sandbox: %v", err)
 	}
 	go sess.readInit()
 	if r.Life.Detach {
