@@ -89,12 +89,22 @@ func (d *differ) walk(upper, mp string) error {
 	}
 	for _, e := range ents {
 		full, p := path.Join(upper, e.Name()), path.Join(mp, e.Name())
+		if name, ok := strings.CutPrefix(e.Name(), fuseWhiteoutPrefix); ok {
+			// fuse-overlayfs's markers; it also leaves a whiteout of ".wh..opq" next to its opaque marker, which
+			// hides nothing: a deletion counts only for what the lower layer has.
+			if p := path.Join(mp, name); name != "" && e.Name() != fuseOpaque && d.inLower(p) {
+				d.add("D", p)
+			}
+			continue
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(full, &st); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
 		}
 		if IsWhiteout(full, &st) {
-			d.add("D", p)
+			if d.inLower(p) {
+				d.add("D", p)
+			}
 			continue
 		}
 		existed := d.inLower(p)
@@ -116,7 +126,7 @@ func (d *differ) walk(upper, mp string) error {
 func (d *differ) opaqueDeletes(upper, mp string, ents []os.DirEntry) {
 	have := map[string]bool{}
 	for _, e := range ents {
-		have[e.Name()] = true
+		have[strings.TrimPrefix(e.Name(), fuseWhiteoutPrefix)] = true
 	}
 	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	rel := strings.TrimLeft(mp, "/")
@@ -153,9 +163,22 @@ func IsWhiteout(p string, st *unix.Stat_t) bool {
 	return false
 }
 
-// isOpaque reports whether the upper directory p hides the lower directory's contents (user.overlay.opaque "y").
+// isOpaque reports whether the upper directory p hides the lower directory's contents: user.overlay.opaque "y"
+// (the kernel's overlayfs with userxattr), or fuse-overlayfs's user.fuseoverlayfs.opaque "y" or ".wh..wh..opq".
 func isOpaque(p string) bool {
 	buf := make([]byte, 4)
-	n, err := unix.Lgetxattr(p, "user.overlay.opaque", buf)
-	return err == nil && n == 1 && buf[0] == 'y'
+	for _, name := range []string{"user.overlay.opaque", "user.fuseoverlayfs.opaque"} {
+		if n, err := unix.Lgetxattr(p, name, buf); err == nil && n == 1 && buf[0] == 'y' {
+			return true
+		}
+	}
+	var st unix.Stat_t
+	return unix.Lstat(p+"/"+fuseOpaque, &st) == nil
 }
+
+// fuse-overlayfs's file names for whiteouts where it cannot create a 0:0 device: ".wh.NAME" deletes NAME, and
+// ".wh..wh..opq" makes its directory opaque.
+const (
+	fuseWhiteoutPrefix = ".wh."
+	fuseOpaque         = ".wh..wh..opq"
+)

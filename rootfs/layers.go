@@ -23,6 +23,18 @@ type PersistInfo struct {
 	Version int `json:"version"`
 	// Lower is "/" for the host view, or the absolute host path of the --rootfs directory.
 	Lower string `json:"lower"`
+	// Overlay is the driver that made the upper layers: "kernel" (also when absent: the first layout) or
+	// "fuse-overlayfs" (one upper layer for the whole tree, its own opaque-directory xattr). A directory keeps its
+	// driver: the two do not read each other's layers completely.
+	Overlay string `json:"overlay,omitempty"`
+}
+
+// driver returns the overlay driver of the layers.
+func (pi PersistInfo) driver() string {
+	if pi.Overlay == "" {
+		return DriverKernel
+	}
+	return pi.Overlay
 }
 
 // ParsePersistInfo decodes DIR/caisson-persist.json.
@@ -33,6 +45,9 @@ func ParsePersistInfo(b []byte) (PersistInfo, error) {
 	}
 	if pi.Version != 1 || !path.IsAbs(pi.Lower) {
 		return pi, fmt.Errorf("%s: unsupported version %d or lower %q", PersistMeta, pi.Version, pi.Lower)
+	}
+	if pi.Overlay != "" && pi.Overlay != DriverKernel && pi.Overlay != DriverFuse {
+		return pi, fmt.Errorf("%s: unknown overlay driver %q", PersistMeta, pi.Overlay)
 	}
 	return pi, nil
 }

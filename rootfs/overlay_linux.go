@@ -21,7 +21,8 @@ const layersDir = baseDir + "/layers"
 // heldLock is the --persist lock's fd. It is never closed: init holds the lock until it exits, on any path.
 var heldLock = -1
 
-// overlayRoot builds the new root from overlays of the cloned tree, which is attached read-only at lowerDir.
+// overlayRoot builds the new root from kernel overlays of the cloned tree, which is attached read-only at
+// lowerDir (the kernel driver; fuseRoot is the fuse-overlayfs one, chosen per run by chooseDriver).
 //
 // The kernel refuses an overlay lower layer with mounts below it that the user namespace may not reveal (the
 // host's mounts are "locked" together; overlayfs: "failed to clone lowerpath"), so the unit of an overlay is a
@@ -422,7 +423,8 @@ func firstErr(errs ...error) error {
 
 // openPersist creates the --persist directory when it is missing, opens it, takes its lock (held by init until
 // it exits, so a second sandbox on the same directory is refused, and any exit releases it) and checks that it
-// holds changes to the same root.
+// holds changes to the same root (b.persistInfo; nil for a new directory, whose metadata is written once the
+// driver is chosen).
 func (b *builder) openPersist() error {
 	p := b.spec.Persist
 	if err := unix.Mkdir(p, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -457,13 +459,26 @@ func (b *builder) openPersist() error {
 		if pi.Lower != want {
 			return fmt.Errorf("rootfs: --persist %s holds changes to %s, not to %s", p, describeLower(pi.Lower), describeLower(want))
 		}
+		b.persistInfo = &pi
 		return nil
 	} else if !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("rootfs: --persist %s: %w", p, err)
 	}
-	data := fmt.Sprintf("{\"version\": 1, \"lower\": %s}\n", strconv.Quote(want))
-	if err := writeBeneath(fd, PersistMeta, []byte(data)); err != nil {
-		return fmt.Errorf("rootfs: --persist %s: %w", p, err)
+	return nil
+}
+
+// writePersistInfo records, in a new --persist directory, the root its layers belong to and their driver.
+func (b *builder) writePersistInfo(driver string) error {
+	if b.persistInfo != nil {
+		return nil
+	}
+	want := b.spec.Root
+	if want == "" {
+		want = "/"
+	}
+	data := fmt.Sprintf("{\"version\": 1, \"lower\": %s, \"overlay\": %s}\n", strconv.Quote(want), strconv.Quote(driver))
+	if err := writeBeneath(b.persist, PersistMeta, []byte(data)); err != nil {
+		return fmt.Errorf("rootfs: --persist %s: %w", b.spec.Persist, err)
 	}
 	return nil
 }

@@ -50,6 +50,10 @@ type builder struct {
 	files   int         // counter for generated files on the base tmpfs
 	persist int         // O_PATH fd of the --persist directory, or -1
 	skels   int         // counter for directory skeletons
+	// persistInfo is the metadata of an existing --persist directory (nil for a new one).
+	persistInfo *PersistInfo
+	// fuseDev is /dev/fuse, opened in init when fuse-overlayfs will serve the root, until the daemon takes it.
+	fuseDev int
 }
 
 // Setup builds the sandbox's root and pivots into it. It must run in a fresh mount namespace (and, for /proc, as a
@@ -61,7 +65,7 @@ func Setup(s Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return &MountError{Op: "make private", Target: "/", Err: err}
 	}
-	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}, persist: -1, rootfd: -1}
+	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}, persist: -1, rootfd: -1, fuseDev: -1}
 	defer b.closeSources()
 	// Open every host path before anything is mounted over it (baseDir is covered next): the root's tree, the
 	// --persist directory and the bind sources.
@@ -73,6 +77,17 @@ func Setup(s Spec) error {
 	if s.Persist != "" {
 		if err := b.openPersist(); err != nil {
 			return err
+		}
+	}
+	driver := ""
+	if s.Overlay || s.Persist != "" {
+		if driver, err = b.chooseDriver(); err != nil {
+			return err
+		}
+		if s.Persist != "" {
+			if err := b.writePersistInfo(driver); err != nil {
+				return err
+			}
 		}
 	}
 	for i, op := range s.Ops {
@@ -91,7 +106,9 @@ func Setup(s Spec) error {
 	if err := unix.Mount("caisson", baseDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
 		return &MountError{Op: "mount tmpfs", Target: baseDir, Err: err}
 	}
-	if s.Overlay || s.Persist != "" {
+	if driver == DriverFuse {
+		err = b.fuseRoot(tree)
+	} else if driver == DriverKernel {
 		err = b.overlayRoot(tree)
 	} else {
 		err = b.plainRoot(tree)
@@ -129,6 +146,9 @@ func (b *builder) closeSources() {
 	}
 	if b.persist >= 0 {
 		unix.Close(b.persist)
+	}
+	if b.fuseDev >= 0 {
+		unix.Close(b.fuseDev)
 	}
 }
 

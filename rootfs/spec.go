@@ -11,7 +11,9 @@ package rootfs
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -61,13 +63,50 @@ type Spec struct {
 	Root string `json:"root,omitempty"`
 	// ReadOnly makes Root read-only (--read-only).
 	ReadOnly bool `json:"read_only,omitempty"`
-	// Overlay makes the root (the host view or Root) writable through overlayfs: one overlay per visible mount,
-	// each with its own upper layer (--overlay).
+	// Overlay makes the root (the host view or Root) writable through an overlay (--overlay): the kernel's
+	// overlayfs, one overlay per visible mount, each with its own upper layer; or, where the lower tree's owner
+	// is not mapped (the host view), one fuse-overlayfs over the whole tree when it is installed.
 	Overlay bool `json:"overlay,omitempty"`
 	// OverlaySize bounds the tmpfs holding the upper layers, in bytes (0: the tmpfs default, half the RAM).
 	OverlaySize int64 `json:"overlay_size,omitempty"`
 	// Persist is the host directory holding the upper layers instead of a tmpfs (--persist); it implies Overlay.
 	Persist string `json:"persist,omitempty"`
+	// FuseOverlayfs is the host path of the fuse-overlayfs executable ("" when it is not installed). Setup uses it
+	// where the kernel's overlayfs cannot copy files up (the host view: the host's root is not mapped).
+	FuseOverlayfs string `json:"fuse_overlayfs,omitempty"`
+	// OverlayDriver forces a driver, DriverKernel or DriverFuse; "" chooses per run (CAISSON_OVERLAY_DRIVER).
+	OverlayDriver string `json:"overlay_driver,omitempty"`
+}
+
+// The overlay drivers --overlay can use.
+const (
+	// DriverKernel is the kernel's overlayfs with userxattr: fast, but a file whose owner is not mapped in the
+	// user namespace (the host's root, for the host view) cannot be copied up, so it stays read-only.
+	DriverKernel = "kernel"
+	// DriverFuse is fuse-overlayfs, run by init inside the sandbox: ids the user namespace cannot see are shown
+	// as root, and root-owned lower files are writable after copy-up.
+	DriverFuse = "fuse-overlayfs"
+)
+
+// DriverEnv is the environment variable of the caller that forces a driver ("kernel" or "fuse-overlayfs").
+const DriverEnv = "CAISSON_OVERLAY_DRIVER"
+
+// FindFuseOverlayfs returns the absolute path of the fuse-overlayfs executable in pathEnv (a PATH value; when it
+// is empty, /usr/local/bin:/usr/bin:/bin), or "".
+func FindFuseOverlayfs(pathEnv string) string {
+	if pathEnv == "" {
+		pathEnv = "/usr/local/bin:/usr/bin:/bin"
+	}
+	for _, d := range filepath.SplitList(pathEnv) {
+		if !filepath.IsAbs(d) {
+			continue
+		}
+		p := filepath.Join(d, DriverFuse)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 // MaskedPaths are kernel files and directories hidden from the sandbox (runc's list): files are covered by

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${CAISSON_BIN:-$PWD/bin/caisson}
-work=$(mktemp -d /tmp/caisson-bench.XXXXXX)
+# Under $HOME, not /tmp: the sandbox has a private /tmp, and the overlay runs read the files through the host view.
+work=$(mktemp -d "$HOME/.caisson-bench.XXXXXX")
 trap '"$bin" run --no-cwd --bind "$work:/tmp/w" -- rm -rf /tmp/w/img-root >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 mkdir -p "$work/rfs/bin"
 cp /bin/busybox "$work/rfs/bin/busybox"
@@ -29,6 +30,25 @@ hyperfine -w 2 -r 10 \
 	"$bin run --no-cwd --overlay -- sh -c 'mkdir -p \$HOME/m && $meta' \$HOME/m" \
 	"$bin run --no-cwd --bind $work:/tmp/h -- cat /tmp/h/big" \
 	"$bin run --no-cwd --overlay -- cat $work/big"
+
+echo "== overlay drivers: kernel overlayfs vs fuse-overlayfs (the host view; CAISSON_OVERLAY_DRIVER forces one)"
+if command -v fuse-overlayfs >/dev/null && [ -r /dev/fuse ] && [ -w /dev/fuse ]; then
+	k="env CAISSON_OVERLAY_DRIVER=kernel $bin run --no-cwd --overlay"
+	f="env CAISSON_OVERLAY_DRIVER=fuse-overlayfs $bin run --no-cwd --overlay"
+	hyperfine -N -w 5 -r 50 "$k -- true" "$f -- true"
+	# Metadata in a new directory, a 512 MiB read of a lower file, and its copy-up (append one byte).
+	hyperfine -w 2 -r 10 \
+		"$k -- sh -c 'mkdir -p \$HOME/m && $meta' \$HOME/m" \
+		"$f -- sh -c 'mkdir -p \$HOME/m && $meta' \$HOME/m" \
+		"$k -- cat $work/big" \
+		"$f -- cat $work/big" \
+		"$k -- sh -c 'echo >> $work/big'" \
+		"$f -- sh -c 'echo >> $work/big'"
+	# What only fuse-overlayfs can do: the issue's example (the host's root owns /etc/motd and /usr/local).
+	hyperfine -N -w 3 -r 30 "$f -- sh -c 'echo x > /etc/motd; mkdir /usr/local/new'"
+else
+	echo "fuse-overlayfs or a usable /dev/fuse missing: drivers not compared"
+fi
 
 echo "== unpack of a ~100 MB image (docker-save) vs tar -x of its layers"
 if [ -x "$work/../caisson-mkimage" ] || true; then

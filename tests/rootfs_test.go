@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/tests/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -164,7 +165,8 @@ func TestOverlayHostView(t *testing.T) {
 	marker := fmt.Sprintf("caisson-ovl-%d", time.Now().UnixNano())
 	out := mustRun(t, "run", "--no-cwd", "--overlay", "--", "sh", "-c",
 		"echo x > "+home+"/"+marker+" && mkdir /"+marker+" && rm -f "+home+"/.profile && echo ok; "+
-			"grep ' overlay ' /proc/self/mountinfo | grep -vc nosuid; grep ' overlay ' /proc/self/mountinfo | grep -vc nodev; true")
+			"grep -E ' (overlay|fuse.fuse-overlayfs) ' /proc/self/mountinfo | grep -vc nosuid; "+
+			"grep -E ' (overlay|fuse.fuse-overlayfs) ' /proc/self/mountinfo | grep -vc nodev; true")
 	if f := strings.Fields(out); len(f) != 3 || f[0] != "ok" || f[1] != "0" || f[2] != "0" {
 		t.Errorf("inside: %q", out)
 	}
@@ -436,4 +438,285 @@ func sandboxCleanup(t *testing.T, dir string) {
 		esc := strings.NewReplacer(`\`, `\\`, ":", `\:`).Replace(dir)
 		caisson(t, "run", "--no-cwd", "--bind", esc+":/tmp/x", "--", "sh", "-c", "rm -rf /tmp/x/* /tmp/x/.[!.]*")
 	})
+}
+
+// requireFuseOverlay skips (or fails, strictly) when --overlay of the host view cannot use fuse-overlayfs here.
+func requireFuseOverlay(t *testing.T) {
+	t.Helper()
+	testenv.RequireCommand(t, "fuse-overlayfs")
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		testenv.SkipOrFail(t, "/dev/fuse: %v (tests/provision.sh makes it 0666, the distribution default)", err)
+	}
+	f.Close()
+}
+
+// overlayHostState is what the issue's example must leave untouched on the host: /etc/motd, the listing of /usr/local,
+// and the mount table as findmnt prints it.
+func overlayHostState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	motd, err := os.ReadFile("/etc/motd")
+	var st syscall.Stat_t
+	syscall.Stat("/etc/motd", &st)
+	fmt.Fprintf(&b, "motd %q %v %d:%d %o %d\n", motd, err, st.Uid, st.Gid, st.Mode, st.Mtim.Nano())
+	ents, _ := os.ReadDir("/usr/local")
+	for _, e := range ents {
+		fmt.Fprintf(&b, "/usr/local/%s\n", e.Name())
+	}
+	out, err := exec.Command("findmnt", "-rn", "-o", "ID,PARENT,TARGET,SOURCE,FSTYPE,OPTIONS").Output()
+	if err != nil {
+		t.Fatalf("findmnt: %v", err)
+	}
+	b.Write(out)
+	return b.String()
+}
+
+// The issue's headline example: with fuse-overlayfs, files owned by the host's root (unmapped in the sandbox) are
+// root's inside and writable after copy-up; the host's /etc/motd, /usr/local and mount table stay as they were.
+func TestOverlayIssueExample(t *testing.T) {
+	requireSandbox(t)
+	requireFuseOverlay(t)
+	checkMounts(t)
+	before := overlayHostState(t)
+	r := caisson(t, "run", "--overlay", "--", "sh", "-c", "echo x > /etc/motd; mkdir /usr/local/new")
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("the issue's example: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if after := overlayHostState(t); after != before {
+		t.Errorf("the host changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if _, err := os.Stat("/usr/local/new"); err == nil {
+		t.Errorf("/usr/local/new was created on the host")
+	}
+	// Inside: the changes are there, root's files are root's, the root is fuse-overlayfs, nosuid and nodev.
+	out := mustRun(t, "run", "--overlay", "--", "sh", "-c",
+		"echo x > /etc/motd && mkdir /usr/local/new && cat /etc/motd && stat -c '%u:%g %U' /etc/motd /usr/local/new /usr/bin/env && "+
+			"grep ' / / ' /proc/self/mountinfo | cut -d' ' -f6; grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1,2")
+	want := "x\n0:0 root\n0:0 root\n0:0 root\nrw,nosuid,nodev,relatime\nfuse.fuse-overlayfs caisson-overlay\n"
+	if out != want {
+		t.Errorf("inside: got %q, want %q", out, want)
+	}
+	if after := overlayHostState(t); after != before {
+		t.Errorf("the host changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// Without fuse-overlayfs (not in the caller's PATH), --overlay keeps the kernel's overlayfs and says so in one
+// line; CAISSON_OVERLAY_DRIVER=kernel forces it silently, and a bad value is a usage error.
+func TestOverlayKernelFallback(t *testing.T) {
+	requireSandbox(t)
+	checkMounts(t)
+	run := func(env []string, args ...string) result {
+		cmd := exec.Command(bin(t), args...)
+		cmd.Env = append(os.Environ(), env...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	script := []string{"--env", "PATH=/usr/bin:/bin", "--", "/bin/sh", "-c",
+		"{ echo x > /etc/motd; } 2>/dev/null; echo $?; grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1"}
+	r := run([]string{"PATH=" + t.TempDir()}, append([]string{"run", "--no-cwd", "--overlay"}, script...)...)
+	if r.stdout != "2\noverlay\n" || !strings.HasPrefix(r.stderr, "caisson: notice: ") || strings.Count(r.stderr, "\n") != 1 ||
+		!strings.Contains(r.stderr, "fuse-overlayfs is not installed") || !strings.Contains(r.stderr, "read-only") {
+		t.Errorf("without fuse-overlayfs: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = run([]string{"CAISSON_OVERLAY_DRIVER=kernel"}, append([]string{"run", "--no-cwd", "--overlay"}, script...)...)
+	if r.stdout != "2\noverlay\n" || r.stderr != "" {
+		t.Errorf("CAISSON_OVERLAY_DRIVER=kernel: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	wantFail(t, run([]string{"CAISSON_OVERLAY_DRIVER=zfs"}, "run", "--overlay", "--", "true"), "CAISSON_OVERLAY_DRIVER")
+	// A --rootfs the caller owns uses the kernel's overlayfs even when fuse-overlayfs is there.
+	dir := busyboxRoot(t)
+	out := mustRun(t, "run", "--rootfs", dir, "--overlay", "--", "/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1")
+	if out != "overlay\n" {
+		t.Errorf("--rootfs owned by the caller: root is %q, want the kernel's overlay", out)
+	}
+}
+
+// descendants lists the processes below pid (by /proc/*/stat's parent field) whose comm is name.
+func descendants(pid int, name string) []int {
+	parent := map[int]int{}
+	comm := map[int]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var p int
+		if _, err := fmt.Sscan(e.Name(), &p); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < 0 {
+			continue
+		}
+		comm[p] = s[open+1 : closing]
+		var state string
+		var pp int
+		fmt.Sscan(s[closing+1:], &state, &pp)
+		parent[p] = pp
+	}
+	var out []int
+	for p := range parent {
+		if comm[p] != name {
+			continue
+		}
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || !strings.HasPrefix(s[i+1:], " Z")
+}
+
+// The fuse-overlayfs daemon dies with the sandbox on every path: a normal exit, SIGKILL of caisson (with a PID
+// namespace of its own and with --share pid), and a daemon killed from inside ends the sandbox with one line
+// instead of leaving it on a dead root.
+func TestOverlayFuseDaemonLifetime(t *testing.T) {
+	requireSandbox(t)
+	requireFuseOverlay(t)
+	checkMounts(t)
+	for _, share := range [][]string{nil, {"--share", "pid"}} {
+		for _, how := range []string{"exit", "sigkill"} {
+			t.Run(strings.Join(append([]string{how}, share...), " "), func(t *testing.T) {
+				args := append([]string{"run", "--no-cwd", "--overlay"}, share...)
+				cmd := exec.Command(bin(t), append(args, "--", "sh", "-c", "echo ready; read x; echo bye")...)
+				stdin, _ := cmd.StdinPipe()
+				stdout, _ := cmd.StdoutPipe()
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 6)
+				if _, err := io.ReadFull(stdout, buf); err != nil {
+					t.Fatalf("no ready: %v", err)
+				}
+				daemons := descendants(cmd.Process.Pid, "fuse-overlayfs")
+				if len(daemons) != 1 {
+					t.Fatalf("want one fuse-overlayfs below caisson, got %v", daemons)
+				}
+				shells := descendants(cmd.Process.Pid, "sh")
+				if how == "exit" {
+					stdin.Write([]byte("\n"))
+					if err := cmd.Wait(); err != nil {
+						t.Errorf("exit: %v", err)
+					}
+				} else {
+					cmd.Process.Kill()
+					cmd.Wait()
+				}
+				deadline := time.Now().Add(3 * time.Second)
+				for alive(daemons[0]) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if alive(daemons[0]) {
+					t.Errorf("fuse-overlayfs %d outlived the sandbox (%s)", daemons[0], how)
+					syscall.Kill(daemons[0], syscall.SIGKILL)
+				}
+				for _, p := range shells {
+					// With --share pid the command outlives a SIGKILLed caisson (not the overlay's doing): clean up.
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			})
+		}
+	}
+	r := caisson(t, "run", "--no-cwd", "--overlay", "--", "sh", "-c", "pkill -9 -x fuse-overlayfs; sleep 10; echo survived")
+	if r.code != 125 || !strings.Contains(r.stderr, "caisson: fuse-overlayfs, which serves the sandbox's root, ended") {
+		t.Errorf("daemon killed inside: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// --persist of the host view with fuse-overlayfs: one upper layer in DIR, the driver recorded, the lock refuses
+// a second sandbox (and outlives a SIGKILL of caisson only as long as the sandbox), the issue's example persists
+// and caisson diff lists it.
+func TestOverlayFusePersist(t *testing.T) {
+	requireSandbox(t)
+	requireFuseOverlay(t)
+	checkMounts(t)
+	before := overlayHostState(t)
+	pdir := filepath.Join(t.TempDir(), "p, q:r") // ',' and ':' separate fuse-overlayfs's options and layers
+	sandboxCleanup(t, pdir)
+	mustRun(t, "run", "--no-cwd", "--persist", pdir, "--", "sh", "-c", "echo x > /etc/motd; mkdir /usr/local/new; rm /etc/debian_version")
+	meta, _ := os.ReadFile(filepath.Join(pdir, "caisson-persist.json"))
+	if !strings.Contains(string(meta), `"overlay": "fuse-overlayfs"`) {
+		t.Errorf("metadata: %s", meta)
+	}
+	out := mustRun(t, "run", "--no-cwd", "--persist", pdir, "--", "sh", "-c", "cat /etc/motd; ls -d /usr/local/new; ls /etc/debian_version 2>&1; true")
+	if !strings.HasPrefix(out, "x\n/usr/local/new\n") || !strings.Contains(out, "No such file") {
+		t.Errorf("second run: %q", out)
+	}
+	diff := mustRun(t, "diff", pdir)
+	for _, want := range []string{"C /etc/motd\n", "A /usr/local/new\n", "D /etc/debian_version\n"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	if strings.Contains(diff, ".wh.") || strings.Contains(diff, ".opq") {
+		t.Errorf("diff shows fuse-overlayfs's markers:\n%s", diff)
+	}
+	// Concurrent use is refused; SIGKILL of caisson in the middle of writes leaves the directory usable.
+	writer := exec.Command(bin(t), "run", "--no-cwd", "--persist", pdir, "--", "sh", "-c",
+		"echo ready; while :; do dd if=/dev/zero of=/big bs=64k count=16 2>/dev/null; done")
+	stdout, _ := writer.StdoutPipe()
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	io.ReadFull(stdout, buf)
+	wantFail(t, caisson(t, "run", "--no-cwd", "--persist", pdir, "--", "true"), "in use")
+	time.Sleep(200 * time.Millisecond)
+	writer.Process.Kill()
+	writer.Wait()
+	out = mustRun(t, "run", "--no-cwd", "--persist", pdir, "--", "sh", "-c", "cat /etc/motd; rm /big; echo ok")
+	if out != "x\nok\n" {
+		t.Errorf("after SIGKILL: %q", out)
+	}
+	if after := overlayHostState(t); after != before {
+		t.Errorf("the host changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// caisson doctor says which overlay driver --overlay will use and why.
+func TestOverlayDoctor(t *testing.T) {
+	requireSandbox(t)
+	r := caisson(t, "doctor")
+	line := ""
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(l, "overlay driver") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("doctor has no overlay driver line:\n%s", r.stdout)
+	}
+	if _, err := exec.LookPath("fuse-overlayfs"); err == nil {
+		if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err == nil {
+			f.Close()
+			if !strings.HasPrefix(line, "ok") || !strings.Contains(line, "uses fuse-overlayfs") {
+				t.Errorf("doctor: %q", line)
+			}
+		}
+	}
 }

@@ -28,7 +28,7 @@ func (f *FSFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.NoCwd, "no-cwd", false, "do not bind the current directory read-write into the sandbox")
 	fs.StringVar(&f.Rootfs, "rootfs", "", "use DIR as the root instead of the read-only host view (read-write; the current directory is not bound)")
 	fs.BoolVar(&f.ReadOnly, "read-only", false, "with --rootfs: mount DIR read-only")
-	fs.BoolVar(&f.Overlay, "overlay", false, "make the root writable through overlayfs; the changes vanish with the sandbox")
+	fs.BoolVar(&f.Overlay, "overlay", false, "make the root writable through an overlay (fuse-overlayfs for the host view when installed, so root's files are writable too); the changes vanish with the sandbox")
 	fs.StringVar(&f.OverlaySize, "overlay-size", "", "with --overlay: room for the changes, N bytes with k, m or g (default: half the RAM)")
 	fs.StringVar(&f.Persist, "persist", "", "keep the overlay's changes in DIR (created if missing) for later runs (implies --overlay)")
 }

@@ -79,15 +79,18 @@ func (sv *supervisor) reap() (code int, done bool) {
 		status := exitStatus(ws)
 		switch {
 		case got == sv.main:
-			code, done = status, true
+			if !done { // a dead root helper (below) decides the status
+				code, done = status, true
+			}
 		case sv.execs[got] != "":
 			_ = wire.Send(sv.sock, wire.Message{Type: "exited", ID: sv.execs[got], Status: status})
 			delete(sv.execs, got)
 		case rootfs.Helper(got) != "":
-			// The daemon serving the root (fuse-overlayfs) is gone, and the root with it: end the sandbox, loudly.
+			// The daemon serving the root (fuse-overlayfs) is gone, and the root with it: end the sandbox, loudly
+			// (init's return kills the rest, as at the command's end).
 			fmt.Fprintf(os.Stderr, "caisson: %s, which serves the sandbox's root, ended (status %d): ending the sandbox\n",
 				rootfs.Helper(got), status)
-			_ = unix.Kill(sv.main, unix.SIGKILL)
+			code, done = ExitSetup, true
 		default:
 			delete(sv.joins, got)
 		}
