@@ -35,7 +35,7 @@ type hostState struct {
 // caissonComms are the command names of caisson's own processes and of its network helpers.
 var caissonComms = map[string]bool{
 	"caisson": true, "caisson-init": true, "pasta": true, "pasta.avx2": true, "passt": true, "passt.avx2": true,
-	"slirp4netns": true, "newuidmap": true, "newgidmap": true,
+	"slirp4netns": true, "newuidmap": true, "newgidmap": true, "fuse-overlayfs": true,
 }
 
 // procStat returns a process's command name, state, parent PID and start time (in clock ticks since boot).

@@ -1,3 +1,9 @@
+// The Go runtime must not open the host's cgroup files at start-up (init would hold them open inside the sandbox)
+// nor re-read them in the background: caisson's processes are short-lived or idle.
+
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command caisson runs a command in a rootless Linux sandbox: root inside, the caller's own uid outside, in new
 // user, mount, PID, IPC, UTS, network, cgroup and time namespaces, with no setuid binary of its own and no daemon.
 //

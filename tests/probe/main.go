@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -191,23 +192,11 @@ func loosen() {
 	fmt.Println("prctl-seccomp-disable", errName(e))
 	fmt.Println("keyctl", try("keyctl"))
 	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range splitLines(string(b)) {
-		if len(l) > 8 && l[:8] == "Seccomp:" {
-			fmt.Println(l)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
+			fmt.Println("Seccomp:", strings.TrimSpace(v))
 		}
 	}
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return out
 }
 
 // writeExe opens path for writing and writes one byte at offset 0; it prints open ERRNO and write ERRNO.

@@ -240,8 +240,8 @@ func parseCapList(flag string, vals []string) ([]string, error) {
 	return out, nil
 }
 
-// ParseRlimit parses NAME=SOFT[:HARD]; HARD defaults to SOFT. Values are numbers (with a k, m or g suffix for
-// nofile's siblings that count bytes: as, fsize, core) or "unlimited"; SOFT must not exceed HARD.
+// ParseRlimit parses NAME=SOFT[:HARD]; HARD defaults to SOFT. Values are numbers (as, fsize and core count bytes
+// and take an optional k, m or g suffix) or "unlimited"; SOFT must not exceed HARD.
 func ParseRlimit(s string) (Rlimit, error) {
 	name, val, ok := strings.Cut(s, "=")
 	if !ok || name == "" {

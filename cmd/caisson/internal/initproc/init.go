@@ -57,13 +57,13 @@ func Main() int {
 	name := []byte(StageName + "\x00")
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	runtime.KeepAlive(name)
-	// Catch every signal before the command exists (so no SIGCHLD and no forwarded signal is lost). Registering
-	// all signals costs a few milliseconds of round trips inside the Go runtime: do it while waiting for the
-	// parent, and wait for it only before the command starts.
+	// Catch SIGCHLD before the command exists so that no exit is missed (registering it is a round trip inside the
+	// Go runtime: done while waiting for the parent). Other signals are not caught: the parent signals the command
+	// itself (through a pidfd), and as PID 1 init ignores what it does not catch, except SIGKILL from the parent.
 	sigs := make(chan os.Signal, 128)
 	notified := make(chan struct{})
 	go func() {
-		signal.Notify(sigs)
+		signal.Notify(sigs, unix.SIGCHLD)
 		close(notified)
 	}()
 	sock := os.NewFile(wire.InitFD, "caisson-init")
@@ -261,6 +261,11 @@ func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, 
 		path = p
 	} else if !filepath.IsAbs(path) {
 		path = filepath.Join(cfg.Workdir, path)
+	}
+	if cfg.Shares("pid") {
+		// No PID namespace to tear down: the command at least dies with init (its background processes are
+		// killed by killOrphans when the command ends, but not if init itself is killed).
+		attr.Pdeathsig = unix.SIGKILL
 	}
 	// syscall.ForkExec rather than os.StartProcess: no pidfd (supervise reaps with wait4(-1)) and so no extra
 	// probing fork on first use, and the fork happens on this locked thread.

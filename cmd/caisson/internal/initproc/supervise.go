@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// supervisor is init after the command started: it reaps every child, forwards signals to the command, and runs
+// supervisor is init after the command started: it reaps every child and runs
 // the parent's requests (exec, join) from the locked main thread, so every process it starts inherits the same
 // namespaces, root, capabilities, no_new_privs and seccomp filter as the command.
 type supervisor struct {
@@ -51,11 +51,7 @@ func (sv *supervisor) run() int {
 			return code
 		}
 		select {
-		case s := <-sv.sigs:
-			sig := s.(unix.Signal)
-			if sig != unix.SIGCHLD && sig != unix.SIGURG { // SIGURG is the Go runtime's preemption signal
-				_ = unix.Kill(sv.main, sig)
-			}
+		case <-sv.sigs: // SIGCHLD: reaped at the top of the loop
 		case r, ok := <-reqs:
 			if !ok {
 				return 128 + int(unix.SIGKILL)

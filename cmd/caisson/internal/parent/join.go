@@ -110,9 +110,7 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 		}
 		waited <- code
 	}()
-	return sess.wait(sigs, waited, nil,
-		func(sig os.Signal) { _ = unix.Kill(initPID, sig.(syscall.Signal)) },
-		func() { _ = unix.Kill(initPID, unix.SIGKILL) })
+	return sess.wait(sigs, waited, nil, func() { _ = unix.Kill(initPID, unix.SIGKILL) })
 }
 
 // dial connects to the control socket of the running sandbox name.

@@ -313,9 +313,7 @@ func Run(r *config.Run) int {
 	if network != nil {
 		netExited = network.Exited()
 	}
-	return sess.wait(sigs, waited, netExited,
-		func(sig os.Signal) { _ = cmd.Process.Signal(sig) },
-		func() { _ = cmd.Process.Kill() })
+	return sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() })
 }
 
 // orderMounts puts the mount steps in the order of their destinations' depth (ties keep the order given), so

@@ -26,7 +26,9 @@ type session struct {
 	ready   chan struct{} // closed when init reports the command started
 	// exitStatus is init's own report of the command's status ("exit"), -1 until it arrives.
 	exitStatus int
-	inited     chan struct{} // closed when init's socket closes
+	// cmdFD is a pidfd of the command once init reported it started (-1 before): signals go straight to it.
+	cmdFD  int
+	inited chan struct{} // closed when init's socket closes
 
 	mu      sync.Mutex
 	clients map[string]*client
@@ -48,7 +50,7 @@ type stopRequest struct {
 
 func newSession(sock *os.File, initPID int, entry *state.Entry, tty *term.Terminal) *session {
 	return &session{sock: sock, initPID: initPID, entry: entry, tty: tty, ready: make(chan struct{}),
-		exitStatus: -1, inited: make(chan struct{}), clients: map[string]*client{}, stops: make(chan stopRequest, 4)}
+		exitStatus: -1, cmdFD: -1, inited: make(chan struct{}), clients: map[string]*client{}, stops: make(chan stopRequest, 4)}
 }
 
 // readInit handles init's messages: the command's terminal and readiness, the final status, and the answers to
@@ -68,6 +70,14 @@ func (s *session) readInit() {
 				s.tty.Attach(os.NewFile(uintptr(fds[0]), "pty"))
 				fds = nil
 			case m.Type == "ready":
+				// A pidfd cannot be misdirected to a recycled PID: signals forwarded later reach this command.
+				if pid := hostPID(s.initPID, m.PID); pid > 0 {
+					if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+						s.mu.Lock()
+						s.cmdFD = fd
+						s.mu.Unlock()
+					}
+				}
 				readyOnce.Do(func() { close(s.ready) })
 			case m.Type == "exit":
 				s.mu.Lock()
@@ -100,25 +110,36 @@ func closeAll(fds []int) {
 	}
 }
 
-// hostPID finds, among the children of the host process parent, the one whose PID in parent's namespace is inner.
+// hostPID finds, among the children of the host process parent, the one whose PID in parent's PID namespace is
+// inner. NSpid lists a process's PID in each namespace from the host's down to its own; parent's namespace is at
+// the depth of parent's own NSpid line (a child may sit one level deeper, in a namespace of its own).
 func hostPID(parent, inner int) int {
+	depth := len(nspid(parent))
+	if depth == 0 {
+		return 0
+	}
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", parent))
 	for _, t := range tasks {
 		b, _ := os.ReadFile(t)
 		for _, k := range strings.Fields(string(b)) {
-			st, _ := os.ReadFile("/proc/" + k + "/status")
-			for _, line := range strings.Split(string(st), "\n") {
-				if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
-					f := strings.Fields(v)
-					if len(f) >= 2 && f[1] == strconv.Itoa(inner) {
-						n, _ := strconv.Atoi(k)
-						return n
-					}
-				}
+			n, _ := strconv.Atoi(k)
+			if f := nspid(n); len(f) >= depth && f[depth-1] == strconv.Itoa(inner) {
+				return n
 			}
 		}
 	}
 	return 0
+}
+
+// nspid returns the fields of the NSpid line of /proc/PID/status.
+func nspid(pid int) []string {
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			return strings.Fields(v)
+		}
+	}
+	return nil
 }
 
 // listen opens the control socket and serves it until the session ends.
@@ -217,9 +238,32 @@ func contains(list []string, s string) bool {
 // wait supervises the running sandbox until init is gone and returns caisson's exit code: it forwards signals to
 // init, reports a network helper's death, and carries out `caisson stop` (SIGTERM to the command, SIGKILL to the
 // whole sandbox after the grace period), answering every stopper with the final status.
-func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-chan error, signalInit func(os.Signal), killInit func()) int {
+func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-chan error, killInit func()) int {
 	var stoppers []stopRequest
 	var killTimer <-chan time.Time
+	early := 0 // 128+N when a signal ended the sandbox because the command could not be signalled
+	// Signals that arrive before init reports the command started wait for it: none is lost, none is early.
+	var pending []unix.Signal
+	ready := s.ready
+	deliver := func(sig unix.Signal) {
+		if s.signalCommand(sig) {
+			return
+		}
+		switch sig {
+		case unix.SIGCONT, unix.SIGWINCH, unix.SIGURG, unix.SIGCHLD:
+		default:
+			early = 128 + int(sig)
+			killInit()
+		}
+	}
+	defer func() {
+		s.mu.Lock()
+		if s.cmdFD >= 0 {
+			unix.Close(s.cmdFD)
+			s.cmdFD = -1
+		}
+		s.mu.Unlock()
+	}()
 	for {
 		select {
 		case err := <-netExited:
@@ -233,16 +277,33 @@ func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-cha
 				s.tty.Resize()
 				continue
 			}
-			signalInit(sig)
+			if ready != nil {
+				pending = append(pending, sig.(unix.Signal))
+				continue
+			}
+			deliver(sig.(unix.Signal))
+		case <-ready:
+			ready = nil
+			for _, sig := range pending {
+				deliver(sig)
+			}
+			pending = nil
 		case st := <-s.stops:
 			stoppers = append(stoppers, st)
-			signalInit(unix.SIGTERM)
+			if ready != nil {
+				pending = append(pending, unix.SIGTERM)
+			} else {
+				deliver(unix.SIGTERM)
+			}
 			if killTimer == nil {
 				killTimer = time.After(st.grace)
 			}
 		case <-killTimer:
 			killInit()
 		case code := <-waited:
+			if early != 0 {
+				code = early
+			}
 			if s.tty != nil {
 				s.tty.Close()
 			}
@@ -253,4 +314,15 @@ func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-cha
 			return code
 		}
 	}
+}
+
+// signalCommand sends sig to the command through its pidfd; false when the command has not started yet.
+func (s *session) signalCommand(sig unix.Signal) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmdFD < 0 {
+		return false
+	}
+	_ = unix.PidfdSendSignal(s.cmdFD, sig, nil, 0)
+	return true
 }

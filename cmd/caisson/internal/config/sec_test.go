@@ -1,0 +1,177 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseRlimit(t *testing.T) {
+	for _, tc := range []struct {
+		in         string
+		soft, hard uint64
+		err        string
+	}{
+		{"nofile=1024", 1024, 1024, ""},
+		{"nofile=1024:4096", 1024, 4096, ""},
+		{"nproc=64:unlimited", 64, RlimInfinity, ""},
+		{"cpu=unlimited", RlimInfinity, RlimInfinity, ""},
+		{"as=512m", 512 << 20, 512 << 20, ""},
+		{"fsize=4k:1g", 4 << 10, 1 << 30, ""},
+		{"core=0", 0, 0, ""},
+		{"nofile=0", 0, 0, ""},
+		{"nofile", 0, 0, "NAME=SOFT"},
+		{"=5", 0, 0, "NAME=SOFT"},
+		{"stack=1", 0, 0, "unknown resource"},
+		{"nofile=10:5", 0, 0, "above the hard limit"},
+		{"nofile=-1", 0, 0, "invalid value"},
+		{"nofile=1k", 0, 0, "invalid value"},
+		{"nofile=18446744073709551615", 0, 0, "invalid value"},
+		{"as=12x", 0, 0, "invalid size"},
+		{"as=99999999999g", 0, 0, "too large"},
+		{"cpu=", 0, 0, "invalid value"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			rl, err := ParseRlimit(tc.in)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("want an error containing %q, got %v (%+v)", tc.err, err, rl)
+				}
+				return
+			}
+			if err != nil || rl.Soft != tc.soft || rl.Hard != tc.hard {
+				t.Fatalf("got %+v, %v; want %d:%d", rl, err, tc.soft, tc.hard)
+			}
+		})
+	}
+}
+
+func TestParseCap(t *testing.T) {
+	for _, tc := range []struct {
+		in, name string
+		nr       int
+	}{
+		{"CAP_NET_ADMIN", "CAP_NET_ADMIN", 12}, {"net_admin", "CAP_NET_ADMIN", 12}, {" Cap_Sys_Admin ", "CAP_SYS_ADMIN", 21},
+		{"chown", "CAP_CHOWN", 0}, {"checkpoint_restore", "CAP_CHECKPOINT_RESTORE", 40}, {"all", "ALL", -1}, {"ALL", "ALL", -1},
+	} {
+		name, nr, err := ParseCap(tc.in)
+		if err != nil || name != tc.name || nr != tc.nr {
+			t.Errorf("ParseCap(%q) = %q, %d, %v; want %q, %d", tc.in, name, nr, err, tc.name, tc.nr)
+		}
+	}
+	for _, bad := range []string{"", "CAP_", "net-admin", "CAP_FLY", "41"} {
+		if _, _, err := ParseCap(bad); err == nil {
+			t.Errorf("ParseCap(%q): want an error", bad)
+		}
+	}
+	if len(CapNames) != 41 || CapNames[21] != "CAP_SYS_ADMIN" || CapNames[38] != "CAP_PERFMON" {
+		t.Errorf("capability table out of order")
+	}
+}
+
+func TestSecurityFlags(t *testing.T) {
+	env := testEnv(t)
+	r, err := ParseRun([]string{"true"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Sandbox.Security; s.Posture != PostureDefault || s.Seccomp != "default" || s.Landlock != LandlockOff {
+		t.Errorf("defaults: %+v", s)
+	}
+	r, err = ParseRun([]string{"--security", "strict", "--cap-add", "net_admin,CAP_NET_RAW", "--cap-add", "net_admin",
+		"--cap-drop", "net_raw", "--landlock", "--rw", "/data/../srv", "--rlimit", "nofile=64:128", "--rlimit", "nproc=10", "true"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Sandbox.Security
+	if s.Posture != PostureStrict || s.Seccomp != "strict" || s.Landlock != LandlockOn ||
+		strings.Join(s.CapAdd, ",") != "CAP_NET_ADMIN,CAP_NET_RAW" || strings.Join(s.CapDrop, ",") != "CAP_NET_RAW" ||
+		strings.Join(s.RW, ",") != "/srv" || len(s.Rlimits) != 2 || s.Rlimits[0].Soft != 64 || s.Rlimits[0].Hard != 128 {
+		t.Errorf("strict flags: %+v", s)
+	}
+	// --landlock takes an optional value; the command after it is not eaten.
+	r, err = ParseRun([]string{"--landlock=best-effort", "--seccomp", "unconfined", "sh"}, env)
+	if err != nil || r.Sandbox.Security.Landlock != LandlockBestEffort || r.Sandbox.Security.Seccomp != "unconfined" || r.Sandbox.Args[0] != "sh" {
+		t.Errorf("--landlock=best-effort: %v %+v", err, r)
+	}
+	r, err = ParseRun([]string{"--landlock", "sh"}, env)
+	if err != nil || r.Sandbox.Security.Landlock != LandlockOn || r.Sandbox.Args[0] != "sh" {
+		t.Errorf("--landlock sh: %v %+v", err, r)
+	}
+	// A JSON profile is read and checked by the parent and sent as data.
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "p.json")
+	os.WriteFile(prof, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644)
+	r, err = ParseRun([]string{"--seccomp", prof, "true"}, env)
+	if err != nil || r.Sandbox.Security.Seccomp != prof || string(r.Sandbox.Security.SeccompJSON) != `{"defaultAction":"SCMP_ACT_ALLOW"}` {
+		t.Errorf("--seccomp FILE: %v %+v", err, r.Sandbox.Security)
+	}
+}
+
+func TestSecurityFlagErrors(t *testing.T) {
+	env := testEnv(t)
+	dir := t.TempDir()
+	badProf := filepath.Join(dir, "bad.json")
+	os.WriteFile(badProf, []byte(`{"defaultAction":"SCMP_ACT_NOPE"}`), 0o644)
+	old := CgroupDelegation
+	defer func() { CgroupDelegation = old }()
+	CgroupDelegation = func() (string, error) {
+		return "", errors.New("/sys/fs/cgroup/x/cgroup.procs is not writable by you (not delegated)")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"posture", []string{"--security", "paranoid"}, "--security"},
+		{"profile name", []string{"--seccomp", "nope"}, "--seccomp"},
+		{"profile empty", []string{"--seccomp", ""}, "--seccomp"},
+		{"profile missing", []string{"--seccomp", dir + "/missing.json"}, "--seccomp"},
+		{"profile invalid", []string{"--seccomp", badProf}, "defaultAction"},
+		{"cap add", []string{"--cap-add", "CAP_FLY"}, "--cap-add"},
+		{"cap drop", []string{"--cap-drop", "net_admin,,"}, "--cap-drop"},
+		{"strict sys_resource", []string{"--security", "strict", "--cap-add", "sys_resource"}, "max_user_namespaces"},
+		{"strict all", []string{"--security", "strict", "--cap-add", "all"}, "max_user_namespaces"},
+		{"landlock mode", []string{"--landlock=maybe"}, "--landlock"},
+		{"rw without landlock", []string{"--rw", "/tmp"}, "--rw"},
+		{"rw relative", []string{"--landlock", "--rw", "tmp"}, "--rw"},
+		{"rlimit name", []string{"--rlimit", "stack=1"}, "--rlimit"},
+		{"rlimit twice", []string{"--rlimit", "nofile=1", "--rlimit", "nofile=2"}, "twice"},
+		{"rlimit order", []string{"--rlimit", "nproc=5:4"}, "--rlimit"},
+		{"memory undelegated", []string{"--memory", "64m"}, "not delegated"},
+		{"pids undelegated", []string{"--pids", "64"}, "--pids"},
+		{"cpus undelegated", []string{"--cpus", "0.5"}, "--cpus"},
+		{"memory value", []string{"--memory", "lots"}, "--memory"},
+		{"pids value", []string{"--pids", "0"}, "--pids"},
+		{"cpus value", []string{"--cpus", "-1"}, "--cpus"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseRun(append(tc.args, "true"), env)
+			var ue *UsageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("want a one-line UsageError naming %q, got %v", tc.want, err)
+			}
+		})
+	}
+	// Even with a delegated subtree the limits are refused loudly, never ignored.
+	CgroupDelegation = func() (string, error) { return "/sys/fs/cgroup/user.slice/x", nil }
+	if _, err := ParseRun([]string{"--memory", "64m", "true"}, env); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("--memory with delegation: %v", err)
+	}
+}
+
+// cgroupDelegation on this host: either a writable directory or an error naming what is missing.
+func TestCgroupDelegationHost(t *testing.T) {
+	dir, err := cgroupDelegation()
+	if err != nil {
+		if !strings.Contains(err.Error(), "cgroup") {
+			t.Errorf("error does not name the cgroup: %v", err)
+		}
+		return
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
+		t.Errorf("delegated %s has no cgroup.procs: %v", dir, err)
+	}
+}

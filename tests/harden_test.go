@@ -1,0 +1,673 @@
+package tests
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// probe returns the static probe binary (tests/probe, built by run-integration.sh as CAISSON_PROBE) and the flags
+// that make it /tmp/probe inside a sandbox.
+func probe(t testing.TB) []string {
+	t.Helper()
+	p := os.Getenv("CAISSON_PROBE")
+	if p == "" {
+		p, _ = filepath.Abs("../bin/probe")
+	}
+	if _, err := os.Stat(p); err != nil {
+		testenv.SkipOrFail(t, "probe binary %s: %v (run tests/run-integration.sh, or set CAISSON_PROBE)", p, err)
+	}
+	return []string{"--ro-bind", p + ":/tmp/probe"}
+}
+
+// runProbe runs `probe ARGS` in a sandbox with flags and returns NAME -> RESULT from its output lines.
+func runProbe(t testing.TB, flags []string, args ...string) map[string]string {
+	t.Helper()
+	argv := append(append(append([]string{"run"}, flags...), probe(t)...), append([]string{"--", "/tmp/probe"}, args...)...)
+	out := mustRun(t, argv...)
+	res := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok {
+			res[k] = v
+		}
+	}
+	return res
+}
+
+// kRows is the seccomp probe matrix of the security catalogue (§1G) plus the rows of §1C/§1D answered by the
+// filter: for each probe call, the errno of the default and strict postures. A call the filter allows fails in the
+// kernel on its invalid arguments: "kernel" stands for "not the filter's errno", checked against unconfined.
+var kRows = []struct {
+	row, call, def, strict string
+}{
+	{"K1", "mount", "kernel", "EPERM"}, {"K1", "umount2", "kernel", "EPERM"},
+	{"K1", "pivot_root", "kernel", "EPERM"}, {"K1", "chroot", "kernel", "EPERM"},
+	{"K2", "unshare", "kernel", "EPERM"}, {"K2", "unshare-user", "kernel", "EPERM"}, {"K2", "setns", "kernel", "EPERM"},
+	{"K3", "clone-newuser", "kernel", "EPERM"}, {"K3", "clone-newpid", "kernel", "EPERM"},
+	{"K3", "clone-thread", "kernel", "kernel"},
+	{"K4", "clone3", "ENOSYS", "ENOSYS"},
+	{"K5", "open_tree", "kernel", "ENOSYS"}, {"K5", "move_mount", "kernel", "ENOSYS"}, {"K5", "fsopen", "kernel", "ENOSYS"},
+	{"K5", "fsconfig", "kernel", "ENOSYS"}, {"K5", "fsmount", "kernel", "ENOSYS"}, {"K5", "fspick", "kernel", "ENOSYS"},
+	{"K5", "mount_setattr", "kernel", "ENOSYS"},
+	{"K6", "keyctl", "EPERM", "EPERM"}, {"K6", "add_key", "EPERM", "EPERM"}, {"K6", "request_key", "EPERM", "EPERM"},
+	{"K7", "bpf", "EPERM", "EPERM"}, {"K8", "perf_event_open", "EPERM", "EPERM"}, {"K9", "userfaultfd", "EPERM", "EPERM"},
+	{"K10", "io_uring_setup", "ENOSYS", "ENOSYS"}, {"K10", "io_uring_enter", "ENOSYS", "ENOSYS"},
+	{"K10", "io_uring_register", "ENOSYS", "ENOSYS"},
+	{"K11", "kexec_load", "EPERM", "EPERM"}, {"K11", "kexec_file_load", "EPERM", "EPERM"},
+	{"K11", "init_module", "EPERM", "EPERM"}, {"K11", "finit_module", "EPERM", "EPERM"},
+	{"K11", "delete_module", "EPERM", "EPERM"}, {"K11", "reboot", "EPERM", "EPERM"}, {"K11", "swapon", "EPERM", "EPERM"},
+	{"K11", "swapoff", "EPERM", "EPERM"}, {"K11", "acct", "EPERM", "EPERM"}, {"K11", "quotactl", "EPERM", "EPERM"},
+	{"K11", "syslog", "EPERM", "EPERM"}, {"K11", "iopl", "EPERM", "EPERM"}, {"K11", "ioperm", "EPERM", "EPERM"},
+	{"K11", "settimeofday", "EPERM", "EPERM"}, {"K11", "clock_settime", "EPERM", "EPERM"},
+	{"K11", "clock_adjtime", "EPERM", "EPERM"}, {"K11", "adjtimex", "EPERM", "EPERM"}, {"K11", "vhangup", "EPERM", "EPERM"},
+	{"K11", "lookup_dcookie", "EPERM", "EPERM"}, {"K11", "fanotify_init", "EPERM", "EPERM"},
+	{"K12", "open_by_handle_at", "EPERM", "EPERM"},
+	{"K13", "ptrace", "kernel", "EPERM"}, {"K13", "process_vm_readv", "kernel", "EPERM"},
+	{"K13", "process_vm_writev", "kernel", "EPERM"}, {"K13", "kcmp", "kernel", "EPERM"},
+	{"K13", "pidfd_getfd", "kernel", "EPERM"}, {"K13", "process_madvise", "kernel", "EPERM"},
+	{"K14", "move_pages", "EPERM", "EPERM"}, {"K14", "mbind", "EPERM", "EPERM"}, {"K14", "get_mempolicy", "EPERM", "EPERM"},
+	{"K14", "set_mempolicy", "EPERM", "EPERM"}, {"K14", "set_mempolicy_home_node", "EPERM", "EPERM"},
+	{"K14", "migrate_pages", "EPERM", "EPERM"},
+	{"K15", "personality-bad", "EPERM", "EPERM"}, {"K15", "personality-query", "OK", "OK"},
+	{"K16", "uselib", "EPERM", "EPERM"}, {"K16", "ustat", "EPERM", "EPERM"}, {"K16", "sysfs", "EPERM", "EPERM"},
+	{"K16", "_sysctl", "EPERM", "EPERM"}, {"K16", "nfsservctl", "EPERM", "EPERM"},
+	{"K17", "modify_ldt", "EPERM", "EPERM"},
+	{"N8", "socket-alg", "EAFNOSUPPORT", "EAFNOSUPPORT"}, {"N8", "socket-vsock", "EAFNOSUPPORT", "EAFNOSUPPORT"},
+	{"N8", "socket-inet", "OK", "OK"},
+	{"D5", "ioctl-tiocsti", "EPERM", "EPERM"}, {"D5", "ioctl-tiocsti-hi", "EPERM", "EPERM"},
+	{"D7", "ioctl-tioclinux", "EPERM", "EPERM"}, {"D5", "ioctl-tcgets", "kernel", "kernel"},
+	{"-", "getpid", "OK", "OK"},
+}
+
+// Every K row answered with the errno the filter chose, in both postures; unconfined shows the kernel's own answer
+// to the same invalid call, which proves the refusals come from the filter.
+func TestSeccompMatrix(t *testing.T) {
+	requireSandbox(t)
+	var calls []string
+	for _, r := range kRows {
+		calls = append(calls, r.call)
+	}
+	args := append([]string{"sys"}, calls...)
+	unconfined := runProbe(t, []string{"--seccomp", "unconfined"}, args...)
+	def := runProbe(t, nil, args...)
+	strict := runProbe(t, []string{"--security", "strict"}, args...)
+	for _, r := range kRows {
+		kernel := unconfined[r.call]
+		if kernel == "" {
+			t.Fatalf("%s: no result for %s unconfined", r.row, r.call)
+		}
+		if kernel == "SKIP" {
+			continue // not a system call of this architecture
+		}
+		for _, p := range []struct {
+			name, want string
+			got        map[string]string
+		}{{"default", r.def, def}, {"strict", r.strict, strict}} {
+			want := p.want
+			if want == "kernel" {
+				want = kernel
+			}
+			if p.got[r.call] != want {
+				t.Errorf("%s %s (%s): got %s, want %s (unconfined: %s)", r.row, r.call, p.name, p.got[r.call], want, kernel)
+			}
+		}
+	}
+	// The filter is what refuses: the same calls behave differently unconfined.
+	for call, filtered := range map[string]string{"keyctl": "EPERM", "clone3": "ENOSYS", "modify_ldt": "EPERM", "ioctl-tiocsti": "EPERM", "personality-bad": "EPERM"} {
+		if unconfined[call] == filtered {
+			t.Errorf("unconfined %s: %s, the same as the filter's answer", call, filtered)
+		}
+	}
+	// S1: ptrace of init is refused in strict (in default, root holds CAP_SYS_PTRACE over its own namespace).
+	if got := runProbe(t, []string{"--security", "strict"}, "sys", "ptrace-attach-init"); got["ptrace-attach-init"] != "EPERM" {
+		t.Errorf("S1 strict: ptrace(PTRACE_ATTACH, 1): %v, want EPERM", got)
+	}
+}
+
+// K22: a process cannot loosen its filter: stacking an allow-all filter keeps the refusals, mode 2 stays.
+func TestSeccompCannotLoosen(t *testing.T) {
+	requireSandbox(t)
+	for _, posture := range []string{"default", "strict"} {
+		got := runProbe(t, []string{"--security", posture}, "loosen")
+		if got["stack-allow"] != "OK" || got["keyctl"] != "EPERM" || got["Seccomp:"] != "2" || got["prctl-seccomp-disable"] != "EINVAL" {
+			t.Errorf("%s: %v: want stacking allowed, keyctl still EPERM, Seccomp: 2", posture, got)
+		}
+	}
+}
+
+// --seccomp FILE.json: an OCI profile with a sentinel errno; a broken file is a one-line usage error.
+func TestSeccompProfileFile(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "p.json")
+	os.WriteFile(prof, []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["keyctl","reboot"],"action":"SCMP_ACT_ERRNO","errnoRet":111}]}`), 0o644)
+	got := runProbe(t, []string{"--seccomp", prof}, "sys", "keyctl", "reboot", "mount")
+	if got["keyctl"] != "ECONNREFUSED" || got["reboot"] != "ECONNREFUSED" || got["mount"] != "EFAULT" {
+		t.Errorf("profile %s: %v", prof, got)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"defaultAction":"SCMP_ACT_FOO"}`), 0o644)
+	for _, p := range []string{bad, filepath.Join(dir, "missing.json")} {
+		r := caisson(t, "run", "--seccomp", p, "--", "true")
+		if r.code != 125 || !strings.HasPrefix(r.stderr, "caisson: --seccomp") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("--seccomp %s: want exit 125 and one caisson: --seccomp line, got %d %q", p, r.code, r.stderr)
+		}
+	}
+}
+
+// statusFields reads capability, no_new_privs and seccomp lines of /proc/self/status inside a sandbox.
+func statusFields(t *testing.T, flags ...string) map[string]string {
+	t.Helper()
+	out := mustRun(t, append(append([]string{"run"}, flags...), "--", "grep", "-E", "^(Cap|NoNewPrivs|Seccomp)", "/proc/self/status")...)
+	m := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		m[k] = strings.TrimSpace(v)
+	}
+	return m
+}
+
+// P8, U6: strict leaves no capability in any set, sets no_new_privs and a filter; default keeps root's.
+func TestHardenCapabilities(t *testing.T) {
+	requireSandbox(t)
+	last, _ := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	n, _ := strconv.Atoi(strings.TrimSpace(string(last)))
+	full := fmt.Sprintf("%016x", uint64(1)<<uint(n+1)-1)
+	zero := "0000000000000000"
+	s := statusFields(t, "--security", "strict")
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if s[k] != zero {
+			t.Errorf("strict: %s = %s, want 0", k, s[k])
+		}
+	}
+	if s["NoNewPrivs"] != "1" || s["Seccomp"] != "2" {
+		t.Errorf("strict: %v", s)
+	}
+	d := statusFields(t)
+	if d["CapEff"] != full || d["CapBnd"] != full || d["NoNewPrivs"] != "1" || d["Seccomp"] != "2" {
+		t.Errorf("default: %v, want all capabilities (%s), no_new_privs and a filter", d, full)
+	}
+	u := statusFields(t, "--seccomp", "unconfined")
+	if u["Seccomp"] != "0" || u["NoNewPrivs"] != "0" {
+		t.Errorf("--seccomp unconfined: %v", u)
+	}
+	// --cap-drop in default, --cap-add in strict (CAP_NET_ADMIN is bit 12, CAP_NET_RAW 13).
+	c := statusFields(t, "--cap-drop", "net_admin,CAP_NET_RAW")
+	if c["CapEff"] != fmt.Sprintf("%016x", uint64(1)<<uint(n+1)-1-(3<<12)) || c["CapBnd"] != c["CapEff"] {
+		t.Errorf("--cap-drop net_admin,CAP_NET_RAW: %v", c)
+	}
+	c = statusFields(t, "--security", "strict", "--cap-add", "CAP_NET_ADMIN")
+	if c["CapEff"] != fmt.Sprintf("%016x", 1<<12) || c["CapBnd"] != c["CapEff"] || c["CapInh"] != zero {
+		t.Errorf("strict --cap-add CAP_NET_ADMIN: %v", c)
+	}
+	c = statusFields(t, "--cap-drop", "all")
+	if c["CapEff"] != zero || c["CapBnd"] != zero {
+		t.Errorf("--cap-drop all: %v", c)
+	}
+	// keep-id: a non-root command gets added capabilities as ambient ones.
+	c = statusFields(t, "--map", "keep-id", "--cap-add", "net_raw")
+	if c["CapAmb"] != fmt.Sprintf("%016x", 1<<13) || c["CapEff"] != c["CapAmb"] {
+		t.Errorf("keep-id --cap-add net_raw: %v", c)
+	}
+	// What strict means in practice: net admin, mount and hostname fail; with --cap-add the one capability works.
+	out := mustRun(t, "run", "--security", "strict", "--", "sh", "-c",
+		"ip link set lo down 2>/dev/null || echo f1; hostname x 2>/dev/null || echo f2; mount -t tmpfs t /tmp 2>/dev/null || echo f3")
+	if strings.Fields(out) == nil || strings.Join(strings.Fields(out), " ") != "f1 f2 f3" {
+		t.Errorf("strict: ip link, hostname and mount must all fail: %q", out)
+	}
+	testenv.RequireCommand(t, "ip")
+	mustRun(t, "run", "--security", "strict", "--cap-add", "net_admin", "--", "ip", "link", "set", "lo", "down")
+}
+
+// U9, P5, S8: strict refuses nested user namespaces twice over: the filter (EPERM) and user.max_user_namespaces
+// pinned to 0 in the sandbox's namespace (ENOSPC with the filter off), which the command cannot raise.
+func TestHardenNestedUserNamespaces(t *testing.T) {
+	requireSandbox(t)
+	testenv.RequireCommand(t, "unshare")
+	r := caisson(t, "run", "--security", "strict", "--", "unshare", "-Up", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "not permitted") {
+		t.Errorf("strict: unshare -Up: %d %q, want EPERM", r.code, r.stderr)
+	}
+	script := "{ cat /proc/sys/user/max_user_namespaces; unshare -U true; echo 100 > /proc/sys/user/max_user_namespaces; " +
+		"cat /proc/sys/user/max_user_namespaces; unshare -U true; echo done; } 2>&1"
+	out := mustRun(t, "run", "--security", "strict", "--seccomp", "unconfined", "--", "sh", "-c", script)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 6 || lines[0] != "0" || !strings.Contains(lines[1], "No space left") || lines[3] != "0" ||
+		!strings.Contains(lines[4], "No space left") || !strings.Contains(out, "Read-only file system") {
+		t.Errorf("strict with the filter off: want max_user_namespaces 0, ENOSPC, a refused write and ENOSPC again, got %q", out)
+	}
+	// The pin is the sandbox's own: the host's limit is unchanged.
+	hostMax, _ := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if strings.TrimSpace(string(hostMax)) == "0" {
+		t.Errorf("the host's user.max_user_namespaces is 0 after a strict run")
+	}
+	// Default posture: nested namespaces work (the teaching use case).
+	out = mustRun(t, "run", "--", "unshare", "-Urpf", "sh", "-c", "id -u; echo $$")
+	if strings.Fields(out)[0] != "0" || strings.Fields(out)[1] != "1" {
+		t.Errorf("default: nested unshare -Urpf: %q", out)
+	}
+	r = caisson(t, "run", "--security", "strict", "--cap-add", "sys_resource", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "max_user_namespaces") {
+		t.Errorf("strict --cap-add sys_resource must be refused: %d %q", r.code, r.stderr)
+	}
+}
+
+// The filter denies only what it should: a Debian userland works in both postures; mount, hostname, ip and nested
+// namespaces work in default.
+func TestHardenUserland(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	common := "set -e; cd /tmp; mkdir d; echo hello > d/f; cp -r d e; tar cf x.tar e; rm -r e; tar xf x.tar; " +
+		"ls e | grep -q f; awk '{print toupper($0)}' e/f; sed s/hello/bye/ e/f; sort e/f | uniq | wc -l; " +
+		"sh -c 'sleep 0.01 & wait'; find / -maxdepth 1 -name etc; id -u"
+	for _, posture := range []string{"default", "strict"} {
+		r := caissonIn(t, dir, nil, "run", "--security", posture, "--", "sh", "-c", common)
+		if r.code != 0 || !strings.Contains(r.stdout, "HELLO") || !strings.Contains(r.stdout, "bye") || !strings.Contains(r.stdout, "/etc") {
+			t.Errorf("%s: userland: exit %d\n%s\n%s", posture, r.code, r.stdout, r.stderr)
+		}
+	}
+	testenv.RequireCommand(t, "ip")
+	out := mustRun(t, "run", "--", "sh", "-c", "set -e; mkdir -p /tmp/m; mount -t tmpfs x /tmp/m; umount /tmp/m; hostname h2; hostname; "+
+		"ip link set lo down; ip link set lo up; ip addr add 10.1.2.3/32 dev lo; ip -o addr show lo | grep -c 10.1.2.3")
+	if !strings.Contains(out, "h2\n1\n") {
+		t.Errorf("default: mount, hostname, ip link: %q", out)
+	}
+	// Compilers, when installed, run under the strict filter.
+	if gcc, err := exec.LookPath("gcc"); err == nil {
+		os.WriteFile(filepath.Join(dir, "h.c"), []byte("#include <stdio.h>\nint main(void){puts(\"compiled\");return 0;}\n"), 0o644)
+		r := caissonIn(t, dir, nil, "run", "--security", "strict", "--", "sh", "-c", gcc+" -o /tmp/h h.c && /tmp/h")
+		if r.code != 0 || r.stdout != "compiled\n" {
+			t.Errorf("gcc under strict: %d %q %q", r.code, r.stdout, r.stderr)
+		}
+	}
+	if gobin, err := exec.LookPath("go"); err == nil {
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module h\ngo 1.21\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "m.go"), []byte("package main\nfunc main(){println(\"built\")}\n"), 0o644)
+		r := caissonIn(t, dir, nil, "run", "--security", "strict", "--env", "GOCACHE=/tmp/gocache", "--env", "GOPATH=/tmp/gopath",
+			"--env", "GOTOOLCHAIN=local", "--env", "GOFLAGS=-mod=mod", "--", gobin, "run", ".")
+		if r.code != 0 || !strings.Contains(r.stderr, "built") {
+			t.Errorf("go run under strict: %d %q %q", r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// F7, S1, CVE-2019-5736, CVE-2024-21626: init's image, fds, root and environment are out of reach; writing caisson's
+// binary through /proc/1/exe fails whether init runs from the binary (not writable by the caller) or from a sealed
+// copy (writable by the caller); the host binary is unchanged afterwards.
+func TestHardenInitUnreachable(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--security", "strict", "--", "sh", "-c",
+		"for l in exe cwd root fd/0 fd/3; do readlink /proc/1/$l >/dev/null 2>&1 && echo reached $l; done; cat /proc/1/environ >/dev/null 2>&1 && echo reached environ; echo end")
+	if strings.TrimSpace(out) != "end" {
+		t.Errorf("strict: init reachable through /proc/1: %q", out)
+	}
+	// In default posture root holds CAP_SYS_PTRACE over its namespace: /proc/1 is readable, but no fd of init
+	// is a directory (nothing to walk out of), its root and cwd are the sandbox's.
+	out = mustRun(t, "run", "--", "sh", "-c", "for f in /proc/1/fd/*; do stat -L -c %F $f; done; readlink /proc/1/root /proc/1/cwd")
+	if strings.Contains(out, "directory") || !strings.HasSuffix(out, "/\n/\n") {
+		t.Errorf("default: init holds a directory or lives outside the root: %q", out)
+	}
+
+	check := func(name, binPath string, sealed bool) {
+		t.Helper()
+		before := fileHash(t, binPath)
+		for _, posture := range []string{"default", "strict"} {
+			cmd := exec.Command(binPath, append(append([]string{"run", "--security", posture}, probe(t)...),
+				"--", "sh", "-c", "readlink /proc/1/exe; /tmp/probe write-exe /proc/1/exe")...)
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s %s: %v: %s", name, posture, err, b)
+			}
+			o := string(b)
+			if strings.Contains(o, "write OK") {
+				t.Errorf("%s %s: caisson's image was written through /proc/1/exe: %q", name, posture, o)
+			}
+			if posture == "default" {
+				isMemfd := strings.HasPrefix(o, "/memfd:caisson")
+				if sealed != isMemfd {
+					t.Errorf("%s: /proc/1/exe: %q (want sealed copy: %v)", name, o, sealed)
+				}
+			}
+		}
+		if after := fileHash(t, binPath); after != before {
+			t.Errorf("%s: the host binary changed", name)
+		}
+	}
+	// The test binary under test is root-owned in CI (not writable by the test user): no sealing needed.
+	need := unix.Access(bin(t), unix.W_OK) == nil
+	var st unix.Stat_t
+	unix.Stat(bin(t), &st)
+	check("CAISSON_BIN", bin(t), need || st.Uid == uint32(os.Getuid()))
+	// A copy owned by the caller must run sealed.
+	own := filepath.Join(t.TempDir(), "caisson")
+	data, err := os.ReadFile(bin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(own, data, 0o755)
+	check("caller-owned copy", own, true)
+}
+
+func fileHash(t *testing.T, p string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// S7: kill -9 1 (and -TERM) from inside does nothing to init; P7: the ID maps cannot be rewritten.
+func TestHardenInitSignalsAndMaps(t *testing.T) {
+	requireSandbox(t)
+	for _, posture := range []string{"default", "strict"} {
+		out := mustRun(t, "run", "--security", posture, "--", "sh", "-c",
+			"kill -9 1; kill -STOP 1; sleep 0.1; echo alive; { echo '0 0 1' > /proc/self/uid_map; echo deny > /proc/self/setgroups; } 2>&1; "+
+				"head -1 /proc/self/uid_map; cat /proc/self/setgroups")
+		// A refused write shows as "Permission denied" (open) or "I/O error" (dash's report of a failed write).
+		failed := strings.Count(out, "ermission denied") + strings.Count(out, "I/O error")
+		want := fmt.Sprintf("0 %d 1", os.Getuid())
+		if !strings.HasPrefix(out, "alive\n") || failed != 2 || !strings.Contains(strings.Join(strings.Fields(out), " "), want+" allow") {
+			t.Errorf("%s: want init alive, both map writes refused and the maps unchanged (%s, allow): %q", posture, want, out)
+		}
+	}
+}
+
+// U7: a setuid-root binary gives nothing (no_new_privs, and host root is not mapped); D11: no kernel log.
+func TestHardenNoPrivilegeGain(t *testing.T) {
+	requireSandbox(t)
+	suid := strings.TrimSuffix(probe(t)[1], ":/tmp/probe") + "-suid"
+	var st unix.Stat_t
+	if err := unix.Stat(suid, &st); err != nil || st.Uid != 0 || st.Mode&unix.S_ISUID == 0 {
+		testenv.SkipOrFail(t, "no setuid-root probe at %s (run-integration.sh creates it when run as root): %v", suid, err)
+	}
+	for _, posture := range []string{"default", "strict"} {
+		out := mustRun(t, "run", "--map", "keep-id", "--security", posture, "--ro-bind", suid+":/tmp/probe-suid", "--", "/tmp/probe-suid", "ids")
+		want := fmt.Sprintf("%d %d\n", os.Getuid(), os.Getuid())
+		if out != want {
+			t.Errorf("%s: setuid-root probe ran as %q, want %q", posture, out, want)
+		}
+		r := caisson(t, "run", "--security", posture, "--", "dmesg")
+		if r.code == 0 {
+			t.Errorf("%s: dmesg succeeded", posture)
+		}
+	}
+}
+
+// X1: a fork bomb in a strict sandbox with --rlimit nproc is bounded, the host stays responsive, nothing survives.
+func TestHardenForkBomb(t *testing.T) {
+	requireSandbox(t)
+	marker := fmt.Sprintf("caisson-bomb-%d", time.Now().UnixNano())
+	bomb := "b(){ b | b & }; b; sleep 2; set -- /proc/[0-9]*; echo procs=$#"
+	cmd := exec.Command(bin(t), "run", "--security", "strict", "--rlimit", "nproc=64", "--", "sh", "-c", bomb, marker)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// The host answers while the bomb runs: fork+exec of a trivial command stays fast.
+	time.Sleep(500 * time.Millisecond)
+	for i := 0; i < 5; i++ {
+		t0 := time.Now()
+		if err := exec.Command("true").Run(); err != nil {
+			t.Errorf("host fork+exec during the bomb: %v", err)
+		}
+		if d := time.Since(t0); d > time.Second {
+			t.Errorf("host fork+exec took %v during the bomb", d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("the bomb's sandbox did not end within 30s")
+	}
+	m := regexp.MustCompile(`procs=(\d+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no process count: %q %q", out.String(), errb.String())
+	}
+	if n, _ := strconv.Atoi(m[1]); n > 64 {
+		t.Errorf("%d processes inside, want at most 64 (--rlimit nproc=64)", n)
+	}
+	if !strings.Contains(errb.String(), "fork") && !strings.Contains(errb.String(), "unavailable") {
+		t.Errorf("the bomb never hit the limit: %q", errb.String())
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("sandbox took %v", d)
+	}
+	waitGone(t, marker, 5*time.Second)
+}
+
+// X2 and the other limits: --rlimit values reach the command; init survives an address-space limit.
+func TestHardenRlimits(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--rlimit", "nofile=64:128", "--rlimit", "cpu=30", "--rlimit", "core=0", "--rlimit", "fsize=1m:unlimited",
+		"--", "sh", "-c", "ulimit -n; ulimit -H -n; ulimit -t; ulimit -c; ulimit -f; ulimit -H -f")
+	if f := strings.Fields(out); strings.Join(f, " ") != "64 128 30 0 2048 unlimited" {
+		t.Errorf("limits inside: %q", out)
+	}
+	r := caisson(t, "run", "--rlimit", "fsize=4k", "--", "sh", "-c", "head -c 8192 /dev/zero > /tmp/f; echo code=$?; wc -c < /tmp/f")
+	if !strings.Contains(r.stdout, "4096") {
+		t.Errorf("fsize=4k: %q %q", r.stdout, r.stderr)
+	}
+	// An address-space limit applies to init too; init must still forward signals and reap.
+	cmd := exec.Command(bin(t), "run", "--rlimit", "as=256m", "--", "sh", "-c", "ulimit -v; trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, _ := stdout.Read(buf)
+	for !strings.Contains(string(buf[:n]), "ready") {
+		m, err := stdout.Read(buf[n:])
+		if err != nil {
+			break
+		}
+		n += m
+	}
+	cmd.Process.Signal(unix.SIGTERM)
+	rest := make([]byte, 64)
+	m, _ := stdout.Read(rest)
+	err := cmd.Wait()
+	got := string(buf[:n]) + string(rest[:m])
+	if !strings.HasPrefix(got, "262144\n") || !strings.Contains(got, "got-term") || cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("as=256m: %q, %v", got, err)
+	}
+}
+
+// Bad hardening flags: one caisson: line naming the flag, exit 125; --memory without a delegated cgroup is an
+// error that names the missing delegation, never a silent no-op.
+func TestHardenBadFlags(t *testing.T) {
+	requireSandbox(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--security", "paranoid"}, "--security"},
+		{[]string{"--seccomp", "nope"}, "--seccomp"},
+		{[]string{"--cap-add", "CAP_FLY"}, "--cap-add"},
+		{[]string{"--cap-drop", "x,y"}, "--cap-drop"},
+		{[]string{"--rlimit", "stack=1"}, "--rlimit"},
+		{[]string{"--rlimit", "nofile=10:5"}, "--rlimit"},
+		{[]string{"--rlimit", "nofile=lots"}, "--rlimit"},
+		{[]string{"--landlock=maybe"}, "--landlock"},
+		{[]string{"--rw", "/tmp"}, "--rw"},
+		{[]string{"--landlock", "--rw", "rel"}, "--rw"},
+		{[]string{"--memory", "64m"}, "--memory"},
+		{[]string{"--pids", "10"}, "--pids"},
+		{[]string{"--cpus", "1"}, "--cpus"},
+		{[]string{"--memory", "lots"}, "--memory"},
+	} {
+		r := caisson(t, append(append([]string{"run"}, tc.args...), "--", "true")...)
+		if r.code != 125 || !strings.HasPrefix(r.stderr, "caisson: "+tc.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v: want exit 125 with one line starting caisson: %s, got %d %q", tc.args, tc.want, r.code, r.stderr)
+		}
+	}
+	r := caisson(t, "run", "--memory", "64m", "--", "true")
+	if !strings.Contains(r.stderr, "cgroup v2") || !strings.Contains(r.stderr, "delegat") {
+		t.Errorf("--memory: the error must name the missing cgroup delegation: %q", r.stderr)
+	}
+	// Init-side errors: a --rw path missing inside.
+	r = caisson(t, "run", "--landlock", "--rw", "/no/such/dir", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "/no/such/dir") {
+		t.Errorf("--rw missing path: %d %q", r.code, r.stderr)
+	}
+}
+
+// F23, S4, N5: Landlock limits writes to /tmp, /dev, the working directory and --rw; strict scopes signals and
+// abstract sockets to the sandbox.
+func TestLandlock(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	script := "touch /tmp/a && echo tmp-ok; touch w && echo cwd-ok; echo x > /dev/null && echo dev-ok; " +
+		"{ touch /run/x; touch /run/scratch/x && echo scratch-ok; } 2>&1; cat /etc/hostname >/dev/null && echo read-ok; ls / >/dev/null && echo ls-ok"
+	r := caissonIn(t, dir, nil, "run", "--landlock", "--tmpfs", "/run/scratch", "--", "sh", "-c", script)
+	for _, want := range []string{"tmp-ok", "cwd-ok", "dev-ok", "read-ok", "ls-ok", "/run/x", "Permission denied"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--landlock: want %q in %q (%s)", want, r.stdout, r.stderr)
+		}
+	}
+	if strings.Contains(r.stdout, "scratch-ok") {
+		t.Errorf("--landlock: /run/scratch is writable without --rw: %q", r.stdout)
+	}
+	r = caissonIn(t, dir, nil, "run", "--landlock", "--tmpfs", "/run/scratch", "--rw", "/run/scratch", "--", "sh", "-c", script)
+	if !strings.Contains(r.stdout, "scratch-ok") {
+		t.Errorf("--rw /run/scratch: %q %q", r.stdout, r.stderr)
+	}
+	// Without --landlock the same writes work: the refusals above are Landlock's.
+	r = caissonIn(t, dir, nil, "run", "--tmpfs", "/run/scratch", "--", "sh", "-c", "touch /run/x /run/scratch/x && echo ok")
+	if r.stdout != "ok\n" {
+		t.Errorf("without --landlock: %q %q", r.stdout, r.stderr)
+	}
+
+	// S4: with the host's PID namespace, strict + Landlock cannot signal a host process of the same user.
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { victim.Process.Kill(); victim.Wait() }()
+	pid := strconv.Itoa(victim.Process.Pid)
+	r = caisson(t, "run", "--share", "pid", "--security", "strict", "--landlock", "--", "sh", "-c", "kill -USR1 "+pid+" 2>&1; echo done")
+	if !strings.Contains(r.stdout, "not permitted") {
+		t.Errorf("S4: kill of a host process: %q %q", r.stdout, r.stderr)
+	}
+	if err := victim.Process.Signal(unix.Signal(0)); err != nil {
+		t.Errorf("S4: the host process died: %v", err)
+	}
+	// N5: with the host's network namespace, strict + Landlock cannot connect to a host abstract socket; strict
+	// alone can (the control).
+	name := fmt.Sprintf("caisson-test-%d", time.Now().UnixNano())
+	ln, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	got := runProbe(t, []string{"--net", "host", "--security", "strict", "--landlock"}, "connect-abstract", name)
+	if got["connect"] != "EPERM" {
+		t.Errorf("N5: strict --landlock connect to a host abstract socket: %v, want EPERM", got)
+	}
+	got = runProbe(t, []string{"--net", "host", "--security", "strict"}, "connect-abstract", name)
+	if got["connect"] != "OK" {
+		t.Errorf("N5 control: strict without Landlock: %v, want OK", got)
+	}
+}
+
+// inspectJSON runs `caisson inspect --json` inside a sandbox with flags.
+func inspectJSON(t *testing.T, flags ...string) map[string]any {
+	t.Helper()
+	args := append(append([]string{"run"}, flags...), "--ro-bind", bin(t)+":/tmp/caisson", "--", "/tmp/caisson", "inspect", "--json")
+	out := mustRun(t, args...)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("inspect --json: %v: %q", err, out)
+	}
+	return m
+}
+
+// `caisson inspect` reports what is in force, from the kernel's view and init's record.
+func TestInspect(t *testing.T) {
+	requireSandbox(t)
+	m := inspectJSON(t, "--security", "strict", "--landlock")
+	rec, _ := m["record"].(map[string]any)
+	if rec == nil || rec["posture"] != "strict" || rec["net_mode"] != "none" || rec["max_user_namespaces"] != "0" {
+		t.Fatalf("record: %v", m["record"])
+	}
+	sc, _ := rec["seccomp"].(map[string]any)
+	if m["seccomp"] != "filter" || m["no_new_privs"] != true || sc["profile"] != "strict" || !strings.HasPrefix(fmt.Sprint(sc["digest"]), "sha256:") {
+		t.Errorf("seccomp: %v %v", m["seccomp"], sc)
+	}
+	caps, _ := m["capabilities"].(map[string]any)
+	for _, set := range []string{"effective", "permitted", "inheritable", "bounding", "ambient"} {
+		if l, _ := caps[set].([]any); len(l) != 0 {
+			t.Errorf("strict: %s capabilities %v", set, l)
+		}
+	}
+	ll, _ := rec["landlock"].(map[string]any)
+	abi, _ := ll["abi"].(float64)
+	kabi, _ := m["landlock_kernel_abi"].(float64)
+	if kabi >= 6 && abi != 6 || ll["scopes"] == nil {
+		t.Errorf("landlock: %v (kernel ABI %v)", ll, kabi)
+	}
+	nss, _ := m["namespaces"].(map[string]any)
+	for _, ns := range []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"} {
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		if nss[ns] == nil || nss[ns] == host {
+			t.Errorf("namespace %s: %v (host %s)", ns, nss[ns], host)
+		}
+	}
+	if um, _ := m["uid_map"].([]any); len(um) == 0 || !strings.HasPrefix(fmt.Sprint(um[0]), "0 "+strconv.Itoa(os.Getuid())+" 1") {
+		t.Errorf("uid_map: %v", m["uid_map"])
+	}
+	wm, _ := json.Marshal(m["writable_mounts"])
+	if !strings.Contains(string(wm), `"target":"/tmp"`) || strings.Contains(string(wm), `"target":"/usr"`) {
+		t.Errorf("writable mounts: %s", wm)
+	}
+
+	d := inspectJSON(t)
+	rec, _ = d["record"].(map[string]any)
+	caps, _ = d["capabilities"].(map[string]any)
+	if b, _ := caps["bounding"].([]any); rec["posture"] != "default" || len(b) < 38 || rec["landlock"] != nil {
+		t.Errorf("default: %v %v", rec, caps["bounding"])
+	}
+	u := inspectJSON(t, "--seccomp", "unconfined", "--net", "host")
+	if u["seccomp"] != "disabled" || u["record"].(map[string]any)["net_mode"] != "host" {
+		t.Errorf("unconfined --net host: seccomp %v, record %v", u["seccomp"], u["record"])
+	}
+	// The text form names the Landlock ABI and the filter digest.
+	out := mustRun(t, "run", "--security", "strict", "--landlock", "--ro-bind", bin(t)+":/tmp/caisson", "--", "/tmp/caisson", "inspect")
+	if !regexp.MustCompile(`landlock: +ABI \d+ enforced`).MatchString(out) || !strings.Contains(out, "sha256:") || !strings.Contains(out, "bounding:     none") {
+		t.Errorf("inspect text:\n%s", out)
+	}
+	// The record cannot be changed from inside (a read-only mount).
+	r := caisson(t, "run", "--", "sh", "-c", "echo x > /run/caisson/security.json")
+	if r.code == 0 || !strings.Contains(r.stderr, "Read-only") {
+		t.Errorf("record writable inside: %d %q", r.code, r.stderr)
+	}
+}
