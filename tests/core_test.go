@@ -405,7 +405,8 @@ func TestLeakedFDsClosed(t *testing.T) {
 func TestFilesystemView(t *testing.T) {
 	requireSandbox(t)
 	dir := t.TempDir()
-	r := caissonIn(t, dir, nil, "run", "--", "sh", "-c", "touch /usr/caisson-x 2>&1; echo inside > here.txt; pwd; touch /tmp/x && echo tmp-ok")
+	private := fmt.Sprintf("/tmp/caisson-private-%d", time.Now().UnixNano())
+	r := caissonIn(t, dir, nil, "run", "--", "sh", "-c", "touch /usr/caisson-x 2>&1; echo inside > here.txt; pwd; touch "+private+" && echo tmp-ok")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -415,7 +416,7 @@ func TestFilesystemView(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "here.txt")); err != nil || string(b) != "inside\n" {
 		t.Errorf("write through the cwd bind: %q %v", b, err)
 	}
-	if _, err := os.Stat("/tmp/x"); err == nil {
+	if _, err := os.Stat(private); err == nil {
 		t.Errorf("the sandbox's /tmp is the host's")
 	}
 	r = caissonIn(t, dir, nil, "run", "--no-cwd", "--", "sh", "-c", "pwd; touch "+dir+"/nocwd 2>&1")
