@@ -558,3 +558,36 @@ func TestStdin(t *testing.T) {
 		t.Errorf("stdin /dev/null: %q %v", out, err)
 	}
 }
+
+// Init killed with SIGKILL from the host: the whole sandbox goes, caisson reports 137 (catalogue R4).
+func TestInitKilledFromHost(t *testing.T) {
+	requireSandbox(t)
+	marker := fmt.Sprintf("caisson-initkill-%d", time.Now().UnixNano())
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' & echo ready; wait")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	stdout.Read(buf)
+	init := childOf(t, cmd.Process.Pid, "caisson-init")
+	syscall.Kill(init, syscall.SIGKILL)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 137 {
+		t.Errorf("want caisson to exit 137 when its init is killed, got %v", err)
+	}
+	waitGone(t, marker, 2*time.Second)
+}
+
+// -t: the sandbox's terminal has the caller's window size (catalogue R15).
+func TestTTYWindowSize(t *testing.T) {
+	requireSandbox(t)
+	script := testenv.RequireCommand(t, "script")
+	out, err := exec.Command(script, "-qec", "stty rows 33 cols 77; "+bin(t)+" run -t -- stty size", "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "33 77") {
+		t.Errorf("want the caller's 33x77 inside, got %q", out)
+	}
+}
