@@ -363,3 +363,41 @@ func TestLifeProfile(t *testing.T) {
 	}
 	mustRun(t, "stop", "-t", "0", "web")
 }
+
+// caisson inspect NAME from outside: the command's isolation, compared with the caller's namespaces.
+func TestLifeInspectByName(t *testing.T) {
+	lifeEnv(t)
+	mustRun(t, "run", "-d", "--name", "insp", "--security", "strict", "--share", "uts", "--", "sleep", "30")
+	var rep struct {
+		Namespaces     map[string]string `json:"namespaces"`
+		SharedWithHost []string          `json:"shared_with_host"`
+		Seccomp        string            `json:"seccomp"`
+		NoNewPrivs     bool              `json:"no_new_privs"`
+		Capabilities   struct {
+			Effective []string `json:"effective"`
+		} `json:"capabilities"`
+		Record *struct {
+			Posture string `json:"posture"`
+		} `json:"record"`
+	}
+	var out string
+	for i := 0; i < 50; i++ { // the command's PID is recorded once it started
+		if r := caisson(t, "inspect", "--json", "insp"); r.code == 0 {
+			out = r.stdout
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if strings.Join(rep.SharedWithHost, ",") != "uts" || len(rep.Namespaces) != 8 {
+		t.Errorf("namespaces: %v shared %v", rep.Namespaces, rep.SharedWithHost)
+	}
+	if rep.Seccomp != "filter" || !rep.NoNewPrivs || len(rep.Capabilities.Effective) != 0 || rep.Record == nil || rep.Record.Posture != "strict" {
+		t.Errorf("inspect: %+v", rep)
+	}
+	if r := caisson(t, "inspect", "no-such"); r.code != 125 || !strings.Contains(r.stderr, "no-such") {
+		t.Errorf("inspect of a missing sandbox: %d %q", r.code, r.stderr)
+	}
+}

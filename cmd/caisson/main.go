@@ -68,7 +68,7 @@ Usage:
   caisson stop [--time SECONDS] NAME          stop a sandbox: SIGTERM, then SIGKILL after the grace period
   caisson logs [-f] NAME                      print (and follow) a detached sandbox's output
   caisson doctor [--json]                     check this host's prerequisites and how to fix them
-  caisson inspect [--json]                    inside a sandbox: show the isolation in force
+  caisson inspect [--json] [NAME]             the isolation in force (inside, or of sandbox NAME)
   caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
   caisson diff DIR [--json]                   list what sandboxes changed in a --persist DIR (A/C/D lines)
   caisson rootfs unpack ARCHIVE DIR           unpack an OCI layout/tar or docker-save archive into DIR

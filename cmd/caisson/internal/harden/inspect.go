@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 // Report is what `caisson inspect` prints: the isolation really in force for the calling process, read from the
@@ -36,6 +36,23 @@ type Report struct {
 	Record *Record `json:"record"`
 	// Warnings lists disagreements between the record and the kernel's view.
 	Warnings []string `json:"warnings,omitempty"`
+	// HostNamespaces are the caller's namespaces and SharedWithHost those the sandbox shares with them (only
+	// with `caisson inspect NAME`, from outside).
+	HostNamespaces map[string]string `json:"host_namespaces,omitempty"`
+	SharedWithHost []string          `json:"shared_with_host,omitempty"`
+}
+
+// compareWithHost fills HostNamespaces and SharedWithHost from the caller's /proc/self/ns.
+func (r *Report) compareWithHost() {
+	r.HostNamespaces = map[string]string{}
+	for _, ns := range config.Namespaces {
+		if l, err := os.Readlink("/proc/self/ns/" + ns); err == nil {
+			r.HostNamespaces[ns] = l
+			if r.Namespaces[ns] == l {
+				r.SharedWithHost = append(r.SharedWithHost, ns)
+			}
+		}
+	}
 }
 
 // Caps are the five capability sets, decoded.
@@ -61,17 +78,32 @@ func InspectMain(args []string) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Print("Usage: caisson inspect [--json]\n\nRun inside a sandbox: prints the isolation in force for this process.\n")
+			fmt.Print("Usage: caisson inspect [--json] [NAME]\n\nInside a sandbox: prints the isolation in force for this process. With NAME, from outside: the isolation of that\nsandbox's command, compared with your own namespaces.\n")
 			return 0
 		}
 		fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
 		return 125
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "caisson: inspect: unexpected argument %q (inspecting another sandbox by name is not supported yet)\n", fs.Arg(0))
+	if fs.NArg() > 1 {
+		fmt.Fprintf(os.Stderr, "caisson: inspect: unexpected argument %q (usage: caisson inspect [--json] [NAME])\n", fs.Arg(1))
 		return 125
 	}
-	r, err := Inspect()
+	pid := 0
+	if fs.NArg() == 1 {
+		rec, err := state.Lookup(fs.Arg(0))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
+			return 125
+		}
+		if pid = rec.CommandPID; pid <= 0 {
+			fmt.Fprintf(os.Stderr, "caisson: inspect: sandbox %s has no running command yet\n", rec.Name)
+			return 125
+		}
+	}
+	r, err := InspectProcess(pid)
+	if err == nil && pid > 0 {
+		r.compareWithHost()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
 		return 1
@@ -87,16 +119,25 @@ func InspectMain(args []string) int {
 }
 
 // Inspect reads the calling process's isolation from /proc/self and init's record.
-func Inspect() (*Report, error) {
+func Inspect() (*Report, error) { return InspectProcess(0) }
+
+// InspectProcess reads the isolation of process pid (0: the caller) from /proc/PID and the record init left in
+// the process's root. From outside a sandbox it reports what its command runs under; the sandbox's own
+// user.max_user_namespaces cannot be read from outside and is left empty then.
+func InspectProcess(pid int) (*Report, error) {
+	proc := "/proc/self"
+	if pid > 0 {
+		proc = "/proc/" + strconv.Itoa(pid)
+	}
 	r := &Report{Namespaces: map[string]string{}, Rlimits: map[string]string{}}
 	for _, ns := range config.Namespaces {
-		if l, err := os.Readlink("/proc/self/ns/" + ns); err == nil {
+		if l, err := os.Readlink(proc + "/ns/" + ns); err == nil {
 			r.Namespaces[ns] = l
 		}
 	}
-	r.UIDMap = mapLines("/proc/self/uid_map")
-	r.GIDMap = mapLines("/proc/self/gid_map")
-	status, err := os.ReadFile("/proc/self/status")
+	r.UIDMap = mapLines(proc + "/uid_map")
+	r.GIDMap = mapLines(proc + "/gid_map")
+	status, err := os.ReadFile(proc + "/status")
 	if err != nil {
 		return nil, err
 	}
@@ -104,28 +145,36 @@ func Inspect() (*Report, error) {
 		return nil, err
 	}
 	r.LandlockKernelABI, _ = LandlockABI()
-	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil {
-		r.MaxUserNSes = strings.TrimSpace(string(b))
+	if pid == 0 {
+		if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil {
+			r.MaxUserNSes = strings.TrimSpace(string(b))
+		}
 	}
 	for _, name := range []string{"nofile", "nproc", "as", "cpu", "fsize", "core"} {
 		rl, _ := config.ParseRlimit(name + "=1")
-		var lim syscall.Rlimit
-		if err := syscall.Getrlimit(rl.Resource, &lim); err == nil {
+		var lim unix.Rlimit
+		if err := unix.Prlimit(pid, rl.Resource, nil, &lim); err == nil {
 			r.Rlimits[name] = FormatLimit(lim.Cur) + ":" + FormatLimit(lim.Max)
 		}
 	}
-	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+	if mi, err := os.ReadFile(proc + "/mountinfo"); err == nil {
 		r.WritableMounts = WritableMounts(string(mi))
 	}
-	if ifs, err := net.Interfaces(); err == nil {
-		for _, i := range ifs {
-			r.Interfaces = append(r.Interfaces, i.Name)
+	if b, err := os.ReadFile(proc + "/net/dev"); err == nil {
+		for _, line := range strings.Split(string(b), "\n")[2:] {
+			if name, _, ok := strings.Cut(line, ":"); ok {
+				r.Interfaces = append(r.Interfaces, strings.TrimSpace(name))
+			}
 		}
 	}
-	if b, err := os.ReadFile(RecordFile); err == nil {
+	record := RecordFile
+	if pid > 0 {
+		record = proc + "/root" + RecordFile
+	}
+	if b, err := os.ReadFile(record); err == nil {
 		var rec Record
 		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("%s: %w", RecordFile, err)
+			return nil, fmt.Errorf("%s: %w", record, err)
 		}
 		r.Record = &rec
 		r.crossCheck()
@@ -248,7 +297,15 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	p("namespaces:\n")
 	for _, ns := range config.Namespaces {
-		p("  %-7s %s\n", ns, r.Namespaces[ns])
+		p("  %-7s %s", ns, r.Namespaces[ns])
+		if h, ok := r.HostNamespaces[ns]; ok {
+			if h == r.Namespaces[ns] {
+				p("  (shared with yours)")
+			} else {
+				p("  (yours: %s)", h)
+			}
+		}
+		p("\n")
 	}
 	p("uid_map:        %s\n", strings.Join(r.UIDMap, "; "))
 	p("gid_map:        %s\n", strings.Join(r.GIDMap, "; "))
@@ -277,7 +334,11 @@ func (r *Report) WriteText(w io.Writer) {
 			p("                not enforced on this kernel: %s\n", list(ll.Missing))
 		}
 	}
-	p("max_user_namespaces: %s\n", r.MaxUserNSes)
+	if r.MaxUserNSes == "" {
+		p("max_user_namespaces: not readable from outside the sandbox\n")
+	} else {
+		p("max_user_namespaces: %s\n", r.MaxUserNSes)
+	}
 	p("rlimits:       ")
 	for _, n := range []string{"nofile", "nproc", "as", "cpu", "fsize", "core"} {
 		p(" %s=%s", n, r.Rlimits[n])

@@ -77,6 +77,8 @@ func (s *session) readInit() {
 						s.cmdFD = fd
 						s.mu.Unlock()
 					}
+					s.entry.Record.CommandPID = pid // for `caisson inspect NAME`
+					_ = s.entry.Save()
 				}
 				readyOnce.Do(func() { close(s.ready) })
 			case m.Type == "exit":

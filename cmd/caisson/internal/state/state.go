@@ -25,13 +25,14 @@ type Record struct {
 	// /proc/PID/stat, so a reused PID is told apart).
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
-	// InitPID is the host PID of the sandbox's init.
-	InitPID  int       `json:"init_pid"`
-	Created  time.Time `json:"created"`
-	Command  []string  `json:"command"`
-	Net      string    `json:"net"`
-	Ports    []string  `json:"ports,omitempty"`
-	Detached bool      `json:"detached,omitempty"`
+	// InitPID is the host PID of the sandbox's init, CommandPID that of its command once it started.
+	InitPID    int       `json:"init_pid"`
+	CommandPID int       `json:"command_pid,omitempty"`
+	Created    time.Time `json:"created"`
+	Command    []string  `json:"command"`
+	Net        string    `json:"net"`
+	Ports      []string  `json:"ports,omitempty"`
+	Detached   bool      `json:"detached,omitempty"`
 	// Joined names the sandbox whose namespaces this one shares, if any.
 	Joined string `json:"joined,omitempty"`
 }
