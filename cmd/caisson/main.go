@@ -11,7 +11,7 @@
 //
 //	caisson run [flags] [--] COMMAND [ARG...]
 //	caisson doctor [--json]
-//	caisson inspect [--json]
+//	caisson inspect [--json] [NAME]
 //	caisson idmap [--user NAME|UID] [--map MODE] [--json]
 //	caisson version
 //
