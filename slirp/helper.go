@@ -23,10 +23,9 @@ import (
 // Bounds of helper management.
 const (
 	defaultReadyTimeout = 5 * time.Second
-	stopGrace           = 500 * time.Millisecond // SIGTERM/exit-fd, then SIGKILL
-	killWait            = 5 * time.Second        // after SIGKILL
-	outputKeep          = 16 << 10               // bytes of helper output kept
-	errorOutputKeep     = 600                    // bytes of it quoted in errors
+	killWait            = 5 * time.Second // after SIGKILL
+	outputKeep          = 16 << 10        // bytes of helper output kept
+	errorOutputKeep     = 600             // bytes of it quoted in errors
 )
 
 // tailBuffer keeps the last max bytes written to it.
@@ -193,9 +192,27 @@ func (h *helper) exited() bool {
 	}
 }
 
-// terminate stops the helper: closes slirp4netns' exit fd or sends SIGTERM
-// to pasta, waits stopGrace, then SIGKILL and waits up to killWait. It is
-// safe to call more than once and from several goroutines.
+// terminate stops the helper: closes slirp4netns' exit fd, sends SIGKILL and
+// waits up to killWait. It is safe to call more than once and from several
+// goroutines.
+// kill stops the helper without waiting for it to finish exiting: SIGKILL to it and its process group; it is
+// reaped in the background (its exit can take tens of milliseconds while the kernel removes its tap device).
+func (h *helper) kill() {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	h.stop.Store(true)
+	if h.exitW != nil {
+		h.exitW.Close()
+		h.exitW = nil
+	}
+	if !h.exited() {
+		if pid := h.pid(); pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		_ = h.cmd.Process.Kill()
+	}
+}
+
 func (h *helper) terminate() error {
 	h.stopMu.Lock()
 	defer h.stopMu.Unlock()
@@ -207,12 +224,8 @@ func (h *helper) terminate() error {
 	if h.exited() {
 		return nil
 	}
-	h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.done:
-		return nil
-	case <-time.After(stopGrace):
-	}
+	// The helper keeps no state worth a graceful stop (its network namespace is gone or going): kill it at once
+	// rather than wait for a SIGTERM handler on the sandbox's exit path.
 	h.cmd.Process.Kill()
 	select {
 	case <-h.done:

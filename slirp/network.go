@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,7 @@ type Network struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	release   atomic.Bool // shutdown kills the helper without waiting (Release)
 }
 
 // Start launches the helper for o.Mode against the namespaces of o.PID,
@@ -288,6 +290,8 @@ func (n *Network) startInitWatcher() {
 			}
 		})
 		if initExited {
+			// The sandbox is gone: kill the helper, and let nobody wait for its slow exit.
+			n.release.Store(true)
 			n.shutdown(false)
 		}
 	}()
@@ -341,12 +345,19 @@ func (n *Network) Exited() <-chan error { return n.exited }
 
 // Close stops the init watcher, the forwarder (host listeners and
 // connections; ServeChild then returns) and the helper (slirp4netns: its
-// exit fd is closed; pasta: SIGTERM; SIGKILL after 500 ms), and waits for
-// them. It is idempotent and safe for concurrent use; every call returns the
+// exit fd is closed; both: SIGKILL), and waits for them. It is idempotent and safe for concurrent use; every call returns the
 // first call's result.
 func (n *Network) Close() error {
 	n.shutdown(true)
 	return n.closeErr
+}
+
+// Release is Close for caisson's exit path: the helper is killed (SIGKILL) but not waited for, so the sandbox's
+// end is not delayed by the kernel's removal of the helper's tap device; the process is reaped in the background
+// (by this process, or by whoever inherits it). Forwarders stop at once.
+func (n *Network) Release() {
+	n.release.Store(true)
+	n.shutdown(false)
 }
 
 // shutdown implements Close; wait is false when called from the init
@@ -362,7 +373,9 @@ func (n *Network) shutdown(wait bool) {
 		if n.conn != nil {
 			n.conn.Close()
 		}
-		if n.helper != nil {
+		if n.helper != nil && n.release.Load() {
+			n.helper.kill()
+		} else if n.helper != nil {
 			n.closeErr = n.helper.terminate()
 		} else {
 			close(n.exited)

@@ -272,7 +272,7 @@ func Run(r *config.Run) int {
 		if err != nil {
 			return fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
-		defer network.Close()
+		defer network.Release() // killed, reaped in the background: its tap device takes a while to go
 		sb.Extra.Guest = network.Guest()
 		addNetworkFiles(sb, network.Guest())
 	} else if netMode == slirp.ModeNone {
