@@ -11,8 +11,9 @@ TEST_USER ?= caissontest
 
 all: build ## build bin/caisson
 
-build: ## build the static binary bin/caisson
+build: ## build the static binaries bin/caisson and bin/caisson-image (image archives, next to caisson)
 	$(GOBUILD) -o $(BIN) ./cmd/caisson
+	$(GOBUILD) -o bin/caisson-image ./cmd/caisson/caisson-image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

@@ -33,7 +33,7 @@ trap cleanup EXIT
 chmod 0755 "$dir"
 mkdir -p "$dir/out" "$outdir"
 chmod 0777 "$dir/out"
-cp bin/caisson "$dir/caisson"
+cp bin/caisson bin/caisson-image "$dir/"
 CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
 
 as_user=()

@@ -12,7 +12,7 @@ pkgs=${CAISSON_TEST_PKGS:-"./idmap ./seccomp ./slirp ./tests"}
 dir=$(mktemp -d /tmp/caisson-it.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 0755 "$dir"
-cp bin/caisson "$dir/caisson"
+cp bin/caisson bin/caisson-image "$dir/"
 # The hardening tests' static probe (tests/probe), and as root a setuid-root copy of it (catalogue U7).
 CGO_ENABLED=0 go build -o "$dir/probe" ./tests/probe
 if [ "$(id -u)" = 0 ]; then install -m 4755 -o root -g root "$dir/probe" "$dir/probe-suid"; fi

@@ -12,26 +12,37 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// innerCommand is the hidden subcommand that does the extraction inside the sandbox.
-const innerCommand = "__unpack-inner"
+// ExtractorName is the program that reads image archives, installed next to caisson. The image formats' libraries
+// live there rather than in caisson, whose every sandbox start would otherwise pay for their initialisation.
+const ExtractorName = "caisson-image"
 
-// Where the unpacking sandbox sees the archive, the target directory and the caisson binary.
+// Where the unpacking sandbox sees the archive, the target directory and the extractor.
 const (
 	innerArchive = "/run/caisson-unpack/archive"
 	innerRoot    = "/run/caisson-unpack/root"
-	innerBinary  = "/run/caisson-unpack/caisson"
+	innerBinary  = "/run/caisson-unpack/" + ExtractorName
 )
+
+// extractor finds caisson-image next to the running caisson binary.
+func extractor() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the caisson binary: %w", err)
+	}
+	p := filepath.Join(filepath.Dir(exe), ExtractorName)
+	if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s not found next to %s (make build installs both)", ExtractorName, exe)
+	}
+	return p, nil
+}
 
 // RootfsMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
 //
-// The extraction runs inside a caisson sandbox (this very binary, bound read-only), as root of a user namespace
+// The extraction runs inside a caisson sandbox (caisson-image, bound read-only), as root of a user namespace
 // that maps the caller's subordinate ranges: the owners the image gives its files land on the host as the mapped
 // subordinate ids, so `caisson run --rootfs DIR` shows them as the image meant, and the caller needs no privilege.
 // Only the archive (read-only) and DIR (read-write) are visible to the extraction.
 func RootfsMain(args []string) int {
-	if len(args) > 0 && args[0] == innerCommand {
-		return innerMain(args[1:])
-	}
 	if len(args) == 0 || args[0] != "unpack" {
 		return fail("rootfs: unknown command (usage: caisson rootfs unpack [--map MODE] ARCHIVE DIR)")
 	}
@@ -62,15 +73,15 @@ func RootfsMain(args []string) int {
 	if err != nil {
 		return fail("rootfs unpack: %v", err)
 	}
-	exe, err := os.Executable()
+	exe, err := extractor()
 	if err != nil {
-		return fail("rootfs unpack: find the caisson binary: %v", err)
+		return fail("rootfs unpack: %v", err)
 	}
 	runArgs := []string{"--no-cwd", "--map", *mode, "--clearenv",
 		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
 		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,
 		"--bind", rootfs.EscapeBind(dir) + ":" + innerRoot,
-		"--", innerBinary, "rootfs", innerCommand, innerArchive, innerRoot}
+		"--", innerBinary, innerArchive, innerRoot}
 	r, err := config.ParseRun(runArgs, config.Environment{Cwd: "/", UID: uint32(os.Getuid()), GID: uint32(os.Getgid())})
 	if err != nil {
 		return fail("rootfs unpack: %v", err)
@@ -100,37 +111,3 @@ func prepareDir(dir string) (created bool, err error) {
 	return false, nil
 }
 
-// innerMain extracts ARCHIVE into DIR; it runs inside the sandbox RootfsMain starts. On failure DIR is emptied.
-func innerMain(args []string) int {
-	if len(args) != 2 {
-		return fail("rootfs %s: want ARCHIVE DIR", innerCommand)
-	}
-	tmp, err := os.MkdirTemp("", "caisson-unpack")
-	if err != nil {
-		return fail("rootfs unpack: %v", err)
-	}
-	defer os.RemoveAll(tmp)
-	img, err := openImage(args[0], tmp)
-	if err != nil {
-		return fail("rootfs unpack: %v", err)
-	}
-	u, err := rootfs.NewUnpacker(args[1])
-	if err != nil {
-		return fail("rootfs unpack: %v", err)
-	}
-	defer u.Close()
-	u.Chown = true
-	if err := applyImage(img, u); err != nil {
-		if cerr := u.Clear(); cerr != nil {
-			fmt.Fprintf(os.Stderr, "caisson: warning: rootfs unpack: could not empty the target: %v\n", cerr)
-		}
-		return fail("rootfs unpack: %v", err)
-	}
-	if u.Skipped > 0 {
-		fmt.Fprintf(os.Stderr, "caisson: warning: rootfs unpack: left out %d device nodes or special entries\n", u.Skipped)
-	}
-	if u.Unmapped > 0 {
-		fmt.Fprintf(os.Stderr, "caisson: warning: rootfs unpack: %d entries kept your own owner (their ids are not in your subordinate range)\n", u.Unmapped)
-	}
-	return 0
-}

@@ -1,4 +1,4 @@
-package imagecmd
+package extract
 
 import (
 	"archive/tar"
