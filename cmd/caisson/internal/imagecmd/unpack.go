@@ -110,4 +110,3 @@ func prepareDir(dir string) (created bool, err error) {
 	}
 	return false, nil
 }
-
