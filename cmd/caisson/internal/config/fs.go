@@ -78,9 +78,9 @@ func (f *FSFlags) apply(fs *pflag.FlagSet, r *Run, env Environment) error {
 		}
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindTmpfs, Dst: dst, Size: size})
 	}
-	if f.Rootfs != "" {
-		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/hosts", Optional: true,
-			Data: []byte(hostsFile(sb.Hostname))})
+	if f.Rootfs != "" && r.Net.Mode == "host" {
+		// With the host's network, the host's resolver configuration serves the tree too. (With a network of its
+		// own the parent writes /etc/hosts and /etc/resolv.conf.)
 		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 			sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/resolv.conf", Optional: true, Data: b})
 		}
@@ -163,13 +163,4 @@ func (f *FSFlags) applyRoot(spec *rootfs.Spec, env Environment) error {
 		spec.OverlaySize = n
 	}
 	return nil
-}
-
-// hostsFile is the /etc/hosts given to a --rootfs: loopback names and the sandbox's host name.
-func hostsFile(hostname string) string {
-	s := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if hostname != "" {
-		s += "127.0.1.1\t" + hostname + "\n"
-	}
-	return s
 }

@@ -82,22 +82,12 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 		tty = term.New()
 	}
 	sess := newSession(mine, initPID, entry, tty)
-	if err := sess.listen(); err != nil {
+	done, err := sess.begin(sb, r.Life.Detach, notified)
+	if err != nil {
 		_ = unix.Kill(initPID, unix.SIGKILL)
 		return errorf("%v", err)
 	}
-	defer sess.close()
-	<-notified
-	if err := wire.Send(mine, wire.Message{Type: "config", Config: sb}); err != nil {
-		_ = unix.Kill(initPID, unix.SIGKILL)
-		return errorf("send configuration to the sandbox: %v", err)
-	}
-	go sess.readInit()
-	if r.Life.Detach {
-		reported := make(chan struct{})
-		go reportReady(sess, reported)
-		defer func() { <-reported }()
-	}
+	defer done()
 	// Not our child: the end of the new init is the end of its socket, and its status the last thing it said.
 	waited := make(chan int, 1)
 	go func() {

@@ -289,20 +289,11 @@ func Run(r *config.Run) int {
 		tty = term.New()
 	}
 	sess := newSession(parentSock, pid, entry, tty)
-	if err := sess.listen(); err != nil {
+	done, err := sess.begin(sb, r.Life.Detach, notified)
+	if err != nil {
 		return fail("%v", err)
 	}
-	defer sess.close()
-	<-notified
-	if err := wire.Send(parentSock, wire.Message{Type: "config", Config: sb}); err != nil {
-		return fail("send configuration to the sandbox: %v", err)
-	}
-	go sess.readInit()
-	if r.Life.Detach {
-		reported := make(chan struct{})
-		go reportReady(sess, reported)
-		defer func() { <-reported }()
-	}
+	defer done()
 
 	waited := make(chan int, 1)
 	go func() {

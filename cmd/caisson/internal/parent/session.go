@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
@@ -142,6 +143,31 @@ func nspid(pid int) []string {
 		}
 	}
 	return nil
+}
+
+// begin opens the control socket, sends init its configuration once caisson's signal handlers are registered,
+// and starts reading init's messages (and, for a detached sandbox, reporting readiness to the foreground). The
+// returned function ends all that; call it before returning.
+func (s *session) begin(sb *config.Sandbox, detach bool, notified <-chan struct{}) (done func(), err error) {
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	<-notified
+	if err := wire.Send(s.sock, wire.Message{Type: "config", Config: sb}); err != nil {
+		s.close()
+		return nil, fmt.Errorf("send configuration to the sandbox: %w", err)
+	}
+	go s.readInit()
+	reported := make(chan struct{})
+	if detach {
+		go reportReady(s, reported)
+	} else {
+		close(reported)
+	}
+	return func() {
+		<-reported
+		s.close()
+	}, nil
 }
 
 // listen opens the control socket and serves it until the session ends.
