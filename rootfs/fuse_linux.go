@@ -150,13 +150,7 @@ const (
 // needs no overlay per mount. The mounts that are never overlaid (pseudo file systems, FUSE, the directories the
 // sandbox covers) are then bound read-only on top of it as they are. One upper layer, named for "/".
 func (b *builder) fuseRoot(tree int) error {
-	if err := os.Mkdir(lowerDir, 0o700); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
-	}
-	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return &MountError{Op: "attach tree", Target: lowerDir, Err: err}
-	}
-	infos, err := visibleMounts(lowerDir)
+	infos, err := attachLower(tree)
 	if err != nil {
 		return err
 	}

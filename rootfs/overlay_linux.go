@@ -21,6 +21,17 @@ const layersDir = baseDir + "/layers"
 // heldLock is the --persist lock's fd. It is never closed: init holds the lock until it exits, on any path.
 var heldLock = -1
 
+// attachLower attaches the read-only clone of the tree to be overlaid at lowerDir and lists the mounts it holds.
+func attachLower(tree int) ([]*mountinfo.Info, error) {
+	if err := os.Mkdir(lowerDir, 0o700); err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return nil, &MountError{Op: "attach tree", Target: lowerDir, Err: err}
+	}
+	return visibleMounts(lowerDir)
+}
+
 // overlayRoot builds the new root from kernel overlays of the cloned tree, which is attached read-only at
 // lowerDir (the kernel driver; fuseRoot is the fuse-overlayfs one, chosen per run by chooseDriver).
 //
@@ -32,13 +43,7 @@ var heldLock = -1
 // overlaid the same way, each file bound read-only. Pseudo file systems, FUSE mounts and mounts below the
 // directories the sandbox covers anyway are attached read-only as they are.
 func (b *builder) overlayRoot(tree int) error {
-	if err := os.Mkdir(lowerDir, 0o700); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
-	}
-	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return &MountError{Op: "attach tree", Target: lowerDir, Err: err}
-	}
-	infos, err := visibleMounts(lowerDir)
+	infos, err := attachLower(tree)
 	if err != nil {
 		return err
 	}
