@@ -21,6 +21,7 @@ import (
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
+	"github.com/moby/sys/userns"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -96,6 +97,7 @@ func Run(ctx context.Context) *Report {
 	for _, c := range usernsSysctls() {
 		add(c)
 	}
+	add(nestingCheck())
 	probe := runProbe()
 	add(probe.usernsCheck())
 	caller := parent.CurrentCaller()
@@ -216,6 +218,16 @@ func usernsSysctls() []Check {
 		out = append(out, c)
 	}
 	return out
+}
+
+// nestingCheck says whether caisson itself runs inside a user namespace (a container, another sandbox): it works
+// there too, but the outer one decides what is allowed (nested namespaces, a fully visible /proc).
+func nestingCheck() Check {
+	c := Check{Name: "nesting", Status: OK, Detail: "caisson runs in the host's initial user namespace"}
+	if userns.RunningInUserNS() {
+		c.Detail = "caisson runs inside a user namespace (a container or another sandbox): the outer one limits what works; see the checks below"
+	}
+	return c
 }
 
 // tunCheck opens /dev/net/tun, which pasta and slirp4netns need.
