@@ -75,6 +75,9 @@ type PlanOptions struct {
 
 	FindHelper func(string) Helper                                                  // nil => FindHelper
 	GetSubIDs  func(ctx context.Context, name string, groups bool) ([]Range, error) // nil => GetSubIDs
+	// Nested is true when the caller runs inside a user namespace (another sandbox, a container): uid 0 there is
+	// not the host's root, and is mapped like any user (usually with a single-id map).
+	Nested bool
 }
 
 // PlanError is returned by NewPlan when the requested mode cannot be
@@ -128,7 +131,7 @@ func extentsForRelease(rel string) int {
 
 // NewPlan decides how to map the caller's ids.
 //
-// As host root (UID 0): maps come from BuildRoot with root's own
+// As host root (UID 0 and not Nested): maps come from BuildRoot with root's own
 // /etc/subuid and /etc/subgid ranges, or DefaultRootRange. Host id 0 is
 // never mapped. The maps are written directly (UseHelpers false,
 // DenySetgroups false). The requested mode does not change this, and a
@@ -179,7 +182,7 @@ func NewPlan(ctx context.Context, o PlanOptions) (*Plan, error) {
 		GIDHelper: o.FindHelper("newgidmap"),
 	}
 
-	if o.UID == 0 {
+	if o.UID == 0 && !o.Nested {
 		return p, p.root(o)
 	}
 	if mode == ModeSingle {

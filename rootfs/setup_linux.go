@@ -212,7 +212,14 @@ func (b *builder) proc() error {
 		}
 		return nil // the host's /proc is in the read-only clone
 	}
-	return b.mountFS("proc", "/proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	err := b.mountFS("proc", "/proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if errors.Is(err, unix.EPERM) {
+		// The kernel refuses a new procfs when the one in this mount namespace is not fully visible ("mount too
+		// revealing"): caisson inside another sandbox or a container whose /proc has masked files. Use that
+		// /proc, read-only, masks included; it shows the outer PID namespace's processes.
+		return b.bindHost("/proc", "/proc", true, true)
+	}
+	return err
 }
 
 // dev builds a minimal /dev: a tmpfs with bind-mounted host device nodes (verified by type and number), a private

@@ -591,3 +591,14 @@ func TestTTYWindowSize(t *testing.T) {
 		t.Errorf("want the caller's 33x77 inside, got %q", out)
 	}
 }
+
+// caisson inside caisson: the inner one sees it is nested (uid 0 there is not the host's root), maps only that
+// id, and uses the outer sandbox's /proc when the kernel refuses a new one.
+func TestNested(t *testing.T) {
+	requireSandbox(t)
+	out := mustRun(t, "run", "--ro-bind", bin(t)+":/tmp/caisson", "--", "/tmp/caisson", "run", "--", "sh", "-c",
+		"cat /proc/self/uid_map; echo nested-ok")
+	if !strings.Contains(out, "nested-ok") || !regexp.MustCompile(`^\s*0\s+0\s+1\s*$`).MatchString(strings.Split(out, "\n")[0]) {
+		t.Errorf("nested run: %q", out)
+	}
+}

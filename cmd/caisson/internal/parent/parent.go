@@ -32,6 +32,7 @@ import (
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,6 +87,7 @@ func NewPlan(ctx context.Context, mode string, c Caller) (*idmap.Plan, error) {
 	return idmap.NewPlan(ctx, idmap.PlanOptions{
 		Mode: m, UID: c.UID, GID: c.GID, User: c.User, NoNewPrivs: c.NoNewPrivs,
 		SubUIDFile: "/etc/subuid", SubGIDFile: "/etc/subgid", Resolve: resolveUser,
+		Nested: userns.RunningInUserNS(),
 	})
 }
 
@@ -170,7 +172,7 @@ func Run(r *config.Run) int {
 		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
 		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
 	}
-	sb.BecomeRoot = caller.UID == 0 || caller.GID == 0
+	sb.BecomeRoot = (caller.UID == 0 || caller.GID == 0) && !userns.RunningInUserNS()
 	if mappedInside(plan.GIDMap, 5) {
 		sb.Rootfs.TTYGID = 5
 	}
