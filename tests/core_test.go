@@ -602,3 +602,18 @@ func TestNested(t *testing.T) {
 		t.Errorf("nested run: %q", out)
 	}
 }
+
+// -t gives an interactive shell job control: no "cannot set terminal process group" (catalogue R30, D9).
+func TestTTYJobControl(t *testing.T) {
+	requireSandbox(t)
+	script := testenv.RequireCommand(t, "script")
+	testenv.RequireCommand(t, "bash")
+	out, err := exec.Command(script, "-qec", bin(t)+" run -t -- bash -ic 'sleep 0.2 & jobs; wait; echo job-done'", "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if strings.Contains(string(out), "cannot set terminal process group") || strings.Contains(string(out), "no job control") ||
+		!strings.Contains(string(out), "Running") || !strings.Contains(string(out), "job-done") {
+		t.Errorf("job control under -t: %q", out)
+	}
+}
