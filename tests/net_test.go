@@ -257,7 +257,7 @@ func TestNetBadInput(t *testing.T) {
 			}
 		})
 	}
-	if after := helperCount(t); after != before {
+	if after := helperCount(t); after > before { // one may still be dying from the previous test
 		t.Errorf("network helpers left running: %d before, %d after", before, after)
 	}
 }
