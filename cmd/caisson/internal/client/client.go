@@ -47,6 +47,9 @@ func parseFlags(fs *pflag.FlagSet, args []string, usage string) (done bool, code
 // init's time_for_children.
 func Namespaces(initPID int) map[string]string {
 	out := map[string]string{}
+	if initPID <= 0 {
+		return out // still starting
+	}
 	for _, ns := range config.Namespaces {
 		link := ns
 		if ns == "time" {

@@ -72,11 +72,6 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 		return errorf("--join: unexpected answer %q from %s", reply.Type, pod.Name)
 	}
 	initPID := reply.PID
-	entry.Record.InitPID = initPID
-	if err := entry.Save(); err != nil {
-		_ = unix.Kill(initPID, unix.SIGKILL)
-		return errorf("%v", err)
-	}
 	var tty *term.Terminal
 	if sb.TTY {
 		tty = term.New()

@@ -282,10 +282,6 @@ func Run(r *config.Run) int {
 	}
 
 	orderMounts(sb)
-	entry.Record.InitPID = pid
-	if err := entry.Save(); err != nil {
-		return fail("%v", err)
-	}
 	var tty *term.Terminal
 	if sb.TTY {
 		tty = term.New()

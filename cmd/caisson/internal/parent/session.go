@@ -3,7 +3,6 @@ package parent
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,7 +78,10 @@ func (s *session) readInit() {
 						s.mu.Unlock()
 					}
 					s.entry.Record.CommandPID = pid // for `caisson inspect NAME`
-					_ = s.entry.Save()
+				}
+				s.entry.Record.InitPID = s.initPID
+				if err := s.entry.Save(); err != nil {
+					fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
 				}
 				readyOnce.Do(func() { close(s.ready) })
 			case m.Type == "exit":
@@ -121,14 +123,12 @@ func hostPID(parent, inner int) int {
 	if depth == 0 {
 		return 0
 	}
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", parent))
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, k := range strings.Fields(string(b)) {
-			n, _ := strconv.Atoi(k)
-			if f := nspid(n); len(f) >= depth && f[depth-1] == strconv.Itoa(inner) {
-				return n
-			}
+	// init forks everything from its main thread, whose children are listed under its own task.
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
+	for _, k := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(k)
+		if f := nspid(n); len(f) >= depth && f[depth-1] == strconv.Itoa(inner) {
+			return n
 		}
 	}
 	return 0
