@@ -185,6 +185,7 @@ type limitedBuffer struct {
 	max int
 }
 
+// Write implements io.Writer, keeping at most max bytes.
 func (l *limitedBuffer) Write(p []byte) (int, error) {
 	if room := l.max - l.buf.Len(); room > 0 {
 		l.buf.Write(p[:min(room, len(p))])

@@ -23,6 +23,7 @@ type MountError struct {
 	Err    error
 }
 
+// Error implements error.
 func (e *MountError) Error() string {
 	var b strings.Builder
 	b.WriteString("rootfs: ")

@@ -127,6 +127,7 @@ func (p *policy) plan(nr uint32) (rules []rule, fallback uint32) {
 	return rules, fallback
 }
 
+// String renders the condition for disassembly and errors.
 func (c cond) String() string {
 	names := map[op]string{opEQ: "==", opNE: "!=", opLT: "<", opLE: "<=", opGT: ">", opGE: ">=", opMaskedEQ: "&", opMaskedNE: "&"}
 	s := fmt.Sprintf("arg%d %s %#x", c.arg, names[c.op], c.value)

@@ -35,6 +35,7 @@ type tailBuffer struct {
 	b   []byte
 }
 
+// Write implements io.Writer, keeping the last max bytes.
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -45,6 +46,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Bytes returns a copy of what is kept.
 func (t *tailBuffer) Bytes() []byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -91,6 +91,7 @@ type Run struct {
 // UsageError is a bad flag or argument: the caller prints it and exits 125.
 type UsageError struct{ Msg string }
 
+// Error implements error.
 func (e *UsageError) Error() string { return e.Msg }
 
 func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
@@ -342,4 +343,5 @@ func setEnv(env []string, kv string) []string {
 
 type discard struct{}
 
+// Write implements io.Writer by dropping everything.
 func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -124,10 +124,12 @@ type noSandboxError struct {
 	err  error
 }
 
+// Error implements error.
 func (e *noSandboxError) Error() string {
 	return "no running sandbox named " + strings.TrimSpace(e.name) + " (see 'caisson ps')"
 }
 
+// Unwrap returns the connection error.
 func (e *noSandboxError) Unwrap() error { return e.err }
 
 // Dial connects to the control socket of the running sandbox name (for exec and stop).
