@@ -174,11 +174,17 @@ func freePort(t *testing.T, network string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Published TCP ports; two sandboxes both listening on :80 (the seed's Question 2).
+// Published TCP ports; two sandboxes both listening on :80 (the seed's Question 2). With --net none the forwarder
+// works alone: reachable from the host, no way out.
 func TestNetPublishTCP(t *testing.T) {
-	for _, mode := range netModes {
+	for _, mode := range append([]string{"none"}, netModes...) {
 		t.Run(mode, func(t *testing.T) {
-			requireNet(t, mode)
+			if mode == "none" {
+				requireSandbox(t)
+				testenv.RequireCommand(t, "socat")
+			} else {
+				requireNet(t, mode)
+			}
 			p1, p2 := freePort(t, "tcp"), freePort(t, "tcp")
 			for i, p := range []int{p1, p2} {
 				startServer(t, "run", "--net", mode, "-p", fmt.Sprintf("%d:80", p), "--", "socat",
@@ -248,7 +254,7 @@ func TestNetBadInput(t *testing.T) {
 		{"duplicate publish", []string{"--net", "slirp4netns", "-p", "18081:80", "-p", "18081:81"}, "--publish"},
 		{"host port taken", []string{"--net", "slirp4netns", "-p", fmt.Sprintf("%d:80", taken)}, strconv.Itoa(taken)},
 		{"privileged host port", []string{"--net", "pasta", "-p", "80:80"}, "80"},
-		{"publish with none", []string{"-p", "18082:80"}, "--publish"},
+		{"publish with host", []string{"--net", "host", "-p", "18082:80"}, "--publish"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := caisson(t, append(append([]string{"run"}, tc.args...), "--", "true")...)

@@ -45,7 +45,7 @@ func TestParseRunErrors(t *testing.T) {
 		{"workdir relative", []string{"--workdir", "x", "true"}, "--workdir"},
 		{"env not k=v", []string{"--env", "FOO", "true"}, "--env"},
 		{"bad net", []string{"--net", "bridge", "true"}, "--net"},
-		{"publish without net", []string{"-p", "8080:80", "true"}, "--publish"},
+		{"publish with net host", []string{"--net", "host", "-p", "8080:80", "true"}, "--publish"},
 		{"loopback without net", []string{"--allow-host-loopback", "true"}, "--allow-host-loopback"},
 		{"net pasta with share net", []string{"--share", "net", "--net", "pasta", "true"}, "--share net"},
 	} {

@@ -42,8 +42,8 @@ func (f *NetFlags) apply(r *Run) error {
 	} else if sb.Shares("net") {
 		mode = "host"
 	}
-	if len(f.Publish) > 0 && (mode == "none" || mode == "host" || mode == "joined") {
-		return usagef("--publish needs --net pasta or --net slirp4netns (the sandbox has no network to publish from)")
+	if len(f.Publish) > 0 && (mode == "host" || mode == "joined") {
+		return usagef("--publish cannot be used with --net %s (the sandbox uses another network namespace)", mode)
 	}
 	if f.AllowHostLoopback && (mode == "none" || mode == "host" || mode == "joined") {
 		return usagef("--allow-host-loopback needs --net pasta or --net slirp4netns")

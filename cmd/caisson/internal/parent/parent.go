@@ -266,7 +266,8 @@ func Run(r *config.Run) int {
 	}
 
 	var network *slirp.Network
-	if netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns {
+	// --net none with published ports runs the forwarder alone: reachable from the host, no way out.
+	if netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns || (netMode == slirp.ModeNone && len(publish) > 0) {
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
 			AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output
