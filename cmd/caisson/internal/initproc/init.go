@@ -117,8 +117,7 @@ func Main() int {
 		if err != nil {
 			return fail(ExitSetup, "init: send terminal: %v", err)
 		}
-		defer slave.Close()
-		files = []*os.File{slave, slave, slave}
+		files = []*os.File{slave, slave, slave} // closed below, once the command has it
 		attr.Setctty = true
 		attr.Ctty = 0
 	}
@@ -141,7 +140,10 @@ func Main() int {
 		}
 	}
 	_ = wire.Send(sock, wire.Message{Type: "ready", PID: pid})
-	sv := &supervisor{cfg: cfg, sock: sock, main: pid, sigs: sigs, cred: attr.Credential,
+	// Commands run by `caisson exec` get the command's credentials, capabilities and parent-death signal.
+	base := *attr
+	base.Setctty, base.Ctty = false, 0
+	sv := &supervisor{cfg: cfg, sock: sock, main: pid, sigs: sigs, base: base,
 		execs: map[int]string{}, joins: map[int]bool{}}
 	status := sv.run()
 	if cfg.Shares("pid") {

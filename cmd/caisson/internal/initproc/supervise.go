@@ -21,9 +21,9 @@ type supervisor struct {
 	sock  *os.File
 	main  int // the command's PID
 	sigs  chan os.Signal
-	cred  *syscall.Credential
-	execs map[int]string // PID → exec request ID
-	joins map[int]bool   // PIDs of inits of sandboxes that joined this one
+	base  syscall.SysProcAttr // what the command was started with (without its terminal)
+	execs map[int]string      // PID → exec request ID
+	joins map[int]bool        // PIDs of inits of sandboxes that joined this one
 }
 
 // request is one message from the parent with its descriptors.
@@ -144,7 +144,8 @@ func (sv *supervisor) exec(m wire.Message, fds []int) {
 	if req.Workdir != "" {
 		cfg.Workdir = req.Workdir
 	}
-	attr := &syscall.SysProcAttr{Setsid: true, Credential: sv.cred}
+	base := sv.base
+	attr := &base
 	var stdio []uintptr
 	if req.TTY {
 		master, slave, err := openPTY(req.WinSize)
