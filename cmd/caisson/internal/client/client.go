@@ -153,7 +153,8 @@ func ExecMain(args []string) int {
 	}
 	defer conn.Close()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, parent.Forwarded()...)
+	signal.Notify(sigs, parent.CommonSignals...)
+	late := time.After(parent.LateSignalDelay)
 	var fds []int
 	if !req.TTY {
 		fds = []int{0, 1, 2}
@@ -192,6 +193,8 @@ func ExecMain(args []string) int {
 	id := ""
 	for {
 		select {
+		case <-late:
+			go parent.NotifyLate(sigs)
 		case sig := <-sigs:
 			if sig == unix.SIGWINCH && t != nil {
 				t.Resize()

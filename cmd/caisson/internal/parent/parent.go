@@ -144,13 +144,14 @@ func mappedInside(maps []idmap.Mapping, inside uint32) bool {
 // Run runs a sandbox and returns the exit code for the caisson process.
 func Run(r *config.Run) int {
 	ctx := context.Background()
-	// Forward every catchable signal once the sandbox runs; SIGWINCH is the terminal's. Registering them costs a
-	// few milliseconds inside the Go runtime, so it runs alongside the setup and is awaited before the config is
-	// sent. Until then a signal has its default effect on caisson, and init dies with it.
+	// Forward signals once the sandbox runs (CommonSignals now, the rest after LateSignalDelay); SIGWINCH is the
+	// terminal's. Registering costs round trips inside the Go runtime, so it runs alongside the setup and is
+	// awaited before the config is sent. Until then a signal has its default effect on caisson, and init dies with
+	// it.
 	sigs := make(chan os.Signal, 64)
 	notified := make(chan struct{})
 	go func() {
-		signal.Notify(sigs, Forwarded()...)
+		signal.Notify(sigs, CommonSignals...)
 		close(notified)
 	}()
 	if r.Life.Join != "" {
@@ -357,6 +358,32 @@ func exitCode(ps *os.ProcessState, err error) int {
 		return 128 + int(ws.Signal())
 	}
 	return ExitSetup
+}
+
+// CommonSignals are forwarded from the start: the ones terminals, shells, service managers, CI runners and
+// `timeout` send. Registering a signal with the Go runtime is a round trip to its signal thread (~80 µs of CPU
+// here), so the other catchable signals (the rest of Forwarded: realtime signals and rarities) are registered
+// only once the sandbox has run for LateSignalDelay; a short-lived sandbox never pays for them. Before that, such a
+// signal has its default effect on caisson (which ends the sandbox with it).
+var CommonSignals = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE,
+	unix.SIGALRM, unix.SIGTERM, unix.SIGCONT, unix.SIGWINCH, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGPWR}
+
+// LateSignalDelay is how long a sandbox runs before every other catchable signal is forwarded too.
+const LateSignalDelay = 100 * time.Millisecond
+
+// NotifyLate registers the signals of Forwarded that CommonSignals leaves out, on sigs.
+func NotifyLate(sigs chan<- os.Signal) {
+	common := map[os.Signal]bool{}
+	for _, s := range CommonSignals {
+		common[s] = true
+	}
+	var rest []os.Signal
+	for _, s := range Forwarded() {
+		if !common[s] {
+			rest = append(rest, s)
+		}
+	}
+	signal.Notify(sigs, rest...)
 }
 
 // Forwarded lists the signals caisson passes on to the command: every catchable one except SIGCHLD, SIGURG (the

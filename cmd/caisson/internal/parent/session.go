@@ -266,9 +266,10 @@ func contains(list []string, s string) bool {
 // wait supervises the running sandbox until init is gone and returns caisson's exit code: it forwards signals to
 // init, reports a network helper's death, and carries out `caisson stop` (SIGTERM to the command, SIGKILL to the
 // whole sandbox after the grace period), answering every stopper with the final status.
-func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-chan error, killInit func()) int {
+func (s *session) wait(sigs chan os.Signal, waited <-chan int, netExited <-chan error, killInit func()) int {
 	var stoppers []stopRequest
 	var killTimer <-chan time.Time
+	late := time.After(LateSignalDelay)
 	early := 0 // 128+N when a signal ended the sandbox because the command could not be signalled
 	// Signals that arrive before init reports the command started wait for it: none is lost, none is early.
 	var pending []unix.Signal
@@ -328,6 +329,8 @@ func (s *session) wait(sigs <-chan os.Signal, waited <-chan int, netExited <-cha
 			}
 		case <-killTimer:
 			killInit()
+		case <-late:
+			go NotifyLate(sigs)
 		case code := <-waited:
 			if early != 0 {
 				code = early
