@@ -66,8 +66,8 @@ func Main() int {
 		signal.Notify(sigs, unix.SIGCHLD)
 		close(notified)
 	}()
-	sock := os.NewFile(wire.InitFD, "caisson-init")
 	unix.CloseOnExec(wire.InitFD)
+	sock := wire.Pollable(wire.InitFD, "caisson-init")
 	msg, _, err := wire.Recv(sock)
 	if err != nil {
 		// The parent died or failed before sending the configuration; it reports its own error.
@@ -164,9 +164,17 @@ func fdsOf(files []*os.File) []uintptr {
 
 // parentGone reports whether the parent has closed its end of the socket.
 func parentGone(sock *os.File) bool {
-	fds := []unix.PollFd{{Fd: int32(sock.Fd()), Events: unix.POLLRDHUP}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP) != 0
+	rc, err := sock.SyscallConn() // not Fd(): that would make the socket blocking again
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(fds, 0)
+		gone = err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP) != 0
+	})
+	return gone
 }
 
 // setup builds the sandbox in init's namespaces.

@@ -297,6 +297,7 @@ func Run(r *config.Run) int {
 
 	waited := make(chan int, 1)
 	go func() {
+		awaitExit(pid)
 		err := cmd.Wait()
 		waited <- exitCode(cmd.ProcessState, err)
 	}()
@@ -305,6 +306,26 @@ func Run(r *config.Run) int {
 		netExited = network.Exited()
 	}
 	return sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() })
+}
+
+// awaitExit waits for the process pid to exit (not to be reaped) through a pidfd in the Go runtime's poller, so
+// that the wait holds no OS thread (cmd.Wait's waitid would). Without pidfds it returns at once.
+func awaitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil || n > 0 // readable once the process has exited
+	})
 }
 
 // orderMounts puts the mount steps in the order of their destinations' depth (ties keep the order given), so

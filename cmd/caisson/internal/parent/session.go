@@ -185,26 +185,38 @@ func (s *session) listen() error {
 		unix.Close(fd)
 		return fmt.Errorf("control socket %s: %w", path, err)
 	}
-	s.ln = os.NewFile(uintptr(fd), path)
+	s.ln = wire.Pollable(fd, path)
+	rc, err := s.ln.SyscallConn()
+	if err != nil {
+		s.ln.Close()
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
 	go func() {
 		for {
-			nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
-			if err != nil {
-				if err == unix.EINTR || err == unix.ECONNABORTED {
-					continue
-				}
+			var nfd int
+			var aerr error
+			// Waiting for a client parks this goroutine in the runtime's poller; Close ends the wait.
+			if err := rc.Read(func(fd uintptr) bool {
+				nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+				return aerr != unix.EAGAIN
+			}); err != nil {
 				return
 			}
-			go s.serve(os.NewFile(uintptr(nfd), "control-client"))
+			if aerr == unix.EINTR || aerr == unix.ECONNABORTED {
+				continue
+			}
+			if aerr != nil {
+				return
+			}
+			go s.serve(wire.Pollable(nfd, "control-client"))
 		}
 	}()
 	return nil
 }
 
-// close stops the control socket (a blocked accept returns once the listener is shut down).
+// close stops the control socket.
 func (s *session) close() {
 	if s.ln != nil {
-		_ = unix.Shutdown(int(s.ln.Fd()), unix.SHUT_RDWR)
 		s.ln.Close()
 	}
 }
@@ -213,7 +225,13 @@ func (s *session) close() {
 func (s *session) serve(conn *os.File) {
 	defer conn.Close()
 	// Only the sandbox's owner may talk to it (the socket's directory is 0700 already).
-	if cred, err := unix.GetsockoptUcred(int(conn.Fd()), unix.SOL_SOCKET, unix.SO_PEERCRED); err != nil || int(cred.Uid) != os.Getuid() {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	var cred *unix.Ucred
+	_ = rc.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err != nil || cred == nil || int(cred.Uid) != os.Getuid() {
 		return
 	}
 	var mine []string

@@ -62,13 +62,20 @@ type ExecRequest struct {
 }
 
 // Pair returns a connected SOCK_SEQPACKET socket pair, both ends close-on-exec; exec.Cmd.ExtraFiles clears the flag
-// on the copy it passes down.
+// on the copy it passes down. The parent's end is non-blocking, so that waiting on it parks a goroutine in the Go
+// runtime's poller instead of holding an OS thread; init makes its end non-blocking itself (Pollable).
 func Pair() (parent, child *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
-	return os.NewFile(uintptr(fds[0]), "caisson-parent"), os.NewFile(uintptr(fds[1]), "caisson-init"), nil
+	return Pollable(fds[0], "caisson-parent"), os.NewFile(uintptr(fds[1]), "caisson-init"), nil
+}
+
+// Pollable makes fd non-blocking and wraps it in an *os.File that the Go runtime's poller serves.
+func Pollable(fd int, name string) *os.File {
+	_ = unix.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name)
 }
 
 // Send writes m as one datagram, with fds attached when given.
@@ -84,7 +91,18 @@ func Send(f *os.File, m Message, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	return unix.Sendmsg(int(f.Fd()), b, oob, nil, 0)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), b, oob, nil, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // ErrClosed means the other end closed the socket (the peer exited).
@@ -93,27 +111,44 @@ var ErrClosed = errors.New("peer closed the socket")
 // Recv reads one datagram; fds received with it are returned (the caller owns them).
 func Recv(f *os.File) (Message, []int, error) {
 	var m Message
-	fd := int(f.Fd())
-	// Size the buffer to the datagram (MSG_PEEK|MSG_TRUNC returns its full length) rather than zeroing the
-	// largest possible one for every message.
-	size, _, err := unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
-	for errors.Is(err, unix.EINTR) {
-		size, _, err = unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
-	}
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return m, nil, err
 	}
-	if size > maxMessage {
-		size = maxMessage
-	}
-	buf := make([]byte, size+1)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	for errors.Is(err, unix.EINTR) {
-		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	}
-	if err != nil {
+	var (
+		buf     []byte
+		oob     = make([]byte, unix.CmsgSpace(4*4))
+		n, oobn int
+		rerr    error
+	)
+	if err := rc.Read(func(fd uintptr) bool {
+		// Size the buffer to the datagram (MSG_PEEK|MSG_TRUNC returns its full length) rather than zeroing the
+		// largest possible one for every message.
+		var size int
+		for {
+			size, _, rerr = unix.Recvfrom(int(fd), nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		if rerr == unix.EAGAIN {
+			return false // nothing yet: wait in the poller
+		}
+		if rerr != nil {
+			return true
+		}
+		buf = make([]byte, min(size, maxMessage)+1)
+		for {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if rerr != unix.EINTR {
+				return true
+			}
+		}
+	}); err != nil {
 		return m, nil, err
+	}
+	if rerr != nil {
+		return m, nil, rerr
 	}
 	if n == 0 {
 		return m, nil, ErrClosed
