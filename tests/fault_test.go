@@ -33,8 +33,8 @@ import (
 //   - in the network helper: the same (caisson reports the helper's failure; the helper's own output may precede
 //     that line);
 //   - in the command only: the command's own failure, and no "caisson:" line;
-//   - in the Go runtime's own thread creation (clone with CLONE_THREAD): Go aborts the process by design, which
-//     is no step of caisson's; only the leak checks apply.
+//   - in the Go runtime's own thread creation (clone with CLONE_THREAD) or poller (its eventfd, epoll): Go aborts
+//     the process by design, which is no step of caisson's; only the leak checks apply.
 //
 // After every failed run the next run must work at once, and at the end nothing may be left on the host.
 // Under ptrace the setuid newuidmap/newgidmap lose their privilege (the kernel ignores the setuid bit of a
@@ -459,11 +459,13 @@ func spread(n, k int) []int {
 	return out
 }
 
-// isRuntimeCall reports whether a call is the Go runtime's own (thread creation, memory naming), whose failure
-// Go turns into a fatal error by design.
+// isRuntimeCall reports whether a call is the Go runtime's own (thread creation, memory naming, waking its
+// network poller through an eventfd), whose failure Go turns into a fatal error by design.
 func isRuntimeCall(call string) bool {
 	return (strings.HasPrefix(call, "clone(") && strings.Contains(call, "CLONE_THREAD")) ||
-		strings.HasPrefix(call, "prctl(PR_SET_VMA")
+		strings.HasPrefix(call, "prctl(PR_SET_VMA") ||
+		(strings.HasPrefix(call, "write(") && strings.Contains(call, "<anon_inode:[eventfd]>")) ||
+		strings.HasPrefix(call, "epoll_ctl(")
 }
 
 // forkOfCommand reports whether a fault hit init's fork of the command (a clone without namespace flags), which
