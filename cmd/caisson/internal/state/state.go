@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -77,10 +78,14 @@ func Root() (string, error) {
 	return dir, nil
 }
 
-// Entry is the state directory of a sandbox this process supervises.
+// Entry is the state directory of a sandbox this process supervises. Save and Remove may be called from different
+// goroutines; a Save after Remove does nothing.
 type Entry struct {
 	Dir    string
 	Record Record
+
+	mu      sync.Mutex
+	removed bool
 }
 
 // ErrNameInUse is returned by Create when a live sandbox already has the name.
@@ -118,6 +123,11 @@ func Create(rec Record) (*Entry, error) {
 
 // Save rewrites the record atomically.
 func (e *Entry) Save() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed {
+		return nil
+	}
 	b, err := json.MarshalIndent(e.Record, "", "  ")
 	if err != nil {
 		return err
@@ -130,7 +140,12 @@ func (e *Entry) Save() error {
 }
 
 // Remove deletes the state directory.
-func (e *Entry) Remove() { _ = os.RemoveAll(e.Dir) }
+func (e *Entry) Remove() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.removed = true
+	_ = os.RemoveAll(e.Dir)
+}
 
 // Socket is the path of the control socket.
 func (e *Entry) Socket() string { return filepath.Join(e.Dir, "control.sock") }
