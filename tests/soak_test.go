@@ -387,7 +387,12 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 			case isHelperComm(comm):
 				helper = c
 			case comm == "caisson-init":
-				running = len(childrenOf(c)) > 0
+				// The command has started once init has a child other than its fuse-overlayfs daemon.
+				for _, k := range childrenOf(c) {
+					if kc, _, _, _, err := procStat(k); err == nil && kc != "fuse-overlayfs" {
+						running = true
+					}
+				}
 			}
 		}
 		if helper != 0 && (when == helperInSetup || running) {
