@@ -6,7 +6,8 @@
 // no_new_privs, the Landlock domain, the seccomp filter) or per process and inherited (resource limits, the
 // user-namespace limit of the sandbox's user namespace). The order is fixed:
 //
-//  1. resource limits (setrlimit on init, inherited by the command);
+//  1. resource limits (setrlimit on init, inherited by the command; with an address-space limit init first maps
+//     the heap it will need for the rest of its life, see reserveHeap);
 //  2. strict: user.max_user_namespaces = 0 in the sandbox's user namespace, written through a private procfs
 //     instance verified with fstatfs, so nested user namespaces fail with ENOSPC whatever the seccomp profile;
 //  3. the record of what is applied, on a read-only tmpfs at /run/caisson (read by `caisson inspect`);
@@ -24,7 +25,6 @@ package harden
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
@@ -68,6 +68,9 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 		}
 	}
 
+	if hasLimit(sec.Rlimits, unix.RLIMIT_AS) {
+		reserveHeap()
+	}
 	if err := setRlimits(sec.Rlimits); err != nil {
 		return err
 	}
@@ -134,10 +137,6 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 		if err := ll.restrict(); err != nil {
 			return err
 		}
-	}
-	if hasLimit(sec.Rlimits, unix.RLIMIT_AS) {
-		// Init's heap is set up; a collection cycle could need address space the command's limit denies.
-		debug.SetGCPercent(-1)
 	}
 	if err := seccomp.Install(prog); err != nil {
 		return fmt.Errorf("harden: %w", err)

@@ -3,6 +3,7 @@ package harden
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -34,4 +35,22 @@ func FormatLimit(v uint64) string {
 		return "unlimited"
 	}
 	return strconv.FormatUint(v, 10)
+}
+
+// heapReserve is how much heap init maps before an address-space limit applies to it. Init's live heap stays
+// under a few MiB (it reaps, forwards signals and copies terminal bytes); 64 MiB is ample headroom.
+const heapReserve = 64 << 20
+
+// reserveHeap grows the Go heap by heapReserve and frees it again, with two collections so the span is swept and
+// the collector's own metadata exists. An RLIMIT_AS set on init (and inherited by the command) is below the
+// address space a Go process already has reserved (over 1 GiB), so after setrlimit every new mapping fails and
+// the runtime dies with "out of memory" whenever it must grow the heap. Freed heap pages stay mapped (the
+// scavenger only madvises them), so init's later allocations reuse them and need no new mapping. The allocation
+// comes fresh from the kernel and is never touched, so it costs address space, not memory.
+func reserveHeap() {
+	b := make([]byte, heapReserve)
+	runtime.KeepAlive(b)
+	b = nil
+	runtime.GC()
+	runtime.GC()
 }
