@@ -326,9 +326,12 @@ func TestNoSurvivors(t *testing.T) {
 	requireSandbox(t)
 	marker := fmt.Sprintf("caisson-survivor-%d", time.Now().UnixNano())
 	start := time.Now()
-	mustRun(t, "run", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' </dev/null >/dev/null 2>&1 & echo started")
+	out := mustRun(t, "run", "--", "sh", "-c", bgMarker(marker))
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("caisson waited %v for a background child", d)
+	}
+	if !strings.Contains(out, "argv0="+marker) {
+		t.Fatalf("the background child never started: %q", out)
 	}
 	waitGone(t, marker, 2*time.Second)
 }
@@ -337,19 +340,18 @@ func TestNoSurvivors(t *testing.T) {
 func TestSIGKILLOfCaisson(t *testing.T) {
 	requireSandbox(t)
 	marker := fmt.Sprintf("caisson-sigkill-%d", time.Now().UnixNano())
-	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' & echo ready; wait")
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", bgMarker(marker)+"; echo ready; wait")
 	stdout, _ := cmd.StdoutPipe()
+	var errb strings.Builder
+	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 6)
-	stdout.Read(buf)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(userProcesses(t, marker)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(userProcesses(t, marker)) == 0 {
-		t.Fatal("the sandbox's process never appeared")
+	got := readUntil(stdout, "ready")
+	if len(markerProcesses(t, marker)) == 0 {
+		cmd.Process.Kill()
+		werr := cmd.Wait()
+		t.Fatalf("the sandbox's process never appeared: read %q, caisson %v, stderr %q", got, werr, errb.String())
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
@@ -361,7 +363,7 @@ func TestSIGKILLDuringSetup(t *testing.T) {
 	requireSandbox(t)
 	marker := fmt.Sprintf("caisson-setupkill-%d", time.Now().UnixNano())
 	for i := 0; i < 20; i++ {
-		cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "exec -a "+marker+" sleep 300")
+		cmd := exec.Command(bin(t), "run", "--", "bash", "-c", "exec -a "+marker+" sleep 300")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -520,7 +522,9 @@ func TestShare(t *testing.T) {
 	}
 	// With the host's PID namespace, a background process still dies with the command.
 	marker := fmt.Sprintf("caisson-sharepid-%d", time.Now().UnixNano())
-	mustRun(t, "run", "--share", "pid", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' </dev/null >/dev/null 2>&1 &")
+	if out := mustRun(t, "run", "--share", "pid", "--", "sh", "-c", bgMarker(marker)); !strings.Contains(out, "argv0="+marker) {
+		t.Fatalf("--share pid: the background child never started: %q", out)
+	}
 	waitGone(t, marker, 2*time.Second)
 }
 
@@ -563,13 +567,16 @@ func TestStdin(t *testing.T) {
 func TestInitKilledFromHost(t *testing.T) {
 	requireSandbox(t)
 	marker := fmt.Sprintf("caisson-initkill-%d", time.Now().UnixNano())
-	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "sh -c 'exec -a "+marker+" sleep 300' & echo ready; wait")
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", bgMarker(marker)+"; echo ready; wait")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 6)
-	stdout.Read(buf)
+	if got := readUntil(stdout, "ready"); !strings.Contains(got, "argv0="+marker) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the background child never started: %q", got)
+	}
 	init := childOf(t, cmd.Process.Pid, "caisson-init")
 	syscall.Kill(init, syscall.SIGKILL)
 	err := cmd.Wait()

@@ -5,6 +5,8 @@ package tests
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,4 +136,39 @@ func mountTable(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// bgMarker is a shell snippet (for dash or bash) that starts `sleep 300` in the background with argv[0] set to
+// marker (through bash's exec -a: dash has none), waits (bounded) until the exec has happened, and prints
+// "argv0=<the background process's argv[0]>", so a test can check the process it later expects gone existed.
+func bgMarker(marker string) string {
+	return fmt.Sprintf(`bash -c 'exec -a %[1]s sleep 300' </dev/null >/dev/null 2>&1 & p=$!; i=0; `+
+		`while [ $i -lt 300 ] && [ "$(head -c %[2]d /proc/$p/cmdline 2>/dev/null)" != %[1]s ]; do sleep 0.01; i=$((i+1)); done; `+
+		`echo "argv0=$(head -c %[2]d /proc/$p/cmdline 2>/dev/null)"`, marker, len(marker))
+}
+
+// markerProcesses returns the processes whose argv[0] is exactly marker (see bgMarker).
+func markerProcesses(t testing.TB, marker string) []string {
+	t.Helper()
+	var out []string
+	for _, p := range userProcesses(t, marker) {
+		if _, cmdline, _ := strings.Cut(p, ": "); strings.HasPrefix(cmdline, marker+" ") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// readUntil reads r until the text read so far contains want, or r ends; it returns the text.
+func readUntil(r io.Reader, want string) string {
+	var b strings.Builder
+	buf := make([]byte, 256)
+	for !strings.Contains(b.String(), want) {
+		n, err := r.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return b.String()
 }
