@@ -277,6 +277,24 @@ func TestBadInput(t *testing.T) {
 }
 
 // Signals sent to caisson reach the command (catalogue R11).
+// Signals caisson's caller left ignored (a shell's background job, nohup, trap '' SIG) are not ignored by the
+// command: it starts with default dispositions, as a container's process does.
+func TestIgnoredSignalsReset(t *testing.T) {
+	requireSandbox(t)
+	// Several rounds: caisson registers its own handlers concurrently with its setup, so whether init inherited
+	// the caller's SIG_IGN depended on timing.
+	for i := 0; i < 8; i++ {
+		for _, sig := range []string{"INT", "QUIT", "HUP", "PIPE", "TERM"} {
+			script := fmt.Sprintf(`trap '' %s; exec "$0" run -- sh -c 'kill -%s $$; echo survived'`, sig, sig)
+			out, err := exec.Command("sh", "-c", script, bin(t)).CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() < 129 || strings.Contains(string(out), "survived") {
+				t.Fatalf("SIG%s ignored by the caller: the command survived its own signal (round %d): %v %q", sig, i, err, out)
+			}
+		}
+	}
+}
+
 func TestSignalForwarding(t *testing.T) {
 	requireSandbox(t)
 	sigs := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}

@@ -468,6 +468,14 @@ func TestHardenRlimits(t *testing.T) {
 	if !strings.Contains(r.stdout, "4096") {
 		t.Errorf("fsize=4k: %q %q", r.stdout, r.stderr)
 	}
+	// Limits are set after init's own setup: a low nofile still starts the command; one too low for init to fork
+	// is caisson's error (125) with a hint, not a failure of the command.
+	if out := mustRun(t, "run", "--rlimit", "nofile=8", "--", "sh", "-c", "ulimit -n"); strings.TrimSpace(out) != "8" {
+		t.Errorf("nofile=8: %q", out)
+	}
+	if r := caisson(t, "run", "--rlimit", "nofile=4", "--", "true"); r.code != 125 || !strings.HasPrefix(r.stderr, "caisson: ") || !strings.Contains(r.stderr, "--rlimit nofile") {
+		t.Errorf("nofile=4: want 125 and a hint naming --rlimit nofile, got %d %q", r.code, r.stderr)
+	}
 	// An address-space limit applies to init too; init must still forward signals and reap.
 	cmd := exec.Command(bin(t), "run", "--rlimit", "as=256m", "--", "sh", "-c", "ulimit -v; trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
 	stdout, _ := cmd.StdoutPipe()

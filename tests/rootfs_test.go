@@ -642,7 +642,9 @@ func TestOverlayFuseDaemonLifetime(t *testing.T) {
 			})
 		}
 	}
-	r := caisson(t, "run", "--no-cwd", "--overlay", "--", "sh", "-c", "pkill -9 -x fuse-overlayfs; sleep 10; echo survived")
+	// The command keeps running without touching the file system (a shell loop of a few seconds: `sleep` would
+	// fail at once with ENOTCONN and end the command in a race with the daemon's exit).
+	r := caisson(t, "run", "--no-cwd", "--overlay", "--", "sh", "-c", "pkill -9 -x fuse-overlayfs; i=0; while [ $i -lt 2000000 ]; do i=$((i+1)); done; echo survived")
 	if r.code != 125 || !strings.Contains(r.stderr, "caisson: fuse-overlayfs, which serves the sandbox's root, ended") {
 		t.Errorf("daemon killed inside: %d %q %q", r.code, r.stdout, r.stderr)
 	}

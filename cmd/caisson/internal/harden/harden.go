@@ -6,15 +6,15 @@
 // no_new_privs, the Landlock domain, the seccomp filter) or per process and inherited (resource limits, the
 // user-namespace limit of the sandbox's user namespace). The order is fixed:
 //
-//  1. resource limits (setrlimit on init, inherited by the command; with an address-space limit init first maps
-//     the heap it will need for the rest of its life, see reserveHeap);
-//  2. strict: user.max_user_namespaces = 0 in the sandbox's user namespace, written through a private procfs
+//  1. strict: user.max_user_namespaces = 0 in the sandbox's user namespace, written through a private procfs
 //     instance verified with fstatfs, so nested user namespaces fail with ENOSPC whatever the seccomp profile;
-//  3. the record of what is applied, on a read-only tmpfs at /run/caisson (read by `caisson inspect`);
-//  4. init becomes non-dumpable, so the command cannot open /proc/1/{exe,fd,root,mem} without CAP_SYS_PTRACE;
-//  5. capabilities: the bounding set, inheritable and ambient sets shrink to what the command may have;
-//  6. no_new_privs, then Landlock (landlock_restrict_self on this thread only: no psx, init's other threads stay
+//  2. the record of what is applied, on a read-only tmpfs at /run/caisson (read by `caisson inspect`);
+//  3. init becomes non-dumpable, so the command cannot open /proc/1/{exe,fd,root,mem} without CAP_SYS_PTRACE;
+//  4. capabilities: the bounding set, inheritable and ambient sets shrink to what the command may have;
+//  5. no_new_privs, then Landlock (landlock_restrict_self on this thread only: no psx, init's other threads stay
 //     free and the main thread only reaps and forwards signals afterwards);
+//  6. resource limits (setrlimit on init, inherited by the command), after every step that opens files or maps
+//     memory; with an address-space limit init first maps the heap it will need (see reserveHeap);
 //  7. the seccomp filter, last (seccomp.Install, no TSYNC).
 //
 // Init's main thread keeps its own effective and permitted capabilities: they do not pass execve (the command gets
@@ -68,15 +68,7 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 		}
 	}
 
-	if hasLimit(sec.Rlimits, unix.RLIMIT_AS) {
-		reserveHeap()
-	}
-	if err := setRlimits(sec.Rlimits); err != nil {
-		return err
-	}
-	for _, rl := range sec.Rlimits {
-		rec.Rlimits = append(rec.Rlimits, rl)
-	}
+	rec.Rlimits = append(rec.Rlimits, sec.Rlimits...)
 
 	strict := sec.Posture == config.PostureStrict
 	if strict {
@@ -137,6 +129,14 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 		if err := ll.restrict(); err != nil {
 			return err
 		}
+	}
+	// Resource limits come after every step that opens files or maps memory, so a low nofile or as limit binds
+	// the command without starving init's own setup.
+	if hasLimit(sec.Rlimits, unix.RLIMIT_AS) {
+		reserveHeap()
+	}
+	if err := setRlimits(sec.Rlimits); err != nil {
+		return err
 	}
 	if err := seccomp.Install(prog); err != nil {
 		return fmt.Errorf("harden: %w", err)

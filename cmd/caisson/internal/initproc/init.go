@@ -64,6 +64,7 @@ func Main() int {
 	notified := make(chan struct{})
 	go func() {
 		signal.Notify(sigs, unix.SIGCHLD)
+		resetIgnoredSignals()
 		close(notified)
 	}()
 	unix.CloseOnExec(wire.InitFD)
@@ -287,6 +288,9 @@ func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, 
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOMEM), errors.Is(err, unix.ENOSYS):
 			// The fork itself failed (process limits, memory): caisson's error, not the command's.
 			return 0, ExitSetup, fmt.Errorf("%s: cannot start a process: %w", name, err)
+		case errors.Is(err, unix.EMFILE) && hasNofileLimit(cfg):
+			// Init holds a few descriptors of its own when it forks (its error pipe, the terminal, pidfds).
+			return 0, ExitSetup, fmt.Errorf("%s: cannot start a process: %w (hint: --rlimit nofile binds init too; allow at least 8)", name, err)
 		}
 		return 0, ExitCannotExec, fmt.Errorf("%s: cannot execute: %w", name, err)
 	}
@@ -369,4 +373,32 @@ func children() []int {
 		}
 	}
 	return out
+}
+
+// hasNofileLimit reports whether the sandbox sets RLIMIT_NOFILE.
+func hasNofileLimit(cfg *config.Sandbox) bool {
+	for _, rl := range cfg.Security.Rlimits {
+		if rl.Resource == unix.RLIMIT_NOFILE {
+			return true
+		}
+	}
+	return false
+}
+
+// inheritedIgnorable are the signals a caller commonly leaves ignored for its children (a shell's background job
+// ignores SIGINT and SIGQUIT, nohup SIGHUP, many runtimes SIGPIPE).
+var inheritedIgnorable = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGPIPE, unix.SIGTERM, unix.SIGUSR1,
+	unix.SIGUSR2, unix.SIGALRM, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ}
+
+// resetIgnoredSignals gives the command default dispositions, as a container's process has: a signal ignored
+// when init started would stay ignored across execve (`kill -INT $$` would do nothing in a command started from a
+// background job). Catching it in init (and dropping it: as PID 1 init ignores such signals anyway) makes execve
+// reset it to the default. Signals that are not ignored already reach the command with their default.
+func resetIgnoredSignals() {
+	dropped := make(chan os.Signal, 1)
+	for _, s := range inheritedIgnorable {
+		if signal.Ignored(s) {
+			signal.Notify(dropped, s)
+		}
+	}
 }
