@@ -277,7 +277,7 @@ func TestBadInput(t *testing.T) {
 }
 
 // Signals sent to caisson reach the command (catalogue R11).
-// Signals caisson's caller left ignored (a shell's background job, nohup, trap '' SIG) are not ignored by the
+// Signals caisson's caller left ignored (a shell's background job, nohup, trap ” SIG) are not ignored by the
 // command: it starts with default dispositions, as a container's process does.
 func TestIgnoredSignalsReset(t *testing.T) {
 	requireSandbox(t)
