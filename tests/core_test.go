@@ -276,8 +276,7 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// Signals sent to caisson reach the command (catalogue R11).
-// Signals caisson's caller left ignored (a shell's background job, nohup, trap ” SIG) are not ignored by the
+// Signals caisson's caller left ignored (a shell's background job, nohup, an empty trap) are not ignored by the
 // command: it starts with default dispositions, as a container's process does.
 func TestIgnoredSignalsReset(t *testing.T) {
 	requireSandbox(t)
@@ -295,6 +294,7 @@ func TestIgnoredSignalsReset(t *testing.T) {
 	}
 }
 
+// Signals sent to caisson reach the command (catalogue R11).
 func TestSignalForwarding(t *testing.T) {
 	requireSandbox(t)
 	sigs := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
