@@ -56,11 +56,45 @@ func OpenFuseDevice() (int, error) {
 	return fd, nil
 }
 
-// helpers are the processes Setup started that the sandbox needs (the fuse-overlayfs daemon), by PID.
+// helpers are the processes Setup started that the sandbox needs (the fuse-overlayfs daemon), by PID; helperMounts
+// holds, for each, a descriptor of the mount it serves (close-on-exec), which RootHelperGone probes.
 var (
-	helpersMu sync.Mutex
-	helpers   = map[int]string{}
+	helpersMu    sync.Mutex
+	helpers      = map[int]string{}
+	helperMounts = map[int]int{}
 )
+
+// helperProbeTimeout bounds RootHelperGone's probe of a mount whose daemon may be stopped rather than dead.
+const helperProbeTimeout = 100 * time.Millisecond
+
+// RootHelperGone reports whether a helper's file system has lost its daemon (its FUSE connection is aborted), even
+// if the daemon is not reaped yet: the daemon's /dev/fuse descriptor closes early in its exit, so a command can
+// fail on the dead root (ENOTCONN) and end before init collects the daemon. Init's reaper calls it when the command
+// ends, so that such a run ends with caisson's error rather than the command's status. The probe is a statfs
+// through the mount, bounded by helperProbeTimeout (a stopped daemon does not answer; that is not "gone").
+func RootHelperGone() (name string, gone bool) {
+	helpersMu.Lock()
+	probes := map[int]int{}
+	for pid, fd := range helperMounts {
+		probes[pid] = fd
+	}
+	helpersMu.Unlock()
+	for pid, fd := range probes {
+		res := make(chan error, 1)
+		go func() {
+			var st unix.Statfs_t
+			res <- unix.Fstatfs(fd, &st)
+		}()
+		select {
+		case err := <-res:
+			if errors.Is(err, unix.ENOTCONN) {
+				return Helper(pid), true
+			}
+		case <-time.After(helperProbeTimeout):
+		}
+	}
+	return "", false
+}
 
 // Helper names the helper process pid that Setup started ("fuse-overlayfs"), or returns "" for any other PID.
 // Init's reaper calls it: a helper that exits while the command runs has taken the sandbox's root with it, and
@@ -297,6 +331,11 @@ func (b *builder) startFuse(lower, upper, work string) (int, error) {
 		return -1, fmt.Errorf("%w%s", err, log.startFailed())
 	}
 	log.started()
+	if probe, err := unix.FcntlInt(uintptr(mfd), unix.F_DUPFD_CLOEXEC, 3); err == nil {
+		helpersMu.Lock()
+		helperMounts[pid] = probe
+		helpersMu.Unlock()
+	}
 	return mfd, nil
 }
 

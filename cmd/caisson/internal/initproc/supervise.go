@@ -24,6 +24,8 @@ type supervisor struct {
 	base  syscall.SysProcAttr // what the command was started with (without its terminal)
 	execs map[int]string      // PID → exec request ID
 	joins map[int]bool        // PIDs of inits of sandboxes that joined this one
+	// rootDied is set once the death of the root's daemon was reported.
+	rootDied bool
 }
 
 // request is one message from the parent with its descriptors.
@@ -77,6 +79,11 @@ func (sv *supervisor) reap() (code int, done bool) {
 		case got == sv.main:
 			if !done { // a dead root helper (below) decides the status
 				code, done = status, true
+				if name, gone := rootfs.RootHelperGone(); gone {
+					// The daemon is dying but not yet collected; the command may have ended because of it.
+					sv.rootGone(name, "its connection is aborted")
+					code = ExitSetup
+				}
 			}
 		case sv.execs[got] != "":
 			_ = wire.Send(sv.sock, wire.Message{Type: "exited", ID: sv.execs[got], Status: status})
@@ -84,13 +91,21 @@ func (sv *supervisor) reap() (code int, done bool) {
 		case rootfs.Helper(got) != "":
 			// The daemon serving the root (fuse-overlayfs) is gone, and the root with it: end the sandbox, loudly
 			// (init's return kills the rest, as at the command's end).
-			fmt.Fprintf(os.Stderr, "caisson: %s, which serves the sandbox's root, ended (status %d): ending the sandbox\n",
-				rootfs.Helper(got), status)
+			sv.rootGone(rootfs.Helper(got), fmt.Sprintf("status %d", status))
 			code, done = ExitSetup, true
 		default:
 			delete(sv.joins, got)
 		}
 	}
+}
+
+// rootGone reports, once, that the daemon serving the sandbox's root ended.
+func (sv *supervisor) rootGone(name, how string) {
+	if sv.rootDied {
+		return
+	}
+	sv.rootDied = true
+	fmt.Fprintf(os.Stderr, "caisson: %s, which serves the sandbox's root, ended (%s): ending the sandbox\n", name, how)
 }
 
 func exitStatus(ws unix.WaitStatus) int {
