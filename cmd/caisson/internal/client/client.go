@@ -248,8 +248,43 @@ func StopMain(args []string) int {
 	if err != nil || m.Type != "exited" {
 		return errorf("stop: sandbox %s ended without a status", name)
 	}
+	// The answer comes when the command has ended; the sandbox's caisson then tears down the network and removes
+	// its state. Its exit closes this connection: wait for that (bounded), so that when stop returns the sandbox
+	// is no longer listed and its name can be reused.
+	waitClosed(conn, stopTeardownTimeout)
 	fmt.Printf("%s exited with status %d\n", name, m.Status)
 	return 0
+}
+
+// stopTeardownTimeout bounds how long stop waits for the sandbox's caisson to exit after the command ended.
+const stopTeardownTimeout = 10 * time.Second
+
+// waitClosed waits until the peer closes conn (end of file or an error), at most limit; anything read is dropped.
+func waitClosed(conn *os.File, limit time.Duration) {
+	fd := int(conn.Fd())
+	deadline := time.Now().Add(limit)
+	buf := make([]byte, 512)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		r, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || r == 0 {
+			return
+		}
+	}
 }
 
 // LogsMain is `caisson logs [-f] NAME`.
