@@ -132,7 +132,7 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 	}
 	// Resource limits come after every step that opens files or maps memory, so a low nofile or as limit binds
 	// the command without starving init's own setup.
-	if hasLimit(sec.Rlimits, unix.RLIMIT_AS) {
+	if HasLimit(sec.Rlimits, unix.RLIMIT_AS) {
 		reserveHeap()
 	}
 	if err := setRlimits(sec.Rlimits); err != nil {
@@ -159,7 +159,8 @@ func compileSeccomp(sec config.Security) (*seccomp.Program, error) {
 	return prog, nil
 }
 
-func hasLimit(rls []config.Rlimit, res int) bool {
+// HasLimit reports whether rls sets resource res (unix.RLIMIT_*).
+func HasLimit(rls []config.Rlimit, res int) bool {
 	for _, rl := range rls {
 		if rl.Resource == res {
 			return true

@@ -288,7 +288,7 @@ func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, 
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ENOMEM), errors.Is(err, unix.ENOSYS):
 			// The fork itself failed (process limits, memory): caisson's error, not the command's.
 			return 0, ExitSetup, fmt.Errorf("%s: cannot start a process: %w", name, err)
-		case errors.Is(err, unix.EMFILE) && hasNofileLimit(cfg):
+		case errors.Is(err, unix.EMFILE) && harden.HasLimit(cfg.Security.Rlimits, unix.RLIMIT_NOFILE):
 			// Init holds a few descriptors of its own when it forks (its error pipe, the terminal, pidfds).
 			return 0, ExitSetup, fmt.Errorf("%s: cannot start a process: %w (hint: --rlimit nofile binds init too; allow at least 8)", name, err)
 		}
@@ -373,16 +373,6 @@ func children() []int {
 		}
 	}
 	return out
-}
-
-// hasNofileLimit reports whether the sandbox sets RLIMIT_NOFILE.
-func hasNofileLimit(cfg *config.Sandbox) bool {
-	for _, rl := range cfg.Security.Rlimits {
-		if rl.Resource == unix.RLIMIT_NOFILE {
-			return true
-		}
-	}
-	return false
 }
 
 // inheritedIgnorable are the signals a caller commonly leaves ignored for its children (a shell's background job
