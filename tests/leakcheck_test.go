@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/tests/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -301,27 +302,12 @@ func (r *subreaper) Done(pid int) {
 	r.mu.Unlock()
 }
 
-// children lists the test process's current children.
-func selfChildren() []int {
-	tasks, _ := filepath.Glob("/proc/self/task/*/children")
-	var out []int
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
 // orphans lists the children that were not started through Start (re-parented orphans), alive or zombie.
 func (r *subreaper) orphans() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []int
-	for _, pid := range selfChildren() {
+	for _, pid := range testenv.Children(os.Getpid()) {
 		if !r.started[pid] {
 			out = append(out, pid)
 		}
@@ -333,7 +319,7 @@ func (r *subreaper) orphans() []int {
 func (r *subreaper) reap() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, pid := range selfChildren() {
+	for _, pid := range testenv.Children(os.Getpid()) {
 		if r.started[pid] {
 			continue
 		}

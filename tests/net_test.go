@@ -296,20 +296,11 @@ func childOf(t *testing.T, parent int, prefixes ...string) int {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", parent))
-		var kids []string
-		for _, tk := range tasks {
-			c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", parent, tk.Name()))
-			kids = append(kids, strings.Fields(string(c))...)
-		}
-		kids = append(kids, strings.Fields(string(b))...)
-		for _, k := range kids {
-			comm, _ := os.ReadFile("/proc/" + k + "/comm")
+		for _, k := range testenv.Children(parent) {
+			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(k) + "/comm")
 			for _, p := range prefixes {
 				if strings.HasPrefix(strings.TrimSpace(string(comm)), p) {
-					n, _ := strconv.Atoi(k)
-					return n
+					return k
 				}
 			}
 		}

@@ -380,7 +380,7 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 			return false, false
 		}
 		helper, running := 0, false
-		for _, c := range childrenOf(pid) {
+		for _, c := range testenv.Children(pid) {
 			comm, _, _, _, err := procStat(c)
 			switch {
 			case err != nil:
@@ -388,7 +388,7 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 				helper = c
 			case comm == "caisson-init":
 				// The command has started once init has a child other than its fuse-overlayfs daemon.
-				for _, k := range childrenOf(c) {
+				for _, k := range testenv.Children(c) {
 					if kc, _, _, _, err := procStat(k); err == nil && kc != "fuse-overlayfs" {
 						running = true
 					}
@@ -428,21 +428,6 @@ func freeLowPort() int {
 		}
 	}
 	return 10000 + rand.IntN(22000)
-}
-
-// childrenOf lists a process's children.
-func childrenOf(pid int) []int {
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
-	var out []int
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }
 
 // isHelperComm reports whether a command name is a network helper's: Debian's pasta runs as passt.avx2 on CPUs

@@ -35,6 +35,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
 )
 
 func main() {
@@ -333,20 +335,6 @@ func pss(pid int) int {
 	return 0
 }
 
-func children(pid int) []int {
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
-	var out []int
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
 func comm(pid int) string {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	return strings.TrimSpace(string(b))
@@ -397,7 +385,7 @@ func memMain(args []string) error {
 					}
 					total += pss(pid)
 					procs++
-					for _, k := range children(pid) {
+					for _, k := range testenv.Children(pid) {
 						walk(k)
 					}
 				}

@@ -1,6 +1,7 @@
-// Package testenv holds the requirement checks of caisson's integration tests. Each check skips the test with a
-// precise reason when the host lacks something, and fails it instead when CAISSON_TEST_STRICT=1 (as CI sets), so a
-// green CI run cannot hide a skipped test.
+// Package testenv holds the requirement checks of caisson's integration tests, and the process-tree helpers the
+// tests and the benchmark report share. Each check skips the test with a precise reason when the host lacks
+// something, and fails it instead when CAISSON_TEST_STRICT=1 (as CI sets), so a green CI run cannot hide a skipped
+// test.
 package testenv
 
 import (
