@@ -25,3 +25,38 @@ chmod 0666 /dev/net/tun
 # fuse-overlayfs (--overlay of the host view) needs /dev/fuse, 0666 by udev on a distribution host.
 if [ -c /dev/fuse ]; then chmod 0666 /dev/fuse; fi
 echo "provision.sh: $user ($(id -u "$user")) ready: subuid $(grep "^$user:" /etc/subuid | head -1), /dev/net/tun $(stat -c %a /dev/net/tun)"
+
+# Delegate cgroups to the test user, as systemd's Delegate=yes does for user@.service: a group in the cgroup v2
+# hierarchy, and on hybrid hosts one in each cgroup v1 hierarchy of cpu, memory and pids, each under root's
+# current group there and owned by the user. run-integration.sh moves the test processes into the groups listed in
+# $cgfile. Idempotent.
+cgfile=/run/caisson-test.cgroups
+: >"$cgfile"
+delegate() { # DIR FILES...
+	local dir=$1
+	shift
+	[ -d "$dir" ] || mkdir "$dir" || return 0
+	chown "$user:" "$dir"
+	for f in "$@"; do [ -e "$dir/$f" ] && chown "$user:" "$dir/$f"; done
+	echo "$dir" >>"$cgfile"
+}
+while IFS=: read -r _ ctrls path; do
+	if [ -z "$ctrls" ]; then
+		for mnt in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+			if [ -e "$mnt/cgroup.controllers" ]; then
+				# Offer the user every controller the parent has, as systemd does (EBUSY when the parent is not
+				# the root group and holds processes: then the user gets what is already on).
+				for c in $(cat "$mnt$path/cgroup.controllers"); do
+					echo "+$c" >"$mnt$path/cgroup.subtree_control" 2>/dev/null || true
+				done
+				delegate "$mnt${path%/}/$user" cgroup.procs cgroup.threads cgroup.subtree_control
+				break
+			fi
+		done
+		continue
+	fi
+	case ",$ctrls," in *,cpu,* | *,memory,* | *,pids,*) ;; *) continue ;; esac
+	mnt=$(awk -v c="$ctrls" '$0 ~ / - cgroup / { n = split($NF, o, ","); for (i = 1; i <= n; i++) if (o[i] == c) print $5 }' /proc/self/mountinfo | head -1)
+	[ -n "$mnt" ] && delegate "$mnt${path%/}/$user" cgroup.procs tasks
+done </proc/self/cgroup
+echo "provision.sh: cgroups delegated to $user: $(tr '\n' ' ' <"$cgfile")"

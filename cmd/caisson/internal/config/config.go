@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
 	"github.com/spf13/pflag"
@@ -86,6 +87,10 @@ type Run struct {
 	Net NetPlan
 	// Life is the naming, detaching and joining of the sandbox.
 	Life LifePlan
+	// Limits are --memory, --pids and --cpus, enforced by the parent through cgroups.
+	Limits cgroup.Limits
+	// OwnCgroup is --cgroup: a v2 group of the sandbox's own even without limits.
+	OwnCgroup bool
 }
 
 // UsageError is a bad flag or argument: the caller prints it and exits 125.

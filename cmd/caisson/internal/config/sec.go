@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
 	"github.com/spf13/pflag"
@@ -99,6 +100,7 @@ type SecFlags struct {
 	CapAdd, CapDrop             []string
 	RW, Rlimits                 []string
 	Memory, Pids, CPUs          string
+	Cgroup                      bool
 }
 
 func (f *SecFlags) register(fs *pflag.FlagSet) {
@@ -110,14 +112,15 @@ func (f *SecFlags) register(fs *pflag.FlagSet) {
 	fs.Lookup("landlock").NoOptDefVal = LandlockOn
 	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath PATH (as seen inside; repeatable)")
 	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit NAME=SOFT[:HARD] for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
-	fs.StringVar(&f.Memory, "memory", "", "memory limit through a delegated cgroup v2 subtree (e.g. 512m)")
-	fs.StringVar(&f.Pids, "pids", "", "process-count limit through a delegated cgroup v2 subtree")
-	fs.StringVar(&f.CPUs, "cpus", "", "CPU limit through a delegated cgroup v2 subtree (e.g. 1.5)")
+	fs.StringVar(&f.Memory, "memory", "", "memory limit (e.g. 512m; no swap beyond it) in a cgroup of the sandbox's own under your delegated one")
+	fs.StringVar(&f.Pids, "pids", "", "limit on processes and threads, in a cgroup of the sandbox's own under your delegated one")
+	fs.StringVar(&f.CPUs, "cpus", "", "CPU time limit in CPUs (e.g. 1.5), in a cgroup of the sandbox's own under your delegated one")
+	fs.BoolVar(&f.Cgroup, "cgroup", false, "run in a cgroup v2 group of the sandbox's own under your delegated one, even without limits")
 }
 
-// CgroupDelegation reports the cgroup v2 directory delegated to the caller, or an error saying why there is none.
-// It reads the host (the parent runs it while parsing flags); tests replace it.
-var CgroupDelegation = cgroupDelegation
+// CgroupHost describes the caller's cgroups, for checking --memory, --pids, --cpus and --cgroup while the flags
+// are parsed; tests replace it.
+var CgroupHost = cgroup.Discover
 
 // apply validates the hardening flags into r.Sandbox.Security.
 func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
@@ -189,36 +192,56 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 		sec.Rlimits = append(sec.Rlimits, rl)
 	}
 	for _, c := range []struct{ flag, val string }{{"memory", f.Memory}, {"pids", f.Pids}, {"cpus", f.CPUs}} {
-		if !fs.Changed(c.flag) {
-			continue
+		if fs.Changed(c.flag) {
+			if err := checkCgroupValue(c.flag, c.val, &r.Limits); err != nil {
+				return err
+			}
 		}
-		if err := checkCgroupValue(c.flag, c.val); err != nil {
-			return err
+	}
+	r.OwnCgroup = f.Cgroup
+	if r.Limits.Any() || r.OwnCgroup {
+		if r.Life.Join != "" {
+			return usagef("--join: a joined sandbox lives in the cgroup of the one it joins; give --memory, --pids, --cpus and --cgroup to that one")
 		}
-		dir, err := CgroupDelegation()
+		h, err := CgroupHost()
 		if err != nil {
-			return usagef("--%s: needs a cgroup v2 subtree delegated to you, and there is none: %v (see 'caisson doctor'; or use --rlimit)", c.flag, err)
+			return usagef("--cgroup: cannot read your cgroups: %v", err)
 		}
-		return usagef("--%s: cgroup limits through the delegated subtree %s are not supported by this build yet (use --rlimit)", c.flag, dir)
+		if err := h.Check(r.Limits, r.OwnCgroup); err != nil {
+			hint := " (see 'caisson doctor'; or use --rlimit)"
+			if strings.Contains(err.Error(), "not delegated") {
+				hint = "; hint: " + cgroup.Hint
+			}
+			return usagef("%v%s", err, hint)
+		}
 	}
 	return nil
 }
 
-// checkCgroupValue validates a --memory, --pids or --cpus value.
-func checkCgroupValue(flag, v string) error {
+// checkCgroupValue validates a --memory, --pids or --cpus value into l.
+func checkCgroupValue(flag, v string, l *cgroup.Limits) error {
 	switch flag {
 	case "memory":
-		if _, err := parseSizeValue(v); err != nil {
+		n, err := parseSizeValue(v)
+		if err != nil {
 			return usagef("--memory: %v", err)
 		}
+		if n < 1<<20 {
+			return usagef("--memory: %q is below the 1 MiB minimum", v)
+		}
+		l.Memory = n
 	case "pids":
-		if n, err := strconv.ParseUint(v, 10, 32); err != nil || n == 0 {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
 			return usagef("--pids: %q is not a positive number", v)
 		}
+		l.Pids = int64(n)
 	case "cpus":
-		if n, err := strconv.ParseFloat(v, 64); err != nil || n <= 0 || n > 4096 {
-			return usagef("--cpus: %q is not a positive number of CPUs", v)
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0.01 || n > 4096 {
+			return usagef("--cpus: %q is not a number of CPUs from 0.01 to 4096", v)
 		}
+		l.CPUs = n
 	}
 	return nil
 }
@@ -290,37 +313,4 @@ func parseSizeValue(v string) (int64, error) {
 		return 0, nil
 	}
 	return rootfs.ParseSize(v)
-}
-
-// cgroupDelegation finds the caller's cgroup v2 directory and checks that the caller may create children in it and
-// move processes: what --memory, --pids and --cpus would need (the same rule as 'caisson doctor').
-func cgroupDelegation() (string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", err
-	}
-	var path string
-	found := false
-	for _, line := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			path, found = p, true
-		}
-	}
-	if !found {
-		return "", fmt.Errorf("this host has no cgroup v2 hierarchy")
-	}
-	mnt := "/sys/fs/cgroup"
-	if _, err := os.Stat(mnt + "/cgroup.controllers"); err != nil {
-		mnt = "/sys/fs/cgroup/unified"
-		if _, err := os.Stat(mnt + "/cgroup.controllers"); err != nil {
-			return "", fmt.Errorf("no cgroup2 file system mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-		}
-	}
-	dir := filepath.Join(mnt, path)
-	for _, f := range []string{"cgroup.procs", "cgroup.subtree_control"} {
-		if unix.Access(filepath.Join(dir, f), unix.W_OK) != nil {
-			return "", fmt.Errorf("%s is not writable by you (not delegated)", filepath.Join(dir, f))
-		}
-	}
-	return dir, nil
 }

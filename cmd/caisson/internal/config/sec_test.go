@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 )
 
 func TestParseRlimit(t *testing.T) {
@@ -115,10 +117,11 @@ func TestSecurityFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	badProf := filepath.Join(dir, "bad.json")
 	os.WriteFile(badProf, []byte(`{"defaultAction":"SCMP_ACT_NOPE"}`), 0o644)
-	old := CgroupDelegation
-	defer func() { CgroupDelegation = old }()
-	CgroupDelegation = func() (string, error) {
-		return "", errors.New("/sys/fs/cgroup/x/cgroup.procs is not writable by you (not delegated)")
+	old := CgroupHost
+	defer func() { CgroupHost = old }()
+	// memory is offered by a group that does not exist (so it is not writable), pids by nobody.
+	CgroupHost = func() (*cgroup.Host, error) {
+		return &cgroup.Host{V2: &cgroup.Place{Dir: dir + "/no-such-group", Controllers: []string{"memory", "cpu"}}}, nil
 	}
 	for _, tc := range []struct {
 		name string
@@ -141,8 +144,12 @@ func TestSecurityFlagErrors(t *testing.T) {
 		{"rlimit twice", []string{"--rlimit", "nofile=1", "--rlimit", "nofile=2"}, "twice"},
 		{"rlimit order", []string{"--rlimit", "nproc=5:4"}, "--rlimit"},
 		{"memory undelegated", []string{"--memory", "64m"}, "not delegated"},
-		{"pids undelegated", []string{"--pids", "64"}, "--pids"},
+		{"pids unavailable", []string{"--pids", "64"}, "--pids: the pids controller is not available"},
 		{"cpus undelegated", []string{"--cpus", "0.5"}, "--cpus"},
+		{"own group undelegated", []string{"--cgroup"}, "--cgroup"},
+		{"join with limits", []string{"--join", "pod", "--memory", "64m"}, "--join"},
+		{"memory tiny", []string{"--memory", "4k"}, "1 MiB"},
+		{"cpus tiny", []string{"--cpus", "0.001"}, "--cpus"},
 		{"memory value", []string{"--memory", "lots"}, "--memory"},
 		{"pids value", []string{"--pids", "0"}, "--pids"},
 		{"cpus value", []string{"--cpus", "-1"}, "--cpus"},
@@ -155,23 +162,16 @@ func TestSecurityFlagErrors(t *testing.T) {
 			}
 		})
 	}
-	// Even with a delegated subtree the limits are refused loudly, never ignored.
-	CgroupDelegation = func() (string, error) { return "/sys/fs/cgroup/user.slice/x", nil }
-	if _, err := ParseRun([]string{"--memory", "64m", "true"}, env); err == nil || !strings.Contains(err.Error(), "not supported") {
-		t.Errorf("--memory with delegation: %v", err)
+	// A delegated group: the limits are parsed into Run and accepted.
+	group := t.TempDir()
+	CgroupHost = func() (*cgroup.Host, error) {
+		return &cgroup.Host{V2: &cgroup.Place{Dir: group, Controllers: []string{"memory", "pids", "cpu"}}}, nil
 	}
-}
-
-// cgroupDelegation on this host: either a writable directory or an error naming what is missing.
-func TestCgroupDelegationHost(t *testing.T) {
-	dir, err := cgroupDelegation()
-	if err != nil {
-		if !strings.Contains(err.Error(), "cgroup") {
-			t.Errorf("error does not name the cgroup: %v", err)
-		}
-		return
+	for _, f := range []string{"cgroup.procs", "cgroup.subtree_control"} {
+		os.WriteFile(filepath.Join(group, f), nil, 0o644)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
-		t.Errorf("delegated %s has no cgroup.procs: %v", dir, err)
+	r, err := ParseRun([]string{"--memory", "64m", "--pids", "100", "--cpus", "1.5", "--cgroup", "true"}, env)
+	if err != nil || r.Limits != (cgroup.Limits{Memory: 64 << 20, Pids: 100, CPUs: 1.5}) || !r.OwnCgroup {
+		t.Errorf("limits with delegation: %v %+v", err, r)
 	}
 }

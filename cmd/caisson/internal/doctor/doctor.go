@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/idmap"
@@ -260,36 +262,51 @@ func netCheck(f slirp.Features) Check {
 	return c
 }
 
-// cgroupCheck says whether a cgroup v2 subtree is delegated to the caller (needed for --memory/--pids/--cpus).
+// cgroupCheck says where --memory, --pids, --cpus and --cgroup can be enforced: the caller's delegated cgroup v2
+// group and its controllers, or the cgroup v1 hierarchies whose current group the caller owns.
 func cgroupCheck() Check {
-	c := Check{Name: "cgroup v2 delegation", Status: Warn}
-	b, err := os.ReadFile("/proc/self/cgroup")
+	c := Check{Name: "cgroup delegation", Status: Warn}
+	h, err := cgroup.Discover()
 	if err != nil {
 		c.Detail = err.Error()
 		return c
 	}
-	var path string
-	for _, line := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			path = p
+	var parts, limits []string
+	if h.V2 != nil {
+		if err := h.Check(cgroup.Limits{}, true); err != nil {
+			parts = append(parts, "v2: "+strings.TrimPrefix(err.Error(), "--cgroup: "))
+		} else {
+			parts = append(parts, fmt.Sprintf("v2: %s delegated (controllers: %s)", h.V2.Dir, strings.Join(h.V2.Controllers, " ")))
+		}
+	} else {
+		parts = append(parts, "no cgroup v2 hierarchy")
+	}
+	for _, l := range []struct {
+		flag string
+		lim  cgroup.Limits
+	}{{"--memory", cgroup.Limits{Memory: 1 << 30}}, {"--pids", cgroup.Limits{Pids: 1}}, {"--cpus", cgroup.Limits{CPUs: 1}}} {
+		if err := h.Check(l.lim, false); err == nil {
+			limits = append(limits, l.flag)
 		}
 	}
-	mnt := "/sys/fs/cgroup"
-	if _, err := os.Stat(mnt + "/cgroup.controllers"); err != nil {
-		mnt = "/sys/fs/cgroup/unified"
+	for _, p := range h.V1 {
+		relevant := slices.ContainsFunc(p.Controllers, func(c string) bool { return c == "cpu" || c == "memory" || c == "pids" })
+		if relevant && cgroup.Writable(p.Dir) {
+			parts = append(parts, fmt.Sprintf("v1 %s: %s delegated", strings.Join(p.Controllers, ","), p.Dir))
+		}
 	}
-	dir := mnt + path
-	if path == "" {
-		c.Detail = "no cgroup v2 hierarchy: resource limits use rlimits only"
-		return c
+	c.Detail = strings.Join(parts, "; ")
+	if len(limits) == 3 {
+		c.Status = OK
 	}
-	if unix.Access(dir+"/cgroup.procs", unix.W_OK) != nil || unix.Access(dir+"/cgroup.subtree_control", unix.W_OK) != nil {
-		c.Detail = fmt.Sprintf("%s is not writable by you: --memory, --pids and --cpus are unavailable", dir)
-		c.Fix = "run caisson from a delegated systemd scope: systemd-run --user --scope -p Delegate=yes caisson run ..."
-		return c
+	if len(limits) > 0 {
+		c.Detail += "; available: " + strings.Join(limits, " ")
+	} else {
+		c.Detail += "; --memory, --pids and --cpus are unavailable (--rlimit works everywhere)"
 	}
-	ctrl, _ := os.ReadFile(dir + "/cgroup.controllers")
-	c.Status, c.Detail = OK, fmt.Sprintf("%s delegated (controllers: %s)", dir, strings.TrimSpace(string(ctrl)))
+	if len(limits) < 3 {
+		c.Fix = cgroup.Hint
+	}
 	return c
 }
 

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
@@ -195,6 +196,19 @@ func Run(r *config.Run) int {
 		return errorf("--publish: %v", err)
 	}
 
+	// The sandbox's cgroup exists before init: init is cloned into it (v2) or moved in before it runs anything (v1).
+	var group *cgroup.Group
+	if r.Limits.Any() || r.OwnCgroup {
+		if group, err = newGroup(r); err != nil {
+			return errorf("%v", err)
+		}
+		defer func() {
+			if err := group.Destroy(); err != nil {
+				fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+			}
+		}()
+	}
+
 	entry, err := createEntry(r)
 	if err != nil {
 		return errorf("%v", err)
@@ -235,6 +249,9 @@ func Run(r *config.Run) int {
 			AmbientCaps: allCaps(),
 		},
 	}
+	if fd := group.FD(); fd >= 0 {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	if err := cmd.Start(); err != nil {
 		initSock.Close()
 		return errorf("cannot create the sandbox: %v", err)
@@ -250,6 +267,10 @@ func Run(r *config.Run) int {
 			return ps.ExitCode()
 		}
 		return errorf(format, args...)
+	}
+
+	if err := group.Enter(pid); err != nil {
+		return fail("%v", err)
 	}
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
@@ -306,6 +327,19 @@ func Run(r *config.Run) int {
 		netExited = network.Exited()
 	}
 	return sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() })
+}
+
+// newGroup creates the sandbox's cgroups for --memory, --pids, --cpus and --cgroup.
+func newGroup(r *config.Run) (*cgroup.Group, error) {
+	h, err := cgroup.Discover()
+	if err != nil {
+		return nil, fmt.Errorf("--cgroup: cannot read your cgroups: %v", err)
+	}
+	st, err := state.StartTime(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	return cgroup.New(h, r.Limits, r.OwnCgroup, cgroup.GroupName(os.Getpid(), st))
 }
 
 // awaitExit waits for the process pid to exit (not to be reaped) through a pidfd in the Go runtime's poller, so
