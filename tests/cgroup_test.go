@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,12 +236,20 @@ func TestCgroupCPUs(t *testing.T) {
 func TestCgroupSweepAfterKill(t *testing.T) {
 	dir := requireCgroup(t, "pids")
 	before := sandboxGroups(dir)
-	cmd := exec.Command(bin(t), "run", "--pids", "100", "--", "sh", "-c", "echo ready; exec sleep 300")
+	cmd := exec.Command(bin(t), "run", "--name", "cg-sweep", "--pids", "100", "--", "sh", "-c", "echo ready; exec sleep 300")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer cmd.Process.Kill()
 	readUntil(stdout, "ready")
+	// inspect from outside reads the limit from the kernel.
+	var rep struct {
+		CgroupLimits map[string]string `json:"cgroup_limits"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "inspect", "--json", "cg-sweep")), &rep); err != nil || rep.CgroupLimits["pids.max"] != "100" {
+		t.Errorf("inspect: cgroup_limits %v (%v), want pids.max=100", rep.CgroupLimits, err)
+	}
 	group := filepath.Join(dir, "caisson-"+strconv.Itoa(cmd.Process.Pid)+"-")
 	var stale string
 	for _, g := range sandboxGroups(dir) {

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
+	"github.com/moby/sys/mountinfo"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +35,9 @@ type Report struct {
 	Rlimits           map[string]string `json:"rlimits"`
 	WritableMounts    []Mount           `json:"writable_mounts"`
 	Interfaces        []string          `json:"interfaces"`
+	// CgroupLimits are the limits set in the process's cgroups that the caller can see, file name -> value
+	// (memory.max, pids.max, cpu.max, or their cgroup v1 counterparts); unlimited files are left out.
+	CgroupLimits map[string]string `json:"cgroup_limits"`
 	// Record is init's record (RecordFile), nil outside a caisson sandbox.
 	Record *Record `json:"record"`
 	// Warnings lists disagreements between the record and the kernel's view.
@@ -167,6 +173,7 @@ func InspectProcess(pid int) (*Report, error) {
 			}
 		}
 	}
+	r.CgroupLimits = cgroupLimits(proc)
 	record := RecordFile
 	if pid > 0 {
 		record = proc + "/root" + RecordFile
@@ -180,6 +187,39 @@ func InspectProcess(pid int) (*Report, error) {
 		r.crossCheck()
 	}
 	return r, nil
+}
+
+// cgroupLimits reads the limits of the groups of the process at proc, through the caller's cgroup mounts.
+func cgroupLimits(proc string) map[string]string {
+	out := map[string]string{}
+	self, err := os.ReadFile(proc + "/cgroup")
+	if err != nil {
+		return out
+	}
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return out
+	}
+	h := cgroup.ParseHost(self, mounts)
+	var dirs []string
+	if h.V2 != nil {
+		dirs = append(dirs, h.V2.Dir)
+	}
+	for _, p := range h.V1 {
+		dirs = append(dirs, p.Dir)
+	}
+	for _, dir := range dirs {
+		for _, f := range []string{"memory.max", "memory.swap.max", "pids.max", "cpu.max", "memory.limit_in_bytes",
+			"memory.memsw.limit_in_bytes", "cpu.cfs_quota_us"} {
+			b, err := os.ReadFile(dir + "/" + f)
+			v := strings.TrimSpace(string(b))
+			if err != nil || v == "max" || v == "-1" || strings.HasPrefix(v, "max ") || v == "9223372036854771712" {
+				continue
+			}
+			out[f] = v
+		}
+	}
+	return out
 }
 
 // parseStatus fills the capability, seccomp and no_new_privs fields from /proc/self/status.
@@ -342,6 +382,18 @@ func (r *Report) WriteText(w io.Writer) {
 	p("rlimits:       ")
 	for _, n := range []string{"nofile", "nproc", "as", "cpu", "fsize", "core"} {
 		p(" %s=%s", n, r.Rlimits[n])
+	}
+	p("\ncgroup limits: ")
+	if len(r.CgroupLimits) == 0 {
+		p(" none visible")
+	}
+	keys := make([]string, 0, len(r.CgroupLimits))
+	for k := range r.CgroupLimits {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p(" %s=%s", k, strings.ReplaceAll(r.CgroupLimits[k], " ", "/"))
 	}
 	p("\nwritable mounts:\n")
 	for _, m := range r.WritableMounts {

@@ -269,14 +269,17 @@ func Run(r *config.Run) int {
 		return errorf(format, args...)
 	}
 
-	if err := group.Enter(pid); err != nil {
-		return fail("%v", err)
-	}
+	// Moving init into v1 groups waits for the kernel (an RCU grace period): it overlaps the map helpers.
+	entered := make(chan error, 1)
+	go func() { entered <- group.Enter(pid) }()
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
 	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = plan.Apply(mctx, pid)
 	cancel()
+	if err := <-entered; err != nil {
+		return fail("%v", err)
+	}
 	if err != nil {
 		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
 		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
