@@ -407,12 +407,24 @@ func TestHardenNoPrivilegeGain(t *testing.T) {
 	}
 }
 
-// X1: a fork bomb in a strict sandbox with --rlimit nproc is bounded, the host stays responsive, nothing survives.
+// X1: a fork bomb in a strict sandbox with --rlimit nproc, or with --pids (cgroup), is bounded, the host stays
+// responsive, nothing survives.
 func TestHardenForkBomb(t *testing.T) {
+	for _, limit := range [][]string{{"--rlimit", "nproc=64"}, {"--pids", "64"}} {
+		t.Run(limit[0], func(t *testing.T) {
+			if limit[0] == "--pids" {
+				requireCgroup(t, "pids")
+			}
+			forkBomb(t, limit)
+		})
+	}
+}
+
+func forkBomb(t *testing.T, limit []string) {
 	requireSandbox(t)
 	marker := fmt.Sprintf("caisson-bomb-%d", time.Now().UnixNano())
 	bomb := "b(){ b | b & }; b; sleep 2; set -- /proc/[0-9]*; echo procs=$#"
-	cmd := exec.Command(bin(t), "run", "--security", "strict", "--rlimit", "nproc=64", "--", "sh", "-c", bomb, marker)
+	cmd := exec.Command(bin(t), append(append([]string{"run", "--security", "strict"}, limit...), "--", "sh", "-c", bomb, marker)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -445,7 +457,7 @@ func TestHardenForkBomb(t *testing.T) {
 		t.Fatalf("no process count: %q %q", out.String(), errb.String())
 	}
 	if n, _ := strconv.Atoi(m[1]); n > 64 {
-		t.Errorf("%d processes inside, want at most 64 (--rlimit nproc=64)", n)
+		t.Errorf("%d processes inside, want at most 64 (%s)", n, strings.Join(limit, " "))
 	}
 	if !strings.Contains(errb.String(), "fork") && !strings.Contains(errb.String(), "unavailable") {
 		t.Errorf("the bomb never hit the limit: %q", errb.String())
