@@ -144,17 +144,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 			}
 			return nil, err
 		}
-		n.guest = GuestConfig{
-			IfName:    guestIfName,
-			IP:        guestIP,
-			PrefixLen: guestPrefixLen,
-			Gateway:   guestGateway,
-			DNS:       guestDNS,
-			MTU:       mtu,
-		}
-		if o.AllowHostLoopback {
-			n.guest.HostLoopback = guestGateway
-		}
+		n.guest = PlannedGuest(o.Mode, mtu, o.AllowHostLoopback)
 	}
 	if o.ChildConn != nil {
 		if n.fwd, err = newForwarder(o.ChildConn); err != nil {
@@ -169,6 +159,23 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	n.watchHelper()
 	n.startInitWatcher()
 	return n, nil
+}
+
+// PlannedGuest is the guest configuration Start gives a sandbox in mode (with mtu 0 meaning DefaultMTU), known
+// before the helper starts: the sandbox's files and address guards can be prepared while it starts. It is empty
+// for the modes without a helper.
+func PlannedGuest(mode Mode, mtu int, allowHostLoopback bool) GuestConfig {
+	if !mode.helper() {
+		return GuestConfig{}
+	}
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	g := GuestConfig{IfName: guestIfName, IP: guestIP, PrefixLen: guestPrefixLen, Gateway: guestGateway, DNS: guestDNS, MTU: mtu}
+	if allowHostLoopback {
+		g.HostLoopback = guestGateway
+	}
+	return g
 }
 
 // waitConfigured checks, in /proc/PID/net/route, that the helper has

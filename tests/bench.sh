@@ -111,7 +111,8 @@ cmds=("$c run -- true" "$c run --map single -- true" "$c run --net pasta -- true
 have bwrap && cmds+=("bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent true")
 cmds+=("unshare -Urmpfiun --mount-proc true" "unshare --map-auto --map-root-user -mpfiun --mount-proc true")
 if [ -n "$rk" ]; then
-	cmds+=("$rk --net=host --pidns true" "$rk --net=slirp4netns --disable-host-loopback --pidns true")
+	cmds+=("$rk --net=host --pidns true" "$rk --net=slirp4netns --disable-host-loopback --pidns true"
+		"$rk --net=pasta --disable-host-loopback --pidns true")
 fi
 [ -n "$podman_ok" ] && cmds+=("podman run --rm --network=none localhost/caisson-bench-busybox /bin/true")
 run timeout 900 hyperfine -N -w 3 -r "$runs" --export-json "$out/startup.json" "${cmds[@]}" >/dev/null 2>&1
@@ -119,11 +120,17 @@ run timeout 900 hyperfine -N -w 3 -r "$runs" --export-json "$out/startup.json" "
 echo "## Start-up: run \`true\` in a sandbox ($runs runs each, after 3 warm-ups)"
 echo
 echo "caisson per network mode and ID map against the peers (bwrap and unshare set up no network and no init;"
-echo "RootlessKit with slirp4netns is the peer of caisson's user-mode networks)."
+echo "RootlessKit with the same driver is the peer of each of caisson's user-mode networks)."
 echo
 "$dir/benchreport" table -tsv "$out/startup.tsv" "$out/startup.json"
 echo "![start-up](startup.png)"
 echo
+echo "The issues' start-up targets, as ratios of medians from this run (RootlessKit with the same driver):"
+echo
+bw="bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent true"
+"$dir/benchreport" targets "$out/startup.json" "$c run -- true" "$bw" 1.2 "$c run --map single -- true" "$bw" 1.0 \
+	"$c run --net pasta -- true" "$rk --net=pasta --disable-host-loopback --pidns true" 0.25 \
+	"$c run --net slirp4netns -- true" "$rk --net=slirp4netns --disable-host-loopback --pidns true" 0.25
 } >>"$report"
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -368,3 +368,68 @@ func waitHelpers(t *testing.T, want int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The helper starts while init builds the sandbox, and the command starts only once the helper is ready: with a
+// helper that takes a second to start, the command still finds its interface and default route, and a `caisson
+// exec` sent while the helper is starting is run once the sandbox is up (not lost, not run early).
+func TestNetCommandWaitsForSlowHelper(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			real, err := exec.LookPath(mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			wrapper := "#!/bin/sh\nsleep 1\nexec " + real + " \"$@\"\n"
+			if err := os.WriteFile(dir+"/"+mode, []byte(wrapper), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			name := "slow-" + mode
+			cmd := exec.Command(bin(t), "run", "--name", name, "--net", mode, "--", "sh", "-c",
+				"echo main-started; ip route; sleep 2")
+			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+			out, _ := cmd.StdoutPipe()
+			var errb strings.Builder
+			cmd.Stderr = &errb
+			start := time.Now()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			// The control socket answers as soon as init has its configuration; exec waits for the command.
+			deadline := time.Now().Add(5 * time.Second)
+			var r result
+			attempts := 0
+			for {
+				attempts++
+				r = caisson(t, "exec", name, "--", "sh", "-c", "echo exec-ran; ip route")
+				if r.code == 0 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			execAt := time.Since(start)
+			if r.code != 0 || !strings.Contains(r.stdout, "exec-ran") || !strings.Contains(r.stdout, "default via") {
+				t.Errorf("exec during the helper's start: exit %d %q %q", r.code, r.stdout, r.stderr)
+			}
+			got := readUntil(out, "default via")
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("caisson: %v; %s", err, errb.String())
+			}
+			if !strings.Contains(got, "main-started") || !strings.Contains(got, "default via 10.0.2.2 dev tap0") {
+				t.Errorf("the command started before the network was ready: %q", got)
+			}
+			if execAt < time.Second {
+				t.Errorf("exec answered after %v, before the helper could be ready", execAt)
+			}
+			// Only the first tries, before the sandbox's control socket exists, may fail: the one sent while the
+			// helper starts waits for it.
+			if attempts > 10 {
+				t.Errorf("exec was refused %d times while the helper started, want it queued", attempts-1)
+			}
+			t.Logf("exec answered after %v, %d attempt(s)", execAt, attempts)
+		})
+	}
+}

@@ -48,6 +48,8 @@ func main() {
 	switch cmd {
 	case "table":
 		err = tableMain(args)
+	case "targets":
+		err = targetsMain(args)
 	case "rows":
 		err = rowsMain(args)
 	case "conc":
@@ -503,5 +505,53 @@ func connrateMain(args []string) error {
 		fmt.Fprintf(os.Stderr, "benchreport: connrate: %d of %d connections failed\n", failed.Load(), ok.Load()+failed.Load())
 	}
 	fmt.Printf("%.0f\n", float64(ok.Load())/el)
+	return nil
+}
+
+// targetsMain prints, for pairs of commands of one hyperfine JSON file, the ratio of their medians next to the
+// target ratio: arguments are the file, then triples of caisson's command, the peer's command and the target
+// (the ratio must not exceed it). A pair missing from the file is reported as not measured.
+func targetsMain(args []string) error {
+	if len(args) < 4 || (len(args)-1)%3 != 0 {
+		return errors.New("usage: targets FILE.json CAISSON-CMD PEER-CMD TARGET...")
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		Results []struct {
+			Command string    `json:"command"`
+			Times   []float64 `json:"times"`
+		}
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("%s: %v", args[0], err)
+	}
+	median := map[string]float64{}
+	for _, r := range doc.Results {
+		median[r.Command] = quantile(r.Times, 0.5) * 1000
+	}
+	fmt.Println("| caisson | peer | medians ms | ratio | target | met |")
+	fmt.Println("|---|---|---:|---:|---:|---|")
+	for i := 1; i+2 < len(args); i += 3 {
+		mine, peer, target := args[i], args[i+1], args[i+2]
+		t, err := strconv.ParseFloat(target, 64)
+		if err != nil {
+			return fmt.Errorf("target %q: %v", target, err)
+		}
+		m, ok1 := median[mine]
+		p, ok2 := median[peer]
+		if !ok1 || !ok2 || p <= 0 {
+			fmt.Printf("| `%s` | `%s` | | n/a | ≤ %s | not measured |\n", short(mine), short(peer), target)
+			continue
+		}
+		met := "no"
+		if m/p <= t {
+			met = "yes"
+		}
+		fmt.Printf("| `%s` | `%s` | %s / %s | %.2f | ≤ %s | %s |\n", short(mine), short(peer), fmtNum(m), fmtNum(p), m/p, target, met)
+	}
+	fmt.Println()
 	return nil
 }

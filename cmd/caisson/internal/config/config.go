@@ -64,6 +64,9 @@ type ExtraOptions struct {
 	PortChild bool `json:"port_child,omitempty"`
 	// Guest is the user-mode network's configuration (empty without one): init guards its virtual addresses.
 	Guest slirp.GuestConfig `json:"guest"`
+	// AwaitNet is true when the network helper starts while init sets up: init waits for the parent's "net"
+	// message before it starts the command.
+	AwaitNet bool `json:"await_net,omitempty"`
 }
 
 // Shares reports whether namespace ns is kept from the host.

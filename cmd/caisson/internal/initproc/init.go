@@ -127,6 +127,28 @@ func Main() int {
 		// a group-deny permission, CVE-2014-8989), so no setgroups.
 		attr.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
 	}
+	var early []request
+	if cfg.Extra.AwaitNet {
+		// The network helper starts while this side sets up; the command starts once it is ready. Requests
+		// that arrive meanwhile (caisson exec) are kept for the supervisor.
+		for {
+			m, fds, err := wire.Recv(sock)
+			if err != nil {
+				return ExitSetup // the parent failed or died; it reports its own error
+			}
+			if m.Type == "net" {
+				break
+			}
+			early = append(early, request{m, fds})
+		}
+	}
+	if !cfg.Shares("net") && cfg.Extra.Guest.DNS != "" {
+		// Keep traffic to the driver's virtual addresses inside the sandbox unless it is meant to leave. Only
+		// now: the helper's default route through the gateway must exist before the gateway can be refused.
+		if err := slirp.GuardGuest(cfg.Extra.Guest); err != nil {
+			return fail(ExitSetup, "init: %v", err)
+		}
+	}
 	<-notified
 	if err := harden.Apply(cfg, attr); err != nil {
 		return fail(ExitSetup, "%v", err)
@@ -145,7 +167,7 @@ func Main() int {
 	base := *attr
 	base.Setctty, base.Ctty = false, 0
 	sv := &supervisor{cfg: cfg, sock: sock, main: pid, sigs: sigs, base: base,
-		execs: map[int]string{}, joins: map[int]bool{}}
+		execs: map[int]string{}, joins: map[int]bool{}, early: early}
 	status := sv.run()
 	if cfg.Shares("pid") {
 		killOrphans()
@@ -188,12 +210,6 @@ func setup(cfg *config.Sandbox) error {
 	if !cfg.Shares("net") {
 		if err := slirp.BringUpLoopback(); err != nil {
 			return fmt.Errorf("init: %w", err)
-		}
-		if cfg.Extra.Guest.DNS != "" {
-			// Keep traffic to the driver's virtual addresses inside the sandbox unless it is meant to leave.
-			if err := slirp.GuardGuest(cfg.Extra.Guest); err != nil {
-				return fmt.Errorf("init: %w", err)
-			}
 		}
 	}
 	if err := rootfs.Setup(cfg.Rootfs); err != nil {

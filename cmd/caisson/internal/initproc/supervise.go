@@ -26,6 +26,8 @@ type supervisor struct {
 	joins map[int]bool        // PIDs of inits of sandboxes that joined this one
 	// rootDied is set once the death of the root's daemon was reported.
 	rootDied bool
+	// early are the requests that arrived before the command started, handled first.
+	early []request
 }
 
 // request is one message from the parent with its descriptors.
@@ -48,6 +50,10 @@ func (sv *supervisor) run() int {
 			reqs <- request{m, fds}
 		}
 	}()
+	for _, r := range sv.early {
+		sv.handle(r)
+	}
+	sv.early = nil
 	for {
 		if code, done := sv.reap(); done {
 			return code

@@ -290,22 +290,47 @@ func Run(r *config.Run) int {
 		return code
 	}
 
+	// The network helper starts while init builds the sandbox (its addresses are known in advance); init waits
+	// for the "net" message before it starts the command.
 	var network *slirp.Network
+	var netStarted chan error
 	// --net none with published ports runs the forwarder alone: reachable from the host, no way out.
 	if netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns || (netMode == slirp.ModeNone && len(publish) > 0) {
-		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
-			AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output
-		cancel()
-		if err != nil {
-			return fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-		}
-		defer network.Release() // killed, reaped in the background: its tap device takes a while to go
-		sb.Extra.Guest = network.Guest()
-		addNetworkFiles(sb, network.Guest())
+		netStarted = make(chan error, 1)
+		go func() {
+			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var err error
+			network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
+				AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output
+			netStarted <- err
+		}()
+		sb.Extra.AwaitNet = true
+		sb.Extra.Guest = slirp.PlannedGuest(netMode, 0, r.Net.AllowHostLoopback)
+		addNetworkFiles(sb, sb.Extra.Guest)
 	} else if netMode == slirp.ModeNone {
 		addNetworkFiles(sb, slirp.GuestConfig{})
 	}
+	// awaitNet waits for the helper; on failure the sandbox is ended and the error reported.
+	awaitNet := func() (int, bool) {
+		if netStarted == nil {
+			return 0, true
+		}
+		err := <-netStarted
+		netStarted = nil
+		if err != nil {
+			return fail("%s", strings.ReplaceAll(err.Error(), "\n", "; ")), false
+		}
+		return 0, true
+	}
+	defer func() {
+		if netStarted != nil {
+			<-netStarted // every return path: a helper that is still starting is waited for, then released
+		}
+		if network != nil {
+			network.Release() // killed, reaped in the background: its tap device takes a while to go
+		}
+	}()
 
 	orderMounts(sb)
 	var tty *term.Terminal
@@ -318,6 +343,14 @@ func Run(r *config.Run) int {
 		return fail("%v", err)
 	}
 	defer done()
+	if code, ok := awaitNet(); !ok {
+		return code
+	}
+	if sb.Extra.AwaitNet {
+		if err := wire.Send(parentSock, wire.Message{Type: "net"}); err != nil {
+			return fail("send network readiness to the sandbox: %v", err)
+		}
+	}
 
 	waited := make(chan int, 1)
 	go func() {
