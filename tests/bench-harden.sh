@@ -39,6 +39,20 @@ echo "== start-up: postures (hyperfine, $runs runs)"
 echo "== start-up: init from the binary (root-owned) vs from a sealed copy (caller-owned binary)"
 "${as_user[@]}" hyperfine -N -w 5 -r "$runs" "$c run --no-cwd -- true" "$dir/caisson-own run --no-cwd -- true"
 
+echo "== start-up: a cgroup of the sandbox's own, and limits (from the cgroups provision.sh delegates to $user)"
+(
+	# As root, enter the delegated groups first, as run-integration.sh does (a v2 group whose processes caisson
+	# moved into its leaf takes new ones there).
+	if [ "$(id -u)" = 0 ] && [ -f /run/caisson-test.cgroups ]; then
+		while read -r d; do
+			[ -d "$d/caisson-leaf" ] && d=$d/caisson-leaf
+			echo "$BASHPID" >"$d/cgroup.procs"
+		done </run/caisson-test.cgroups
+	fi
+	"${as_user[@]}" hyperfine -N -w 5 -r "$runs" "$c run --no-cwd -- true" "$c run --no-cwd --cgroup -- true" \
+		"$c run --no-cwd --pids 1000 -- true" "$c run --no-cwd --pids 1000 --memory 1g --cpus 1 -- true"
+) || echo "(cgroup start-up not measured: no cgroup delegated to $user; see caisson doctor)"
+
 echo "== system-call cost inside (ns/op; ratio to unconfined)"
 loop() { # NAME N FLAGS...
 	local what=$1 n=$2
