@@ -67,6 +67,8 @@ type ExtraOptions struct {
 	// AwaitNet is true when the network helper starts while init sets up: init waits for the parent's "net"
 	// message before it starts the command.
 	AwaitNet bool `json:"await_net,omitempty"`
+	// PidsLimited is true under --pids: init keeps spare threads, as under an nproc limit.
+	PidsLimited bool `json:"pids_limited,omitempty"`
 }
 
 // Shares reports whether namespace ns is kept from the host.

@@ -132,6 +132,9 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 	}
 	// Resource limits come after every step that opens files or maps memory, so a low nofile or as limit binds
 	// the command without starving init's own setup.
+	if HasLimit(sec.Rlimits, unix.RLIMIT_NPROC) || HasLimit(sec.Rlimits, unix.RLIMIT_AS) || cfg.Extra.PidsLimited {
+		ReserveThreads(threadReserve)
+	}
 	if HasLimit(sec.Rlimits, unix.RLIMIT_AS) {
 		reserveHeap()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
@@ -53,4 +54,33 @@ func reserveHeap() {
 	b = nil
 	runtime.GC()
 	runtime.GC()
+}
+
+// threadReserve is how many idle OS threads init keeps in hand under a process or address-space limit. Besides
+// its locked main thread, the signal thread and sysmon, init's runtime runs at most a few goroutines at once (the
+// parent's requests, signal delivery, the published-port server); four spare threads cover them.
+const threadReserve = 4
+
+// ReserveThreads makes the Go runtime start n more OS threads now and leave them idle. The runtime cannot survive a
+// failed thread creation ("failed to create new OS thread", a fatal error), and once the command runs, its
+// processes may use up what RLIMIT_NPROC or the cgroup's pids.max allows (a fork bomb does), or RLIMIT_AS may leave
+// no room for a new thread's stack. The runtime never destroys an idle thread, so the ones started here are reused
+// instead of created. Each goroutine holds its thread (LockOSThread) until all have one, then lets it go.
+func ReserveThreads(n int) {
+	var ready, done sync.WaitGroup
+	release := make(chan struct{})
+	ready.Add(n)
+	done.Add(n)
+	for range n {
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			ready.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	close(release)
+	done.Wait()
 }

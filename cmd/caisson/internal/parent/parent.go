@@ -198,6 +198,7 @@ func Run(r *config.Run) int {
 
 	// The sandbox's cgroup exists before init: init is cloned into it (v2) or moved in before it runs anything (v1).
 	var group *cgroup.Group
+	sb.Extra.PidsLimited = r.Limits.Pids > 0
 	if r.Limits.Any() || r.OwnCgroup {
 		if group, err = newGroup(r); err != nil {
 			return errorf("%v", err)
