@@ -290,7 +290,7 @@ func TestCgroupUndelegated(t *testing.T) {
 		flags []string
 		want  string
 	}{
-		{[]string{"--pids", "10"}, "caisson: --pids: "},
+		{[]string{"--pids", "64"}, "caisson: --pids: the pids controller"},
 		{[]string{"--cgroup"}, "caisson: --cgroup: "},
 	} {
 		args := append([]string{"run", "--ro-bind", bin(t) + ":/tmp/caisson", "--", "/tmp/caisson", "run"}, tc.flags...)

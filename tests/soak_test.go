@@ -28,6 +28,7 @@ type soakPlan struct {
 	publish    int            // host port published to the sandbox's port 8080, 0 for none
 	overlay    bool           // --overlay: the command writes into /etc and reads it back
 	single     bool           // --map single
+	limits     bool           // --cgroup --pids 200: a cgroup of its own (removed at the end, swept after a SIGKILL)
 	code       int            // the command's exit code (when sig is 0)
 	sig        syscall.Signal // the command kills itself with this signal
 	sleep      time.Duration  // how long the command sleeps before it exits
@@ -54,6 +55,9 @@ func (p soakPlan) String() string {
 	if p.single {
 		b.WriteString(" --map single")
 	}
+	if p.limits {
+		b.WriteString(" --cgroup --pids 200")
+	}
 	fmt.Fprintf(&b, " want=%d sleep=%v", p.want(), p.sleep)
 	if p.killAfter > 0 {
 		fmt.Fprintf(&b, " kill-caisson-after=%v", p.killAfter)
@@ -75,6 +79,9 @@ func (p soakPlan) args() []string {
 	}
 	if p.single {
 		a = append(a, "--map", "single")
+	}
+	if p.limits {
+		a = append(a, "--cgroup", "--pids", "200")
 	}
 	var s strings.Builder
 	fmt.Fprintf(&s, "echo soak-%d", p.i)
@@ -150,6 +157,11 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %d sandboxes, %d at a time, CAISSON_SOAK_SEED=%d", n, par, seed)
 	rng := rand.New(rand.NewPCG(seed, 0x50a4))
 	overlay := overlayWorks(t)
+	cg := callerCgroups(t)
+	limits := cg["v2"] != "" && cg["pids"] != "" && unix.Access(cg["v2"], unix.W_OK) == nil && unix.Access(cg["pids"], unix.W_OK) == nil
+	if !limits {
+		t.Logf("soak: no delegated cgroups (%v): no sandbox gets --cgroup --pids", cg)
+	}
 
 	// Budget: the whole soak must end in a few minutes; per sandbox 2 s of wall time at full parallelism is
 	// already 10x what a sandbox costs here.
@@ -166,6 +178,7 @@ func TestSoak(t *testing.T) {
 		}
 		p.overlay = overlay && rng.IntN(3) == 0
 		p.single = rng.IntN(5) == 0
+		p.limits = limits && rng.IntN(4) == 0
 		if rng.IntN(5) == 0 {
 			p.sig = soakSignals[rng.IntN(len(soakSignals))]
 		}
@@ -235,6 +248,15 @@ func TestSoak(t *testing.T) {
 	if diffs := waitHostClean(t, before, 5*time.Second); len(diffs) > 0 {
 		t.Errorf("soak: the host is not as it was before:\n  %s", strings.Join(diffs, "\n  "))
 	}
+	if limits {
+		// Groups of the sandboxes whose caisson was killed stay until the next caisson that creates one sweeps them.
+		mustRun(t, "run", "--cgroup", "--pids", "50", "--", "true")
+		for _, d := range []string{cg["v2"], cg["pids"]} {
+			if left := sandboxGroups(d); len(left) > 0 {
+				t.Errorf("soak: cgroups left in %s: %v", d, left)
+			}
+		}
+	}
 	if matches, _ := filepath.Glob("/etc/caisson-soak-*"); len(matches) > 0 {
 		t.Errorf("soak: overlay writes reached the host: %v", matches)
 	}
@@ -283,6 +305,9 @@ func soakOne(t *testing.T, reaper *subreaper, dir string, p soakPlan, fail func(
 	}
 	defer reaper.Done(pid)
 	count("net-" + p.net)
+	if p.limits {
+		count("cgroup")
+	}
 	helperKilled, inSetup := false, false
 	if p.killAfter > 0 {
 		time.AfterFunc(p.killAfter, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })

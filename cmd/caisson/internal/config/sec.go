@@ -218,6 +218,13 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 	return nil
 }
 
+// InitThreads is the most threads caisson's init has under a process limit (harden.ReserveThreads included); they
+// count against --pids like the command's processes.
+const InitThreads = 8
+
+// MinPids is the smallest --pids accepted: init's threads and room for a few processes.
+const MinPids = 16
+
 // checkCgroupValue validates a --memory, --pids or --cpus value into l.
 func checkCgroupValue(flag, v string, l *cgroup.Limits) error {
 	switch flag {
@@ -234,6 +241,9 @@ func checkCgroupValue(flag, v string, l *cgroup.Limits) error {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil || n == 0 {
 			return usagef("--pids: %q is not a positive number", v)
+		}
+		if n < MinPids {
+			return usagef("--pids: %d leaves the command nothing: caisson's init counts too (up to %d threads); give at least %d", n, InitThreads, MinPids)
 		}
 		l.Pids = int64(n)
 	case "cpus":

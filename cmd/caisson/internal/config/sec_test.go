@@ -152,6 +152,7 @@ func TestSecurityFlagErrors(t *testing.T) {
 		{"cpus tiny", []string{"--cpus", "0.001"}, "--cpus"},
 		{"memory value", []string{"--memory", "lots"}, "--memory"},
 		{"pids value", []string{"--pids", "0"}, "--pids"},
+		{"pids tiny", []string{"--pids", "8"}, "at least 16"},
 		{"cpus value", []string{"--cpus", "-1"}, "--cpus"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

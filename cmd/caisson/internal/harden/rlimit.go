@@ -56,10 +56,11 @@ func reserveHeap() {
 	runtime.GC()
 }
 
-// threadReserve is how many idle OS threads init keeps in hand under a process or address-space limit. Besides
-// its locked main thread, the signal thread and sysmon, init's runtime runs at most a few goroutines at once (the
-// parent's requests, signal delivery, the published-port server); four spare threads cover them.
-const threadReserve = 4
+// threadReserve is how many idle OS threads init keeps in hand under a process or address-space limit. Init runs
+// with one processor: besides its locked main thread, the signal thread, sysmon, the template thread and one
+// thread for its other goroutines, the runtime needs another only while a goroutine blocks in a system call (a
+// fork for `caisson exec`); two spare threads cover that.
+const threadReserve = 2
 
 // ReserveThreads makes the Go runtime start n more OS threads now and leave them idle. The runtime cannot survive a
 // failed thread creation ("failed to create new OS thread", a fatal error), and once the command runs, its
