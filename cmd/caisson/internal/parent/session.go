@@ -88,6 +88,9 @@ func (s *session) readInit() {
 				s.mu.Lock()
 				s.exitStatus = m.Status
 				s.mu.Unlock()
+				// The sandbox is ending: its state goes now, while the kernel takes init's namespaces down,
+				// rather than after (Run removes it again on every path; removing twice is harmless).
+				s.entry.Remove()
 			}
 			closeAll(fds)
 			continue

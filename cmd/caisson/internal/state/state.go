@@ -139,10 +139,13 @@ func (e *Entry) Save() error {
 	return os.Rename(tmp, filepath.Join(e.Dir, "state.json"))
 }
 
-// Remove deletes the state directory.
+// Remove deletes the state directory, once: later calls do nothing.
 func (e *Entry) Remove() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.removed {
+		return // once only: by now the name may belong to a new sandbox with the same directory
+	}
 	e.removed = true
 	_ = os.RemoveAll(e.Dir)
 }
