@@ -210,33 +210,13 @@ func Run(r *config.Run) int {
 		}()
 	}
 
-	// The state record is written while the kernel creates init (it is not needed before), except for a
-	// detached sandbox, whose log is in it. getEntry waits for it; whatever the path, it is removed at the end.
-	entryc := make(chan entryResult, 1)
-	go func() {
-		e, err := createEntry(r)
-		entryc <- entryResult{e, err}
-	}()
-	var entry *state.Entry
-	var entryErr error
-	getEntry := func() (*state.Entry, error) {
-		if entryc != nil {
-			res := <-entryc
-			entryc, entry, entryErr = nil, res.entry, res.err
-		}
-		return entry, entryErr
+	entry, err := createEntry(r)
+	if err != nil {
+		return errorf("%v", err)
 	}
-	defer func() {
-		if e, _ := getEntry(); e != nil {
-			e.Remove()
-		}
-	}()
+	defer entry.Remove()
 	if r.Life.Detach {
-		e, err := getEntry()
-		if err != nil {
-			return errorf("%v", err)
-		}
-		if err := redirectToLog(e); err != nil {
+		if err := redirectToLog(entry); err != nil {
 			return errorf("%v", err)
 		}
 	}
@@ -293,10 +273,6 @@ func Run(r *config.Run) int {
 	// Moving init into v1 groups waits for the kernel (an RCU grace period): it overlaps the map helpers.
 	entered := make(chan error, 1)
 	go func() { entered <- group.Enter(pid) }()
-
-	if _, err := getEntry(); err != nil {
-		return fail("%v", err)
-	}
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
 	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -430,12 +406,6 @@ func orderMounts(sb *config.Sandbox) {
 	depth := func(p string) int { return strings.Count(strings.Trim(p, "/"), "/") }
 	ops := sb.Rootfs.Ops
 	sort.SliceStable(ops, func(i, j int) bool { return depth(ops[i].Dst) < depth(ops[j].Dst) })
-}
-
-// entryResult is createEntry's answer.
-type entryResult struct {
-	entry *state.Entry
-	err   error
 }
 
 // createEntry reserves the sandbox's name and writes its state record.
