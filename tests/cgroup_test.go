@@ -148,9 +148,9 @@ func TestCgroupOwnGroup(t *testing.T) {
 	if len(mine) != 1 || !strings.HasPrefix(mine[0], "caisson-"+strconv.Itoa(cmd.Process.Pid)+"-") {
 		t.Fatalf("want one new group named after caisson (pid %d) in %s, got %v", cmd.Process.Pid, dir, mine)
 	}
-	procs, _ := os.ReadFile(filepath.Join(dir, mine[0], "cgroup.procs"))
+	procs, _ := os.ReadFile(filepath.Join(dir, mine[0], "sandbox", "cgroup.procs"))
 	if len(strings.Fields(string(procs))) == 0 {
-		t.Errorf("the sandbox's group holds no process")
+		t.Errorf("the sandbox's group holds no process in its child \"sandbox\"")
 	}
 	if ctrls := offered(dir); len(ctrls) > 0 {
 		sub, _ := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
@@ -187,6 +187,27 @@ func TestCgroupPids(t *testing.T) {
 	if after := sandboxGroups(dir); !slices.Equal(after, before) {
 		t.Errorf("groups left in %s: before %v, after %v", dir, before, after)
 	}
+}
+
+// Root inside owns its cgroup's files on the host (it is the caller), but it cannot raise its limits: its cgroup
+// namespace is rooted at the group's child, so every cgroup file system it can mount (v1 or v2, or a remount of
+// /sys/fs/cgroup) shows only limits that bind nothing beyond the group's.
+func TestCgroupLimitsHold(t *testing.T) {
+	requireCgroup(t, "pids")
+	script := `mkdir -p /tmp/cg1 /tmp/cg2
+mount -t cgroup -o pids none /tmp/cg1 2>/dev/null
+mount -t cgroup2 none /tmp/cg2 2>/dev/null
+mount -o remount,rw /sys/fs/cgroup 2>/dev/null
+for f in /tmp/cg1/pids.max /tmp/cg1/*/pids.max /tmp/cg2/pids.max /tmp/cg2/*/pids.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/*/pids.max; do
+	[ -f "$f" ] && echo max 2>/dev/null >"$f" && echo "raised $f" >&2
+done
+i=0; while [ $i -lt 50 ]; do sleep 5 & i=$((i+1)); echo $i; done`
+	r := caisson(t, "run", "--pids", "30", "--", "sh", "-c", script)
+	n := len(strings.Fields(r.stdout))
+	if r.code == 0 || n >= 30 || !strings.Contains(r.stderr, "fork") {
+		t.Errorf("--pids 30 after trying to raise it from inside: exit %d, %d children started (want fewer than 30); stderr %q", r.code, n, r.stderr)
+	}
+	t.Logf("inside: %s", strings.TrimSpace(strings.ReplaceAll(r.stderr, "\n", "; ")))
 }
 
 // --memory: a command that needs more is killed by the kernel's OOM killer (exit 137); under the limit it runs.
@@ -264,7 +285,7 @@ func TestCgroupSweepAfterKill(t *testing.T) {
 	cmd.Wait()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		b, _ := os.ReadFile(filepath.Join(stale, "cgroup.procs"))
+		b, _ := os.ReadFile(filepath.Join(stale, "sandbox", "cgroup.procs"))
 		if len(strings.Fields(string(b))) == 0 {
 			break
 		}

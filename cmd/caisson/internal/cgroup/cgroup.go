@@ -12,9 +12,12 @@
 // A controller that only a cgroup v1 hierarchy offers (hybrid hosts) is used there when the caller's current
 // cgroup in that hierarchy is writable by it; init is moved into the v1 groups before it runs anything.
 //
-// A group is named GroupPrefix + "<pid>-<start time>" of the caisson process that owns it. The owner removes it
-// when the sandbox ends; a group whose owner died without doing so (SIGKILL) is removed by the next caisson that
-// creates a group beside it.
+// A group is named GroupPrefix + "<pid>-<start time>" of the caisson process that owns it, and holds the limits. The
+// sandbox's processes live in its child InnerName, and the sandbox's cgroup namespace is rooted there: the group's
+// own files are the caller's (root inside the sandbox is the caller), so a sandbox that could reach them through a
+// cgroup file system mounted inside would raise its own limits; from the child it sees only the child, whose
+// limits bind nothing beyond the group's. The owner removes both when the sandbox ends; a group whose owner died
+// without doing so (SIGKILL) is removed by the next caisson that creates a group beside it.
 package cgroup
 
 import (
@@ -40,6 +43,9 @@ const LeafName = "caisson-leaf"
 
 // GroupPrefix starts the name of every sandbox group.
 const GroupPrefix = "caisson-"
+
+// InnerName is the child of a sandbox group that holds the sandbox's processes.
+const InnerName = "sandbox"
 
 // CPUPeriod is the CFS period (µs) --cpus quotas are expressed in.
 const CPUPeriod = 100000
@@ -217,13 +223,14 @@ func orNone(s []string) string {
 	return strings.Join(s, " ")
 }
 
-// Group is one sandbox's cgroups: at most one v2 group and one per v1 hierarchy used.
+// Group is one sandbox's cgroups: at most one v2 group and one per v1 hierarchy used, each with its InnerName
+// child.
 type Group struct {
 	// Name is the groups' directory name.
 	Name string
 	v2   string   // the v2 group's directory, "" when none
 	v1   []string // the v1 groups' directories
-	fd   *os.File // the v2 group's directory, for CLONE_INTO_CGROUP
+	fd   *os.File // the v2 group's InnerName child, for CLONE_INTO_CGROUP
 }
 
 // delegated checks that the caller may create groups in dir and move processes into them.
@@ -277,7 +284,15 @@ func New(h *Host, l Limits, own bool, name string) (*Group, error) {
 		if err := writeV2(dir, l, v2ctrls); err != nil {
 			return nil, err
 		}
-		fd, err := os.OpenFile(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		// The child gets the same controllers, so the sandbox sees its own usage (memory.current, pids.current).
+		if err := enable(dir, on); err != nil {
+			return nil, fmt.Errorf("%s: %v", flags, err)
+		}
+		inner := filepath.Join(dir, InnerName)
+		if err := os.Mkdir(inner, 0o755); err != nil {
+			return nil, fmt.Errorf("%s: %v", flags, err)
+		}
+		fd, err := os.OpenFile(inner, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", flags, err)
 		}
@@ -298,6 +313,9 @@ func New(h *Host, l Limits, own bool, name string) (*Group, error) {
 		g.v1 = append(g.v1, dir)
 		if err := writeV1(dir, l, p.Controllers); err != nil {
 			return nil, err
+		}
+		if err := os.Mkdir(filepath.Join(dir, InnerName), 0o755); err != nil {
+			return nil, fmt.Errorf("%s: %v", c[1], err)
 		}
 	}
 	ok = true
@@ -457,22 +475,20 @@ func (g *Group) FD() int {
 	return int(g.fd.Fd())
 }
 
-// Dir returns the v2 group's directory, or "" when there is none.
-func (g *Group) Dir() string {
-	if g == nil {
-		return ""
-	}
-	return g.v2
-}
+// HasV1 reports whether the group uses cgroup v1 hierarchies: init is moved into them after it is cloned, so its
+// cgroup namespace must be made anew once it is there (see Enter).
+func (g *Group) HasV1() bool { return g != nil && len(g.v1) > 0 }
 
-// Enter moves process pid (init, before it runs anything) into the v1 groups; the v2 group got it at clone time.
+// Enter moves process pid (init, before it runs anything) into the v1 groups' InnerName children; the v2 one got
+// it at clone time. Init must then unshare its cgroup namespace, which was rooted where it was cloned.
 func (g *Group) Enter(pid int) error {
 	if g == nil {
 		return nil
 	}
 	for _, dir := range g.v1 {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("cannot move the sandbox into %s: %v", dir, err)
+		inner := filepath.Join(dir, InnerName)
+		if err := os.WriteFile(filepath.Join(inner, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("cannot move the sandbox into %s: %v", inner, err)
 		}
 	}
 	return nil
@@ -501,8 +517,16 @@ func (g *Group) Destroy() error {
 	return errors.Join(errs...)
 }
 
-// remove empties and removes one group.
+// remove empties and removes one group and its InnerName child.
 func remove(dir string) error {
+	if err := removeOne(filepath.Join(dir, InnerName)); err != nil {
+		return err
+	}
+	return removeOne(dir)
+}
+
+// removeOne empties and removes one directory of a group.
+func removeOne(dir string) error {
 	deadline := time.Now().Add(time.Second)
 	for {
 		err := unix.Rmdir(dir)
@@ -565,6 +589,7 @@ func Sweep(dir string) {
 		if cur, err := startTimeOf(pid); err == nil && cur == st {
 			continue // the owner is alive
 		}
+		_ = unix.Rmdir(filepath.Join(dir, e.Name(), InnerName))
 		_ = unix.Rmdir(filepath.Join(dir, e.Name()))
 	}
 }

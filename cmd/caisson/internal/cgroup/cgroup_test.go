@@ -147,6 +147,10 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A dead owner's group with its child, as New makes them: both go.
+	if err := os.Mkdir(filepath.Join(dir, dead, InnerName), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	Sweep(dir)
 	ents, _ := os.ReadDir(dir)
 	var left []string

@@ -69,6 +69,9 @@ type ExtraOptions struct {
 	AwaitNet bool `json:"await_net,omitempty"`
 	// PidsLimited is true under --pids: init keeps spare threads, as under an nproc limit.
 	PidsLimited bool `json:"pids_limited,omitempty"`
+	// NewCgroupNS is true when the parent moved init into cgroup v1 groups after cloning it: init makes a new
+	// cgroup namespace, rooted at those groups, for the command (the one it was cloned with is rooted above).
+	NewCgroupNS bool `json:"new_cgroup_ns,omitempty"`
 }
 
 // Shares reports whether namespace ns is kept from the host.

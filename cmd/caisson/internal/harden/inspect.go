@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -189,7 +190,9 @@ func InspectProcess(pid int) (*Report, error) {
 	return r, nil
 }
 
-// cgroupLimits reads the limits of the groups of the process at proc, through the caller's cgroup mounts.
+// cgroupLimits reads the limits that bind the process at proc, through the caller's cgroup mounts: for each limit
+// file, the value of the closest group, from the process's own up to the top of what the mount shows, that sets
+// one (a sandbox's processes live in a child of the group that holds its limits).
 func cgroupLimits(proc string) map[string]string {
 	out := map[string]string{}
 	self, err := os.ReadFile(proc + "/cgroup")
@@ -209,14 +212,25 @@ func cgroupLimits(proc string) map[string]string {
 		dirs = append(dirs, p.Dir)
 	}
 	for _, dir := range dirs {
-		for _, f := range []string{"memory.max", "memory.swap.max", "pids.max", "cpu.max", "memory.limit_in_bytes",
-			"memory.memsw.limit_in_bytes", "cpu.cfs_quota_us"} {
-			b, err := os.ReadFile(dir + "/" + f)
-			v := strings.TrimSpace(string(b))
-			if err != nil || v == "max" || v == "-1" || strings.HasPrefix(v, "max ") || v == "9223372036854771712" {
-				continue
+		for d := dir; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
+				break // above the hierarchy's mount
 			}
-			out[f] = v
+			for _, f := range []string{"memory.max", "memory.swap.max", "pids.max", "cpu.max", "memory.limit_in_bytes",
+				"memory.memsw.limit_in_bytes", "cpu.cfs_quota_us"} {
+				if _, seen := out[f]; seen {
+					continue
+				}
+				b, err := os.ReadFile(filepath.Join(d, f))
+				v := strings.TrimSpace(string(b))
+				if err != nil || v == "max" || v == "-1" || strings.HasPrefix(v, "max ") || v == "9223372036854771712" {
+					continue
+				}
+				out[f] = v
+			}
+			if d == "/" {
+				break
+			}
 		}
 	}
 	return out

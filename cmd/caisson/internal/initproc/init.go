@@ -205,6 +205,13 @@ func parentGone(sock *os.File) bool {
 
 // setup builds the sandbox in init's namespaces.
 func setup(cfg *config.Sandbox) error {
+	if cfg.Extra.NewCgroupNS {
+		// On this (locked) thread, which forks the command: its cgroup namespace is rooted at the sandbox's
+		// groups, so a cgroup file system mounted inside cannot reach the limits set on their parents.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("init: new cgroup namespace: %w", err)
+		}
+	}
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return fmt.Errorf("init: sethostname %q: %w", cfg.Hostname, err)

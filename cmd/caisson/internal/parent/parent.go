@@ -253,6 +253,7 @@ func Run(r *config.Run) int {
 	if fd := group.FD(); fd >= 0 {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
+	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
 	if err := cmd.Start(); err != nil {
 		initSock.Close()
 		return errorf("cannot create the sandbox: %v", err)
