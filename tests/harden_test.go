@@ -687,3 +687,45 @@ func TestInspect(t *testing.T) {
 		t.Errorf("record writable inside: %d %q", r.code, r.stderr)
 	}
 }
+
+// Catalogue F9 and the hidden host paths, in the strict posture: the command cannot make the read-only host view
+// writable (bind remount, in place or moved), nor unmount the private /tmp, /run and /proc to see what the host
+// has beneath them; the file it tried to write is untouched. (In the default posture root inside can do all of
+// this: see README, Security postures.)
+func TestHardenStrictViewHolds(t *testing.T) {
+	requireSandbox(t)
+	// A directory of the caller's in the host view (not under /tmp, which the sandbox's own /tmp hides).
+	base, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, err := os.MkdirTemp(base, ".caisson-victim-")
+	if err != nil {
+		testenv.SkipOrFail(t, "no writable home directory for the test: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	os.Chmod(home, 0o755)
+	victim := filepath.Join(home, "victim")
+	if err := os.WriteFile(victim, []byte("orig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `exec 2>&1
+mount -o remount,rw,bind / && echo REMOUNTED-ROOT
+mount -o remount,rw,bind "$1" && echo REMOUNTED-DIR
+mount --bind "$1" /mnt && mount -o remount,rw,bind /mnt && echo REBOUND
+echo pwned > "$1/victim" && echo WROTE
+umount -l /run && echo UNMOUNTED-RUN
+umount -l /tmp && echo UNMOUNTED-TMP
+umount -l /proc && echo UNMOUNTED-PROC
+mount --move /tmp /mnt && echo MOVED
+true`
+	r := caisson(t, "run", "--no-cwd", "--security", "strict", "--", "sh", "-c", script, "sh", home)
+	for _, bad := range []string{"REMOUNTED-ROOT", "REMOUNTED-DIR", "REBOUND", "WROTE", "UNMOUNTED-RUN", "UNMOUNTED-TMP", "UNMOUNTED-PROC", "MOVED"} {
+		if strings.Contains(r.stdout, bad) {
+			t.Errorf("strict posture: %s: %q", bad, r.stdout)
+		}
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "orig\n" {
+		t.Errorf("the host file was changed from inside: %q", b)
+	}
+}
