@@ -171,20 +171,11 @@ func tableMain(args []string) error {
 	}
 	var rows []row
 	for _, file := range fs.Args() {
-		b, err := os.ReadFile(file)
+		results, err := readHyperfine(file)
 		if err != nil {
 			return err
 		}
-		var doc struct {
-			Results []struct {
-				Command string    `json:"command"`
-				Times   []float64 `json:"times"`
-			}
-		}
-		if err := json.Unmarshal(b, &doc); err != nil {
-			return fmt.Errorf("%s: %v", file, err)
-		}
-		for _, r := range doc.Results {
+		for _, r := range results {
 			rows = append(rows, row{label: r.Command, value: quantile(r.Times, 0.5) * 1000,
 				extra: []string{fmtNum(quantile(r.Times, 0.9) * 1000), strconv.Itoa(len(r.Times))}})
 		}
@@ -515,21 +506,12 @@ func targetsMain(args []string) error {
 	if len(args) < 4 || (len(args)-1)%3 != 0 {
 		return errors.New("usage: targets FILE.json CAISSON-CMD PEER-CMD TARGET...")
 	}
-	b, err := os.ReadFile(args[0])
+	results, err := readHyperfine(args[0])
 	if err != nil {
 		return err
 	}
-	var doc struct {
-		Results []struct {
-			Command string    `json:"command"`
-			Times   []float64 `json:"times"`
-		}
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("%s: %v", args[0], err)
-	}
 	median := map[string]float64{}
-	for _, r := range doc.Results {
+	for _, r := range results {
 		median[r.Command] = quantile(r.Times, 0.5) * 1000
 	}
 	fmt.Println("| caisson | peer | medians ms | ratio | target | met |")
@@ -554,4 +536,25 @@ func targetsMain(args []string) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// hyperfineResult is one command's measurements in a hyperfine JSON export.
+type hyperfineResult struct {
+	Command string    `json:"command"`
+	Times   []float64 `json:"times"`
+}
+
+// readHyperfine reads a hyperfine --export-json file.
+func readHyperfine(file string) ([]hyperfineResult, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Results []hyperfineResult `json:"results"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	return doc.Results, nil
 }

@@ -108,7 +108,8 @@ func Discover() (*Host, error) {
 	h := ParseHost(self, mounts)
 	if h.V2 != nil {
 		// A caller that an earlier caisson moved into the leaf of its delegated group creates groups beside it.
-		if up := filepath.Dir(h.V2.Dir); filepath.Base(h.V2.Dir) == LeafName && delegated(up, "cgroup.procs", "cgroup.subtree_control") == nil {
+		up := filepath.Dir(h.V2.Dir)
+		if filepath.Base(h.V2.Dir) == LeafName && delegated(up, "cgroup.procs", "cgroup.subtree_control") == nil {
 			h.V2.Dir = up
 		}
 		b, err := os.ReadFile(filepath.Join(h.V2.Dir, "cgroup.controllers"))
@@ -210,8 +211,8 @@ func (h *Host) plan(l Limits) (v2 []string, v1 map[string]Place, err error) {
 		if h.V2 == nil {
 			return nil, nil, fmt.Errorf("%s: no cgroup hierarchy with the %s controller is mounted", flag, ctrl)
 		}
-		return nil, nil, fmt.Errorf("%s: the %s controller is not available in your cgroup %s (it offers: %s) nor in a cgroup v1 hierarchy",
-			flag, ctrl, h.V2.Dir, orNone(h.V2.Controllers))
+		return nil, nil, fmt.Errorf("%s: the %s controller is not available in your cgroup %s (it offers: %s) "+
+			"nor in a cgroup v1 hierarchy", flag, ctrl, h.V2.Dir, orNone(h.V2.Controllers))
 	}
 	return v2, v1, nil
 }
@@ -467,7 +468,7 @@ func CPUQuota(cpus float64) int64 {
 	return max(int64(math.Round(cpus*CPUPeriod)), 1000)
 }
 
-// FD returns the v2 group's directory descriptor for CLONE_INTO_CGROUP, or -1 when there is no v2 group.
+// FD returns the descriptor of the v2 group's InnerName child, for CLONE_INTO_CGROUP, or -1 when there is no v2 group.
 func (g *Group) FD() int {
 	if g == nil || g.fd == nil {
 		return -1
