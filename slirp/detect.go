@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -128,6 +129,8 @@ func probe(path, arg string) ([]byte, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, arg)
 	cmd.WaitDelay = time.Second
+	// A probe started by Prepare may still run when caisson ends (on an error): it goes with caisson.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd.CombinedOutput()
 }
 
@@ -140,8 +143,13 @@ type cachedFeatures struct {
 	f     Features
 }
 
+// detectMu makes concurrent detections of one binary wait for the first (see Prepare).
+var detectMu sync.Mutex
+
 // cachedDetect is detectPath, remembered per path, size and mtime.
 func cachedDetect(mode Mode, path string) Features {
+	detectMu.Lock()
+	defer detectMu.Unlock()
 	st, err := os.Stat(path)
 	if err != nil {
 		return Features{Mode: mode, Path: path, Err: fmt.Errorf("slirp: %w", err)}
@@ -155,4 +163,17 @@ func cachedDetect(mode Mode, path string) Features {
 	f := detectPath(mode, path)
 	featureCache.Store(path, cachedFeatures{mtime: st.ModTime(), size: st.Size(), f: f})
 	return f
+}
+
+// Prepare runs, for a mode whose driver probes its helper's features (slirp4netns runs --version and --help, a
+// few milliseconds), the probe now and keeps the result for Start. A caller that knows the mode early runs it in
+// a goroutine while it creates the sandbox; Start then waits for it instead of probing again. It does nothing for
+// the other modes or when the helper is missing (Start reports that).
+func Prepare(mode Mode) {
+	if mode != ModeSlirp4netns {
+		return
+	}
+	if path, err := helperPath(mode, ""); err == nil {
+		cachedDetect(mode, path)
+	}
 }

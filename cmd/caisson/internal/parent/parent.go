@@ -184,6 +184,8 @@ func Run(r *config.Run) int {
 	if err != nil {
 		return errorf("--net: %v", err)
 	}
+	// The helper's feature probe runs while the sandbox is created.
+	go slirp.Prepare(netMode)
 	var publish []slirp.PortSpec
 	for _, p := range r.Net.Publish {
 		spec, err := slirp.ParsePublish(p)
