@@ -116,6 +116,13 @@ if [ -n "$rk" ]; then
 fi
 [ -n "$podman_ok" ] && cmds+=("podman run --rm --network=none localhost/caisson-bench-busybox /bin/true")
 run timeout 900 hyperfine -N -w 3 -r "$runs" --export-json "$out/startup.json" "${cmds[@]}" >/dev/null 2>&1
+# RootlessKit's pasta driver leaves its pasta running after every sandbox (rootlesskit-guide.md §10): count them for
+# the report, then end them so they do not weigh on the rest of the run (caisson's own helpers use -T/-U flags, not
+# the --tcp-ns= spelling matched here).
+runner=$user
+[ "$(id -u)" = 0 ] || runner=$(id -un)
+rk_leaked=$(pgrep -u "$runner" -f -- '--tcp-ns=none' | wc -l)
+pkill -u "$runner" -f -- '--tcp-ns=none' 2>/dev/null || true
 {
 echo "## Start-up: run \`true\` in a sandbox ($runs runs each, after 3 warm-ups)"
 echo
@@ -125,6 +132,7 @@ echo
 "$dir/benchreport" table -tsv "$out/startup.tsv" "$out/startup.json"
 echo "![start-up](startup.png)"
 echo
+[ -n "$rk" ] && echo "RootlessKit \`--net=pasta\` left $rk_leaked pasta processes running after its $((runs + 3)) runs (ended by the bench)." && echo
 echo "The issues' start-up targets, as ratios of medians from this run (RootlessKit with the same driver):"
 echo
 bw="bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent true"
