@@ -273,33 +273,12 @@ func Run(r *config.Run) int {
 		return errorf(format, args...)
 	}
 
-	// Moving init into v1 groups waits for the kernel (an RCU grace period): it overlaps the map helpers.
-	entered := make(chan error, 1)
-	go func() { entered <- group.Enter(pid) }()
-
-	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
-	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = plan.Apply(mctx, pid)
-	cancel()
-	if err := <-entered; err != nil {
-		return fail("%v", err)
-	}
-	if err != nil {
-		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
-		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-		ours := !cmd.ProcessState.Exited() // init did not fail first: the error printed is ours
-		if hint := idmap.HintFor(err); hint != "" && ours && plan.UseHelpers {
-			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
-		}
-		return code
-	}
-
 	// The network helper starts while init builds the sandbox (its addresses are known in advance); init waits
-	// for the "net" message before it starts the command.
+	// for the "net" message before it starts the command. pasta can join init's user namespace before its ID maps
+	// are written, so it starts at once; slirp4netns cannot (it fails to set its ids there): it starts after them.
 	var network *slirp.Network
 	var netStarted chan error
-	// --net none with published ports runs the forwarder alone: reachable from the host, no way out.
-	if netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns || (netMode == slirp.ModeNone && len(publish) > 0) {
+	launchNet := func() {
 		netStarted = make(chan error, 1)
 		go func() {
 			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -309,9 +288,16 @@ func Run(r *config.Run) int {
 				AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output
 			netStarted <- err
 		}()
+	}
+	// --net none with published ports runs the forwarder alone: reachable from the host, no way out.
+	needNet := netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns || (netMode == slirp.ModeNone && len(publish) > 0)
+	if needNet {
 		sb.Extra.AwaitNet = true
 		sb.Extra.Guest = slirp.PlannedGuest(netMode, 0, r.Net.AllowHostLoopback)
 		addNetworkFiles(sb, sb.Extra.Guest)
+		if netMode != slirp.ModeSlirp4netns {
+			launchNet()
+		}
 	} else if netMode == slirp.ModeNone {
 		addNetworkFiles(sb, slirp.GuestConfig{})
 	}
@@ -335,6 +321,31 @@ func Run(r *config.Run) int {
 			network.Release() // killed, reaped in the background: its tap device takes a while to go
 		}
 	}()
+
+	// Moving init into v1 groups waits for the kernel (an RCU grace period): it overlaps the map helpers.
+	entered := make(chan error, 1)
+	go func() { entered <- group.Enter(pid) }()
+
+	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = plan.Apply(mctx, pid)
+	cancel()
+	if err := <-entered; err != nil {
+		return fail("%v", err)
+	}
+	if err != nil {
+		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
+		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		ours := !cmd.ProcessState.Exited() // init did not fail first: the error printed is ours
+		if hint := idmap.HintFor(err); hint != "" && ours && plan.UseHelpers {
+			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
+		}
+		return code
+	}
+
+	if needNet && netMode == slirp.ModeSlirp4netns {
+		launchNet()
+	}
 
 	orderMounts(sb)
 	var tty *term.Terminal
