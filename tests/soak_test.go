@@ -250,7 +250,10 @@ func TestSoak(t *testing.T) {
 	}
 	if limits {
 		// Groups of the sandboxes whose caisson was killed stay until the next caisson that creates one sweeps them.
-		mustRun(t, "run", "--cgroup", "--pids", "50", "--", "true")
+		// Through the subreaper, which reaps every child of this process.
+		if code, stderr := reapedRun(t, reaper, dir, "run", "--cgroup", "--pids", "50", "--", "true"); code != 0 {
+			t.Errorf("soak: the sweeping run: exit %d: %s", code, stderr)
+		}
 		for _, d := range []string{cg["v2"], cg["pids"]} {
 			if left := sandboxGroups(d); len(left) > 0 {
 				t.Errorf("soak: cgroups left in %s: %v", d, left)
