@@ -184,8 +184,9 @@ func Run(r *config.Run) int {
 	if err != nil {
 		return errorf("--net: %v", err)
 	}
-	// The helper's feature probe runs while the sandbox is created.
-	go slirp.Prepare(netMode)
+	if netMode == slirp.ModeSlirp4netns {
+		go slirp.Prepare(netMode) // its feature probe runs while the sandbox is created
+	}
 	var publish []slirp.PortSpec
 	for _, p := range r.Net.Publish {
 		spec, err := slirp.ParsePublish(p)
