@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -532,4 +533,32 @@ func TestDetect(t *testing.T) {
 			t.Fatalf("Detect(pasta) without PATH: %v", f.Err)
 		}
 	})
+}
+
+// Prepare probes slirp4netns once: a Start (cachedDetect) that comes while it runs waits for its result instead of
+// probing again. A fake slirp4netns counts its runs.
+func TestPrepareProbesOnce(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "runs")
+	script := "#!/bin/sh\necho x >> " + count + "\n/bin/sleep 0.2\n" +
+		"echo 'slirp4netns version 9.9.9'\n" +
+		"echo '--configure --mtu --ready-fd --exit-fd --disable-host-loopback --netns-type --enable-sandbox'\n"
+	if err := os.WriteFile(filepath.Join(dir, "slirp4netns"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	done := make(chan struct{})
+	go func() { Prepare(ModeSlirp4netns); close(done) }()
+	time.Sleep(50 * time.Millisecond) // Prepare is probing now
+	f := cachedDetect(ModeSlirp4netns, filepath.Join(dir, "slirp4netns"))
+	<-done
+	if f.Version != "9.9.9" || !f.Have["--enable-sandbox"] || f.Have["--enable-seccomp"] {
+		t.Errorf("features: %+v", f)
+	}
+	b, _ := os.ReadFile(count)
+	// One probe is --version, one --help: two runs in all, not four.
+	if n := strings.Count(string(b), "x"); n != 2 {
+		t.Errorf("the fake helper ran %d times, want 2 (one probe)", n)
+	}
+	Prepare(ModePasta) // nothing to probe for pasta
 }
