@@ -57,6 +57,57 @@ func TestSeedPart2PIDNamespace(t *testing.T) {
 			t.Errorf("unexpected process visible in the sandbox: %q", l)
 		}
 	}
+	// The seed's exact exercise, with --as-pid-1: `echo $$` prints 1 and ps shows the shell as PID 1.
+	out = mustRun(t, "run", "--as-pid-1", "--", "sh", "-c", "echo self=$$; ps -e -o pid=,comm=")
+	if !strings.Contains(out, "self=1\n") || !regexp.MustCompile(`(?m)^\s*1 sh$`).MatchString(out) || strings.Contains(out, "caisson-init") {
+		t.Errorf("--as-pid-1: want the shell as PID 1 and no init:\n%s", out)
+	}
+}
+
+// --as-pid-1: the command replaces init and keeps what init set up (exit status, descriptors, time namespace,
+// hardening); what needs init is refused with one line; the command still dies with caisson.
+func TestAsPID1(t *testing.T) {
+	requireSandbox(t)
+	r := caisson(t, "run", "--as-pid-1", "--", "sh", "-c", "ls /proc/self/fd | tr '\\n' ' '; exit 42")
+	if r.code != 42 || r.stdout != "0 1 2 3 " {
+		t.Errorf("exit status and descriptors: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	out := mustRun(t, "run", "--as-pid-1", "--time-offset", "boottime=86400", "--", "cut", "-d", " ", "-f1", "/proc/uptime")
+	if up, _ := strconv.ParseFloat(strings.TrimSpace(out), 64); up < 86400 {
+		t.Errorf("--as-pid-1 with a boottime offset: uptime %q", out)
+	}
+	if r := caisson(t, "run", "--as-pid-1", "--security", "strict", "--", "unshare", "-U", "true"); r.code == 0 {
+		t.Errorf("--as-pid-1 --security strict: unshare succeeded")
+	}
+	if r := caisson(t, "run", "--as-pid-1", "--", "no-such-command"); r.code != 127 {
+		t.Errorf("--as-pid-1, missing command: exit %d %q", r.code, r.stderr)
+	}
+	for _, bad := range [][]string{{"-p", "18081:80"}, {"--share", "pid"}, {"--map", "keep-id"}, {"--join", "x"}} {
+		r := caisson(t, append(append([]string{"run", "--as-pid-1"}, bad...), "--", "true")...)
+		if r.code != 125 || !strings.HasPrefix(r.stderr, "caisson: ") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("--as-pid-1 %v: want one caisson: line and 125, got %d %q", bad, r.code, r.stderr)
+		}
+	}
+	// exec into it is refused; SIGKILL of caisson takes the command down.
+	marker := fmt.Sprintf("caisson-aspid1-%d", time.Now().UnixNano())
+	cmd := exec.Command(bin(t), "run", "--name", "aspid1", "--as-pid-1", "--", "bash", "-c", "exec -a "+marker+" sleep 300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(markerProcesses(t, marker)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(markerProcesses(t, marker)) == 0 {
+		t.Fatalf("the command never ran")
+	}
+	if r := caisson(t, "exec", "aspid1", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "--as-pid-1") {
+		t.Errorf("exec into an --as-pid-1 sandbox: %d %q", r.code, r.stderr)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	waitGone(t, marker, 5*time.Second)
 }
 
 // The seed's Part 3: a network namespace with only lo, which `ip link set lo up` brings up; no way out.

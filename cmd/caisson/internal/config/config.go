@@ -45,6 +45,8 @@ type Sandbox struct {
 	Share       []string    `json:"share,omitempty"`
 	TimeOffsets TimeOffsets `json:"time_offsets"`
 	TTY         bool        `json:"tty,omitempty"`
+	// AsPID1 makes init exec the command in its own place, so that the command is PID 1 (--as-pid-1).
+	AsPID1 bool `json:"as_pid1,omitempty"`
 	WinSize     WinSize     `json:"winsize"`
 	Rootfs      rootfs.Spec `json:"rootfs"`
 	// BecomeRoot makes init switch to uid and gid 0 inside once the maps are written: when caisson runs as host
@@ -133,7 +135,7 @@ func ValidHostname(s string) bool {
 type RunFlags struct {
 	Map, Share, TimeOffset, Hostname string
 	Env                              []string
-	ClearEnv, TTY                    bool
+	ClearEnv, TTY, AsPID1            bool
 	FS                               FSFlags
 	Net                              NetFlags
 	Sec                              SecFlags
@@ -152,6 +154,7 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	fs.StringArrayVarP(&f.Env, "env", "e", nil, "set K=V in the command's environment (repeatable)")
 	fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (PATH, HOME, TERM and --env still apply)")
 	fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
+	fs.BoolVar(&f.AsPID1, "as-pid-1", false, "run the command as PID 1 in place of caisson's init (echo $$ prints 1; no reaping of orphans, no exec/join, no published ports)")
 	f.FS.register(fs)
 	f.Net.register(fs)
 	f.Sec.register(fs)
@@ -270,11 +273,33 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 	if err := f.FS.apply(fs, r, env); err != nil {
 		return nil, err
 	}
+	if f.AsPID1 {
+		if err := checkAsPID1(r); err != nil {
+			return nil, err
+		}
+		sb.AsPID1 = true
+	}
 	if f.Hostname != "" && sb.Hostname != "" {
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/hostname",
 			Data: []byte(sb.Hostname + "\n"), Optional: true})
 	}
 	return r, nil
+}
+
+// checkAsPID1 refuses what --as-pid-1 cannot provide: it needs a PID namespace of its own, and init, which it
+// replaces, is what serves published ports, joins, and keep-id's change of credentials.
+func checkAsPID1(r *Run) error {
+	switch {
+	case r.Sandbox.Shares("pid"):
+		return usagef("--as-pid-1 needs a PID namespace of its own: not with --share pid")
+	case len(r.Net.Publish) > 0:
+		return usagef("--as-pid-1: published ports are served by caisson's init, which the command replaces; drop -p or --as-pid-1")
+	case r.Life.Join != "":
+		return usagef("--as-pid-1 and --join cannot be used together")
+	case r.MapMode == "keep-id":
+		return usagef("--as-pid-1 with --map keep-id is not supported (the command runs as root inside)")
+	}
+	return nil
 }
 
 // ParseShare parses the --share list.

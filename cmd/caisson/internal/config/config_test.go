@@ -157,3 +157,18 @@ func TestValidHostname(t *testing.T) {
 		}
 	}
 }
+
+func TestAsPID1Flag(t *testing.T) {
+	env := testEnv(t)
+	r, err := ParseRun([]string{"--as-pid-1", "sh"}, env)
+	if err != nil || !r.Sandbox.AsPID1 {
+		t.Fatalf("--as-pid-1: %v %+v", err, r)
+	}
+	for _, args := range [][]string{{"--share", "pid"}, {"-p", "8080:80", "--net", "pasta"}, {"--map", "keep-id"}, {"--join", "pod"}} {
+		_, err := ParseRun(append(append([]string{"--as-pid-1"}, args...), "sh"), env)
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--as-pid-1") {
+			t.Errorf("--as-pid-1 %v: want a usage error naming --as-pid-1, got %v", args, err)
+		}
+	}
+}

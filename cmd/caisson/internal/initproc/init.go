@@ -156,6 +156,17 @@ func Main() int {
 	if err := harden.Apply(cfg, attr); err != nil {
 		return fail(ExitSetup, "%v", err)
 	}
+	if cfg.AsPID1 {
+		// --as-pid-1: the command takes init's place. The parent signals this process from now on.
+		for _, r := range early {
+			for _, fd := range r.fds {
+				unix.Close(fd) // close-on-exec anyway; the parent refuses such requests itself
+			}
+		}
+		_ = wire.Send(sock, wire.Message{Type: "ready", PID: 1})
+		code, err := execInPlace(cfg, fdsOf(files), attr)
+		return fail(code, "%v", err) // only when the exec failed
+	}
 	pid, code, err := start(cfg, fdsOf(files), attr)
 	if err != nil {
 		return fail(code, "%v", err)
@@ -279,26 +290,71 @@ func checkProcfs(f *os.File) error {
 	return nil
 }
 
-// start execs the command and returns its PID. On failure the code tells the caller how to exit: 127 when the
-// command is not found, 126 when it cannot be executed, 125 for caisson's own errors.
-func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, int, error) {
+// execInPlace replaces init with the command (--as-pid-1): the descriptors in fds become 0, 1 and 2, the terminal
+// (with -t) becomes the controlling one, and the command inherits everything init set on this thread (seccomp,
+// Landlock, capabilities, no_new_privs, rlimits, the parent-death signal, the time namespace for children, which
+// execve enters). It returns only on failure, with the exit code to use.
+func execInPlace(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, error) {
+	path, code, err := resolveCommand(cfg)
+	if err != nil {
+		return code, err
+	}
+	for i, fd := range fds {
+		if int(fd) != i {
+			if err := unix.Dup3(int(fd), i, 0); err != nil {
+				return ExitSetup, fmt.Errorf("init: descriptor %d: %w", i, err)
+			}
+		}
+	}
+	if attr.Setctty {
+		if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+			return ExitSetup, fmt.Errorf("init: controlling terminal: %w", err)
+		}
+	}
+	if err := unix.Chdir(cfg.Workdir); err != nil {
+		return ExitSetup, fmt.Errorf("working directory %s: %w", cfg.Workdir, err)
+	}
+	err = syscall.Exec(path, cfg.Args, cfg.Env)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return ExitNotFound, fmt.Errorf("%s: %w", cfg.Args[0], err)
+	case errors.Is(err, unix.E2BIG), errors.Is(err, unix.ENOMEM):
+		return ExitSetup, fmt.Errorf("%s: %w", cfg.Args[0], err)
+	}
+	return ExitCannotExec, fmt.Errorf("%s: cannot execute: %w", cfg.Args[0], err)
+}
+
+// resolveCommand checks the working directory and finds the command's path: the exit code on failure is 127 when
+// it is not found and 125 for a bad working directory.
+func resolveCommand(cfg *config.Sandbox) (string, int, error) {
 	if st, err := os.Stat(cfg.Workdir); err != nil || !st.IsDir() {
 		if err == nil {
 			err = errors.New("not a directory")
 		}
-		return 0, ExitSetup, fmt.Errorf("working directory %s: %w", cfg.Workdir, unwrapPath(err))
+		return "", ExitSetup, fmt.Errorf("working directory %s: %w", cfg.Workdir, unwrapPath(err))
 	}
 	name := cfg.Args[0]
 	path := name
 	if !strings.Contains(name, "/") {
 		p, err := lookPath(name, cfg.Env)
 		if err != nil {
-			return 0, ExitNotFound, fmt.Errorf("%s: command not found", name)
+			return "", ExitNotFound, fmt.Errorf("%s: command not found", name)
 		}
 		path = p
 	} else if !filepath.IsAbs(path) {
 		path = filepath.Join(cfg.Workdir, path)
 	}
+	return path, 0, nil
+}
+
+// start execs the command and returns its PID. On failure the code tells the caller how to exit: 127 when the
+// command is not found, 126 when it cannot be executed, 125 for caisson's own errors.
+func start(cfg *config.Sandbox, fds []uintptr, attr *syscall.SysProcAttr) (int, int, error) {
+	path, code, err := resolveCommand(cfg)
+	if err != nil {
+		return 0, code, err
+	}
+	name := cfg.Args[0]
 	if cfg.Shares("pid") {
 		// No PID namespace to tear down: the command at least dies with init (its background processes are
 		// killed by killOrphans when the command ends, but not if init itself is killed).

@@ -354,6 +354,7 @@ func Run(r *config.Run) int {
 		tty = term.New()
 	}
 	sess := newSession(parentSock, pid, entry, tty)
+	sess.asPID1 = sb.AsPID1
 	done, err := sess.begin(sb, r.Life.Detach, notified)
 	if err != nil {
 		return fail("%v", err)

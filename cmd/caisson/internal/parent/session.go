@@ -29,6 +29,8 @@ type session struct {
 	// cmdFD is a pidfd of the command once init reported it started (-1 before): signals go straight to it.
 	cmdFD  int
 	inited chan struct{} // closed when init's socket closes
+	// asPID1 is --as-pid-1: the command replaced init, so nothing can be started in the sandbox.
+	asPID1 bool
 
 	mu      sync.Mutex
 	clients map[string]*client
@@ -245,6 +247,11 @@ func (s *session) serve(conn *os.File) {
 		}
 		switch m.Type {
 		case "exec", "join":
+			if s.asPID1 {
+				_ = wire.Send(conn, wire.Message{Type: "failed", ID: m.ID, Code: ExitSetup,
+					Error: "the sandbox runs its command as PID 1 (--as-pid-1): there is no init to start processes in it"})
+				break
+			}
 			s.mu.Lock()
 			s.nextID++
 			m.ID = strconv.Itoa(s.nextID)
