@@ -46,9 +46,9 @@ type Sandbox struct {
 	TimeOffsets TimeOffsets `json:"time_offsets"`
 	TTY         bool        `json:"tty,omitempty"`
 	// AsPID1 makes init exec the command in its own place, so that the command is PID 1 (--as-pid-1).
-	AsPID1 bool `json:"as_pid1,omitempty"`
-	WinSize     WinSize     `json:"winsize"`
-	Rootfs      rootfs.Spec `json:"rootfs"`
+	AsPID1  bool        `json:"as_pid1,omitempty"`
+	WinSize WinSize     `json:"winsize"`
+	Rootfs  rootfs.Spec `json:"rootfs"`
 	// BecomeRoot makes init switch to uid and gid 0 inside once the maps are written: when caisson runs as host
 	// root, init starts as host uid 0, which the sandbox's maps deliberately leave unmapped.
 	BecomeRoot bool         `json:"become_root,omitempty"`
