@@ -184,7 +184,7 @@ const (
 // needs no overlay per mount. The mounts that are never overlaid (pseudo file systems, FUSE, the directories the
 // sandbox covers) are then bound read-only on top of it as they are. One upper layer, named for "/".
 func (b *builder) fuseRoot(tree int) error {
-	infos, err := attachLower(tree)
+	infos, err := attachLower(tree, b.treeAttr)
 	if err != nil {
 		return err
 	}

@@ -21,13 +21,17 @@ const layersDir = baseDir + "/layers"
 // heldLock is the --persist lock's fd. It is never closed: init holds the lock until it exits, on any path.
 var heldLock = -1
 
-// attachLower attaches the read-only clone of the tree to be overlaid at lowerDir and lists the mounts it holds.
-func attachLower(tree int) ([]*mountinfo.Info, error) {
+// attachLower attaches the read-only clone of the tree to be overlaid at lowerDir (applying attr there when it
+// could not be set before, see builder.treeAttr) and lists the mounts it holds.
+func attachLower(tree int, attr uint64) ([]*mountinfo.Info, error) {
 	if err := os.Mkdir(lowerDir, 0o700); err != nil {
 		return nil, fmt.Errorf("rootfs: %w", err)
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, lowerDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return nil, &MountError{Op: "attach tree", Target: lowerDir, Err: err}
+	}
+	if err := remountTree(lowerDir, attr); err != nil {
+		return nil, err
 	}
 	return visibleMounts(lowerDir)
 }
@@ -43,7 +47,7 @@ func attachLower(tree int) ([]*mountinfo.Info, error) {
 // overlaid the same way, each file bound read-only. Pseudo file systems, FUSE mounts and mounts below the
 // directories the sandbox covers anyway are attached read-only as they are.
 func (b *builder) overlayRoot(tree int) error {
-	infos, err := attachLower(tree)
+	infos, err := attachLower(tree, b.treeAttr)
 	if err != nil {
 		return err
 	}

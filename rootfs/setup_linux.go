@@ -58,6 +58,9 @@ type builder struct {
 	fuseDev int
 	// fuseServed is set once a fuse-overlayfs daemon serves (part of) the new root.
 	fuseServed bool
+	// treeAttr is set when the root tree's attributes could not be set before it was attached (no
+	// mount_setattr: caisson inside a sandbox whose filter refuses it): they are applied once it is attached.
+	treeAttr uint64
 }
 
 // Setup builds the sandbox's root and pivots into it. It must run in a fresh mount namespace (and, for /proc, as a
@@ -180,8 +183,11 @@ func (b *builder) openRootTree() (int, error) {
 		return -1, &MountError{Op: "clone tree", Source: src, Err: err}
 	}
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
-		unix.Close(tree)
-		return -1, &MountError{Op: "set mount attributes", Source: src, Err: err}
+		if !errors.Is(err, unix.ENOSYS) {
+			unix.Close(tree)
+			return -1, &MountError{Op: "set mount attributes", Source: src, Err: err}
+		}
+		b.treeAttr = attr.Attr_set // applied with mount(2) once attached (remountTree)
 	}
 	return tree, nil
 }
@@ -193,6 +199,9 @@ func (b *builder) plainRoot(tree int) error {
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, b.root, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return &MountError{Op: "attach tree", Target: b.root, Err: err}
+	}
+	if err := remountTree(b.root, b.treeAttr); err != nil {
+		return err
 	}
 	return b.openRoot()
 }
@@ -491,10 +500,69 @@ func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
 		}
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
 		if err := unix.MountSetattr(tree, "", setFlags, &attr); err != nil {
-			return &MountError{Op: "make read-only", Target: dst, Err: err}
+			if !errors.Is(err, unix.ENOSYS) {
+				return &MountError{Op: "make read-only", Target: dst, Err: err}
+			}
+			// No mount_setattr (nested under a filter that refuses it): attach, then remount read-only.
+			if err := b.attach(tree, dst, "bind"); err != nil {
+				return err
+			}
+			at, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(tree))
+			if err != nil {
+				return &MountError{Op: "make read-only", Target: dst, Err: err}
+			}
+			return remountTree(at, unix.MOUNT_ATTR_RDONLY)
 		}
 	}
 	return b.attach(tree, dst, "bind")
+}
+
+// remountTree applies attr's read-only, nosuid and nodev bits to every mount at or below dir with mount(2) bind
+// remounts, keeping each mount's other flags (the kernel refuses to clear the ones it locked). It is the fallback
+// for mount_setattr, which a seccomp filter may refuse (caisson's default one does: it can clear read-only). Only
+// a read-only request is applied: a bind remount that leaves a mount writable is what that filter refuses, and
+// without one the mounts came from an outer sandbox that set nosuid and nodev already.
+func remountTree(dir string, attr uint64) error {
+	if attr&unix.MOUNT_ATTR_RDONLY == 0 {
+		return nil
+	}
+	// Only the visible mounts can be reached by path: the top of a stack on one mount point (/proc over the host's
+	// /proc inside a sandbox), none below a mount that covers them (the host's /sys under a sandbox's own).
+	mounts, err := visibleMounts(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY)
+		if attr&unix.MOUNT_ATTR_NOSUID != 0 {
+			flags |= unix.MS_NOSUID
+		}
+		if attr&unix.MOUNT_ATTR_NODEV != 0 {
+			flags |= unix.MS_NODEV
+		}
+		for _, o := range strings.Split(m.Options, ",") {
+			switch o {
+			case "nosuid":
+				flags |= unix.MS_NOSUID
+			case "nodev":
+				flags |= unix.MS_NODEV
+			case "noexec":
+				flags |= unix.MS_NOEXEC
+			case "noatime":
+				flags |= unix.MS_NOATIME
+			case "nodiratime":
+				flags |= unix.MS_NODIRATIME
+			case "relatime":
+				flags |= unix.MS_RELATIME
+			case "strictatime":
+				flags |= unix.MS_STRICTATIME
+			}
+		}
+		if err := unix.Mount("", m.Mountpoint, "", flags, ""); err != nil {
+			return &MountError{Op: "make read-only", Target: m.Mountpoint, Err: err}
+		}
+	}
+	return nil
 }
 
 // attach moves the detached mount mfd onto dst, resolved inside the new root.

@@ -39,6 +39,18 @@ var epermCalls = []string{
 	"modify_ldt",
 }
 
+// defaultENOSYSCalls change a mount's attributes through a struct seccomp cannot read (clearing read-only among
+// them); ENOSYS, so that mount(8) falls back to mount(2), where the read-write bind remount is refused (see
+// mountRemountRW). caisson's own rootfs code falls back the same way when it runs nested.
+var defaultENOSYSCalls = []string{"mount_setattr", "open_tree_attr"}
+
+// Mount flags of mount(2)'s args[3].
+const (
+	msRdonly  = 0x1
+	msRemount = 0x20
+	msBind    = 0x1000
+)
+
 // strictENOSYSCalls is the new mount API, refused with ENOSYS in strict so
 // mount(8) and friends fall back to mount(2), which strict refuses with EPERM.
 var strictENOSYSCalls = []string{
@@ -100,6 +112,12 @@ func builtinPolicy(a *archInfo, strict bool) *policy {
 	p.add(eafnosupport, []string{"socket"}, cond{arg: 0, op: opEQ, value: afALG, low32: true})
 	p.add(eafnosupport, []string{"socket"}, cond{arg: 0, op: opEQ, value: afVSOCK, low32: true})
 
+	if !strict {
+		// The sandbox's view of the host is read-only bind mounts made in its own mount namespace, which root
+		// inside could otherwise make writable again: a bind remount without MS_RDONLY, or mount_setattr.
+		p.add(eperm, []string{"mount"}, cond{arg: 3, op: opMaskedEQ, value: msRemount | msBind | msRdonly, datum: msRemount | msBind, low32: true})
+		p.add(enosys, defaultENOSYSCalls)
+	}
 	if strict {
 		// clone(unsigned long flags, ...): flags are args[0] on amd64 and
 		// arm64 (s390 swaps the first two arguments; it is not supported).

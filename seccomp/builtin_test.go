@@ -19,13 +19,14 @@ var (
 		"uselib", "ustat", "sysfs", "_sysctl", "nfsservctl", "modify_ldt",
 		"lookup_dcookie", "vhangup", "quotactl", "quotactl_fd", "fanotify_init",
 	}
-	wantStrictENOSYS = []string{"open_tree", "open_tree_attr", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr"}
-	wantStrictEPERM  = []string{
+	wantDefaultENOSYS = []string{"mount_setattr", "open_tree_attr"}
+	wantStrictENOSYS  = []string{"open_tree", "open_tree_attr", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr"}
+	wantStrictEPERM   = []string{
 		"unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
 		"ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "process_madvise",
 	}
 	// Calls with argument rules, and calls that must stay allowed in default.
-	argCalls    = []string{"ioctl", "personality", "socket", "clone"}
+	argCalls    = []string{"ioctl", "personality", "socket", "clone", "mount"}
 	mustAllowed = []string{
 		"read", "write", "execve", "openat", "mmap", "clone", "fork", "vfork", "wait4", "exit_group",
 		"mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "sethostname", "ptrace",
@@ -76,6 +77,9 @@ func TestEverySyscall(t *testing.T) {
 				}
 				set(enosys, wantENOSYS)
 				set(eperm, wantEPERM)
+				if p == Default {
+					set(enosys, wantDefaultENOSYS)
+				}
 				if p == Strict {
 					set(enosys, wantStrictENOSYS)
 					set(eperm, wantStrictEPERM)
@@ -219,6 +223,18 @@ func TestArgumentRules(t *testing.T) {
 		{"personality", [6]uint64{0x0400000}, eperm, eperm}, // READ_IMPLIES_EXEC
 		{"personality", [6]uint64{0xfffffffe}, eperm, eperm},
 		{"personality", [6]uint64{1}, eperm, eperm},
+
+		// mount(2): a bind remount to read-write is refused in default, everything else allowed (strict refuses
+		// mount altogether).
+		{"mount", [6]uint64{0, 0, 0, unix.MS_REMOUNT | unix.MS_BIND}, eperm, eperm},
+		{"mount", [6]uint64{0, 0, 0, unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV}, eperm, eperm},
+		{"mount", [6]uint64{0, 0, 0, hi | unix.MS_REMOUNT | unix.MS_BIND}, eperm, eperm},
+		{"mount", [6]uint64{0, 0, 0, 0xC0ED0000 | unix.MS_REMOUNT | unix.MS_BIND}, eperm, eperm}, // MS_MGC_VAL
+		{"mount", [6]uint64{0, 0, 0, unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY}, allow, eperm},
+		{"mount", [6]uint64{0, 0, 0, unix.MS_REMOUNT}, allow, eperm}, // superblock: the kernel checks its owner
+		{"mount", [6]uint64{0, 0, 0, unix.MS_BIND | unix.MS_REC}, allow, eperm},
+		{"mount", [6]uint64{0, 0, 0, unix.MS_NOSUID | unix.MS_NODEV}, allow, eperm},
+		{"mount", [6]uint64{0, 0, 0, unix.MS_REC | unix.MS_PRIVATE}, allow, eperm},
 
 		{"socket", [6]uint64{afALG, unix.SOCK_SEQPACKET}, eafnosupport, eafnosupport},
 		{"socket", [6]uint64{afVSOCK, unix.SOCK_STREAM}, eafnosupport, eafnosupport},

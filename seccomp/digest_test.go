@@ -14,9 +14,9 @@ var goldenDigests = map[string]struct {
 	insns  int
 	digest string
 }{
-	"amd64/default": {173, "sha256:628b19861a6f1937838c11f60cd87ea1e08565bd5fa4870799f54c31aeb32dc0"},
+	"amd64/default": {184, "sha256:fbfe7ac7a43f5ec514e0572183660b86909567cae5a0b785a324350939a61a04"},
 	"amd64/strict":  {232, "sha256:1f59e1b916b699ffb40e27d566c0e1ec59e060dbf5428747811faf0c469cd4af"},
-	"arm64/default": {158, "sha256:83f469e5a7c621e9c44c6ee9341c0ff68bb97080d187ca1e9160de30bd74e651"},
+	"arm64/default": {169, "sha256:bcc13989aa863515c37f78c95ffaad17d2d4ce54c91e88fe97585815a82a9e89"},
 	"arm64/strict":  {205, "sha256:2d8e18945b22cfe2a7979afc199463194ffd65caa81d94493f3159d6b502197c"},
 }
 

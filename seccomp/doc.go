@@ -61,7 +61,13 @@
 // The default posture deliberately allows mount, umount2, pivot_root,
 // chroot, unshare, setns, clone with CLONE_NEW* flags and ptrace: root in
 // the sandbox keeps its namespaced capabilities, so mount, sethostname,
-// `ip link` and nested `unshare` keep working for teaching exercises.
+// `ip link` and nested `unshare` keep working for teaching exercises. It
+// refuses only what would make the read-only view of the host writable:
+//
+//	EPERM   mount(2) whose flags (low 32 bits of args[3]) have MS_REMOUNT and
+//	        MS_BIND without MS_RDONLY (a bind remount to read-write)
+//	ENOSYS  mount_setattr open_tree_attr (they can clear MOUNT_ATTR_RDONLY,
+//	        in a struct the filter cannot read; mount(8) falls back to mount(2))
 //
 // The strict posture, for untrusted code, is default plus:
 //

@@ -61,7 +61,7 @@ var kRows = []struct {
 	{"K4", "clone3", "ENOSYS", "ENOSYS"},
 	{"K5", "open_tree", "kernel", "ENOSYS"}, {"K5", "move_mount", "kernel", "ENOSYS"}, {"K5", "fsopen", "kernel", "ENOSYS"},
 	{"K5", "fsconfig", "kernel", "ENOSYS"}, {"K5", "fsmount", "kernel", "ENOSYS"}, {"K5", "fspick", "kernel", "ENOSYS"},
-	{"K5", "mount_setattr", "kernel", "ENOSYS"},
+	{"K5", "mount_setattr", "ENOSYS", "ENOSYS"}, // default too: it can clear a mount's read-only flag
 	{"K6", "keyctl", "EPERM", "EPERM"}, {"K6", "add_key", "EPERM", "EPERM"}, {"K6", "request_key", "EPERM", "EPERM"},
 	{"K7", "bpf", "EPERM", "EPERM"}, {"K8", "perf_event_open", "EPERM", "EPERM"}, {"K9", "userfaultfd", "EPERM", "EPERM"},
 	{"K10", "io_uring_setup", "ENOSYS", "ENOSYS"}, {"K10", "io_uring_enter", "ENOSYS", "ENOSYS"},
@@ -687,6 +687,48 @@ func TestInspect(t *testing.T) {
 	r := caisson(t, "run", "--", "sh", "-c", "echo x > /run/caisson/security.json")
 	if r.code == 0 || !strings.Contains(r.stderr, "Read-only") {
 		t.Errorf("record writable inside: %d %q", r.code, r.stderr)
+	}
+}
+
+// Catalogue F9 in the default posture: root inside keeps CAP_SYS_ADMIN over its mount namespace, yet cannot make
+// the read-only host view writable again (the default filter refuses bind remounts to read-write and
+// mount_setattr); the file it tried to write is untouched. It can still unmount the private /tmp, /run and /proc
+// (README, Security postures), but what it finds there is read-only too.
+func TestHardenDefaultViewReadOnly(t *testing.T) {
+	requireSandbox(t)
+	base, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, err := os.MkdirTemp(base, ".caisson-victim-")
+	if err != nil {
+		testenv.SkipOrFail(t, "no writable home directory for the test: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	os.Chmod(home, 0o755)
+	victim := filepath.Join(home, "victim")
+	if err := os.WriteFile(victim, []byte("orig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `exec 2>&1
+mount -o remount,rw,bind / && echo REMOUNTED-ROOT
+mount -o remount,rw,bind "$1" && echo REMOUNTED-DIR
+mount --bind "$1" /mnt && mount -o remount,rw,bind /mnt && echo REBOUND
+echo pwned > "$1/victim" && echo WROTE
+umount -l /tmp && for m in /tmp; do mount -o remount,rw,bind "$m" && echo REMOUNTED-TMP; done
+mount -t tmpfs t /mnt && mount -o remount,ro,bind /mnt && echo OWN-MOUNTS-OK
+true`
+	r := caisson(t, "run", "--no-cwd", "--", "sh", "-c", script, "sh", home)
+	for _, bad := range []string{"REMOUNTED-ROOT", "REMOUNTED-DIR", "REBOUND", "WROTE", "REMOUNTED-TMP"} {
+		if strings.Contains(r.stdout, bad) {
+			t.Errorf("default posture: %s: %q", bad, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, "OWN-MOUNTS-OK") {
+		t.Errorf("default posture: mounting a tmpfs and remounting it read-only must keep working: %q", r.stdout)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "orig\n" {
+		t.Errorf("the host file was changed from inside: %q", b)
 	}
 }
 

@@ -83,11 +83,21 @@ func writeRecord(rec Record) error {
 		return fmt.Errorf("harden: record: write: %w", err)
 	}
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	remount := false
 	if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("harden: record: make read-only: %w", err)
+		if !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("harden: record: make read-only: %w", err)
+		}
+		remount = true // no mount_setattr (nested under caisson's default filter): remount once attached
 	}
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, RecordDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("harden: record: attach at %s: %w", RecordDir, err)
+	}
+	if remount {
+		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+		if err := unix.Mount("", RecordDir, "", flags, ""); err != nil {
+			return fmt.Errorf("harden: record: make read-only: %w", err)
+		}
 	}
 	return nil
 }

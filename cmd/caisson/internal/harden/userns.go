@@ -1,6 +1,7 @@
 package harden
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -27,7 +28,12 @@ func pinUserNamespaces() error {
 	defer unix.Close(tree)
 	attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("harden: user.max_user_namespaces: make the private /proc clone writable: %w", err)
+		// Without mount_setattr (nested under caisson's default filter) the clone must be writable already, as
+		// the sandbox's own /proc is (only /proc/sys, a mount of its own, is read-only).
+		var st unix.Statfs_t
+		if !errors.Is(err, unix.ENOSYS) || unix.Fstatfs(tree, &st) != nil || st.Flags&unix.ST_RDONLY != 0 {
+			return fmt.Errorf("harden: user.max_user_namespaces: make the private /proc clone writable: %w", err)
+		}
 	}
 	how := unix.OpenHow{
 		Flags:   unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOFOLLOW,
