@@ -517,6 +517,12 @@ func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
 	return b.attach(tree, dst, "bind")
 }
 
+// keptMountFlags are the per-mount options a bind remount must repeat (the kernel refuses to clear the locked ones).
+var keptMountFlags = map[string]uintptr{
+	"nosuid": unix.MS_NOSUID, "nodev": unix.MS_NODEV, "noexec": unix.MS_NOEXEC, "noatime": unix.MS_NOATIME,
+	"nodiratime": unix.MS_NODIRATIME, "relatime": unix.MS_RELATIME, "strictatime": unix.MS_STRICTATIME,
+}
+
 // remountTree applies attr's read-only, nosuid and nodev bits to every mount at or below dir with mount(2) bind
 // remounts, keeping each mount's other flags (the kernel refuses to clear the ones it locked). It is the fallback
 // for mount_setattr, which a seccomp filter may refuse (caisson's default one does: it can clear read-only). Only
@@ -541,22 +547,7 @@ func remountTree(dir string, attr uint64) error {
 			flags |= unix.MS_NODEV
 		}
 		for _, o := range strings.Split(m.Options, ",") {
-			switch o {
-			case "nosuid":
-				flags |= unix.MS_NOSUID
-			case "nodev":
-				flags |= unix.MS_NODEV
-			case "noexec":
-				flags |= unix.MS_NOEXEC
-			case "noatime":
-				flags |= unix.MS_NOATIME
-			case "nodiratime":
-				flags |= unix.MS_NODIRATIME
-			case "relatime":
-				flags |= unix.MS_RELATIME
-			case "strictatime":
-				flags |= unix.MS_STRICTATIME
-			}
+			flags |= keptMountFlags[o]
 		}
 		if err := unix.Mount("", m.Mountpoint, "", flags, ""); err != nil {
 			return &MountError{Op: "make read-only", Target: m.Mountpoint, Err: err}

@@ -696,26 +696,8 @@ func TestInspect(t *testing.T) {
 // (README, Security postures), but what it finds there is read-only too.
 func TestHardenDefaultViewReadOnly(t *testing.T) {
 	requireSandbox(t)
-	base, err := os.UserHomeDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	home, err := os.MkdirTemp(base, ".caisson-victim-")
-	if err != nil {
-		testenv.SkipOrFail(t, "no writable home directory for the test: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(home) })
-	os.Chmod(home, 0o755)
-	victim := filepath.Join(home, "victim")
-	if err := os.WriteFile(victim, []byte("orig\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := `exec 2>&1
-mount -o remount,rw,bind / && echo REMOUNTED-ROOT
-mount -o remount,rw,bind "$1" && echo REMOUNTED-DIR
-mount --bind "$1" /mnt && mount -o remount,rw,bind /mnt && echo REBOUND
-echo pwned > "$1/victim" && echo WROTE
-umount -l /tmp && for m in /tmp; do mount -o remount,rw,bind "$m" && echo REMOUNTED-TMP; done
+	home, victim := victimDir(t)
+	script := "exec 2>&1\n" + makeWritable + `umount -l /tmp && for m in /tmp; do mount -o remount,rw,bind "$m" && echo REMOUNTED-TMP; done
 mount -t tmpfs t /mnt && mount -o remount,ro,bind /mnt && echo OWN-MOUNTS-OK
 true`
 	r := caisson(t, "run", "--no-cwd", "--", "sh", "-c", script, "sh", home)
@@ -727,38 +709,17 @@ true`
 	if !strings.Contains(r.stdout, "OWN-MOUNTS-OK") {
 		t.Errorf("default posture: mounting a tmpfs and remounting it read-only must keep working: %q", r.stdout)
 	}
-	if b, _ := os.ReadFile(victim); string(b) != "orig\n" {
-		t.Errorf("the host file was changed from inside: %q", b)
-	}
+	checkVictim(t, victim)
 }
 
 // Catalogue F9 and the hidden host paths, in the strict posture: the command cannot make the read-only host view
 // writable (bind remount, in place or moved), nor unmount the private /tmp, /run and /proc to see what the host
-// has beneath them; the file it tried to write is untouched. (In the default posture root inside can do all of
-// this: see README, Security postures.)
+// has beneath them; the file it tried to write is untouched. (In the default posture root inside can unmount
+// them, though not make anything writable: see README, Security postures.)
 func TestHardenStrictViewHolds(t *testing.T) {
 	requireSandbox(t)
-	// A directory of the caller's in the host view (not under /tmp, which the sandbox's own /tmp hides).
-	base, err := os.UserHomeDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	home, err := os.MkdirTemp(base, ".caisson-victim-")
-	if err != nil {
-		testenv.SkipOrFail(t, "no writable home directory for the test: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(home) })
-	os.Chmod(home, 0o755)
-	victim := filepath.Join(home, "victim")
-	if err := os.WriteFile(victim, []byte("orig\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := `exec 2>&1
-mount -o remount,rw,bind / && echo REMOUNTED-ROOT
-mount -o remount,rw,bind "$1" && echo REMOUNTED-DIR
-mount --bind "$1" /mnt && mount -o remount,rw,bind /mnt && echo REBOUND
-echo pwned > "$1/victim" && echo WROTE
-umount -l /run && echo UNMOUNTED-RUN
+	home, victim := victimDir(t)
+	script := "exec 2>&1\n" + makeWritable + `umount -l /run && echo UNMOUNTED-RUN
 umount -l /tmp && echo UNMOUNTED-TMP
 umount -l /proc && echo UNMOUNTED-PROC
 mount --move /tmp /mnt && echo MOVED
@@ -769,6 +730,41 @@ true`
 			t.Errorf("strict posture: %s: %q", bad, r.stdout)
 		}
 	}
+	checkVictim(t, victim)
+}
+
+// makeWritable is the shell of the attempts to make the read-only host view writable and write the victim file
+// (victimDir's directory is $1); each success prints a word in capitals.
+const makeWritable = `mount -o remount,rw,bind / && echo REMOUNTED-ROOT
+mount -o remount,rw,bind "$1" && echo REMOUNTED-DIR
+mount --bind "$1" /mnt && mount -o remount,rw,bind /mnt && echo REBOUND
+echo pwned > "$1/victim" && echo WROTE
+`
+
+// victimDir makes a directory of the caller's in the host view (under the home directory: the sandbox's own /tmp
+// hides the host's) holding the file "victim" with "orig\n", for tests that try to write it from inside.
+func victimDir(t *testing.T) (dir, victim string) {
+	t.Helper()
+	base, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err = os.MkdirTemp(base, ".caisson-victim-")
+	if err != nil {
+		testenv.SkipOrFail(t, "no writable home directory for the test: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	victim = filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("orig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, victim
+}
+
+// checkVictim fails the test when the victim file of victimDir changed.
+func checkVictim(t *testing.T, victim string) {
+	t.Helper()
 	if b, _ := os.ReadFile(victim); string(b) != "orig\n" {
 		t.Errorf("the host file was changed from inside: %q", b)
 	}

@@ -101,6 +101,8 @@ type Run struct {
 	Limits cgroup.Limits
 	// OwnCgroup is --cgroup: a v2 group of the sandbox's own even without limits.
 	OwnCgroup bool
+	// Cgroups are the caller's cgroups, read when Limits or OwnCgroup were checked (nil otherwise).
+	Cgroups *cgroup.Host
 }
 
 // UsageError is a bad flag or argument: the caller prints it and exits 125.

@@ -207,6 +207,7 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 		if err != nil {
 			return usagef("--cgroup: cannot read your cgroups: %v", err)
 		}
+		r.Cgroups = h
 		if err := h.Check(r.Limits, r.OwnCgroup); err != nil {
 			hint := " (see 'caisson doctor'; or use --rlimit)"
 			if strings.Contains(err.Error(), "not delegated") {

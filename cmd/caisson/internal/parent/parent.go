@@ -384,9 +384,12 @@ func Run(r *config.Run) int {
 
 // newGroup creates the sandbox's cgroups for --memory, --pids, --cpus and --cgroup.
 func newGroup(r *config.Run) (*cgroup.Group, error) {
-	h, err := cgroup.Discover()
-	if err != nil {
-		return nil, fmt.Errorf("--cgroup: cannot read your cgroups: %v", err)
+	h := r.Cgroups // read while the flags were checked
+	if h == nil {
+		var err error
+		if h, err = cgroup.Discover(); err != nil {
+			return nil, fmt.Errorf("--cgroup: cannot read your cgroups: %v", err)
+		}
 	}
 	st, err := state.StartTime(os.Getpid())
 	if err != nil {
