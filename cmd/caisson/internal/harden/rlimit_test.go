@@ -29,7 +29,7 @@ func threads(t *testing.T) int {
 // After ReserveThreads(n), n goroutines that each need an OS thread of their own at once get the reserved ones:
 // the process creates no new thread (which a process limit could refuse).
 func TestReserveThreads(t *testing.T) {
-	const n = 8
+	const n = 16
 	ReserveThreads(n)
 	before := threads(t)
 	var ready, done sync.WaitGroup
@@ -47,10 +47,12 @@ func TestReserveThreads(t *testing.T) {
 	}
 	ready.Wait()
 	during := threads(t)
+	t.Logf("%d threads before, %d while %d goroutines held one each", before, during, n)
 	close(release)
 	done.Wait()
-	// One more thread is tolerated: the runtime may start one to run the test goroutine meanwhile.
-	if during > before+1 {
+	// A few more threads are tolerated: the runtime (and the race detector) may start some of its own meanwhile,
+	// and the thread that ran the test may be one of those locked. Without the reserve, nearly n are created.
+	if during > before+n/4 {
 		t.Errorf("%d threads while %d goroutines held one each, %d before: the reserve was not used", during, n, before)
 	}
 }
