@@ -562,3 +562,35 @@ func TestPrepareProbesOnce(t *testing.T) {
 	}
 	Prepare(ModePasta) // nothing to probe for pasta
 }
+
+func TestPastaExecutable(t *testing.T) {
+	dir := t.TempDir()
+	pasta := filepath.Join(dir, "pasta")
+	if err := os.WriteFile(pasta, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := pastaExecutable(pasta, true); got != pasta {
+		t.Errorf("no .avx2 build: got %q, want %q", got, pasta)
+	}
+	if err := os.WriteFile(pasta+".avx2", []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := pastaExecutable(pasta, true); got != pasta {
+		t.Errorf("non-executable .avx2 build: got %q, want %q", got, pasta)
+	}
+	if err := os.Chmod(pasta+".avx2", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := pastaExecutable(pasta, true); got != pasta+".avx2" {
+		t.Errorf("with AVX2: got %q, want %q", got, pasta+".avx2")
+	}
+	if got := pastaExecutable(pasta, false); got != pasta {
+		t.Errorf("without AVX2: got %q, want %q", got, pasta)
+	}
+	if got := pastaExecutable(pasta+".avx2", true); got != pasta+".avx2" {
+		t.Errorf("already the .avx2 build: got %q", got)
+	}
+	if !strings.Contains(filepath.Base(pastaExecutable(pasta, true)), "pasta") {
+		t.Error("the name must keep \"pasta\": it selects the binary's pasta mode")
+	}
+}

@@ -282,7 +282,7 @@ func helperCount(t *testing.T) int {
 		if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); strings.Contains(string(st), ") Z ") {
 			continue // dead, waiting to be reaped (by whoever inherited it when caisson exited)
 		}
-		if strings.HasPrefix(c, "passt") || c == "pasta" || c == "slirp4netns" {
+		if isHelperComm(c) {
 			if st, err := os.Stat("/proc/" + e.Name()); err == nil && st.Sys().(*syscall.Stat_t).Uid == uint32(os.Getuid()) {
 				n++
 			}

@@ -458,8 +458,9 @@ func freeLowPort() int {
 	return 10000 + rand.IntN(22000)
 }
 
-// isHelperComm reports whether a command name is a network helper's: Debian's pasta runs as passt.avx2 on CPUs
-// with AVX2, so its name is pasta, pasta.avx2, passt or passt.avx2.
+// isHelperComm reports whether a command name is a network helper's: Debian's pasta runs as pasta.avx2 on CPUs
+// with AVX2 (started so by caisson, or re-executed as passt.avx2 when started as pasta), so its name is pasta,
+// pasta.avx2, passt or passt.avx2.
 func isHelperComm(comm string) bool {
 	return strings.HasPrefix(comm, "pasta") || strings.HasPrefix(comm, "passt") || comm == "slirp4netns"
 }
