@@ -13,15 +13,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ServeChild serves the parent's dial requests for published ports. It runs
+// ServeChild serves the parent's requests for published ports. It runs
 // in init, inside the sandbox's network namespace, for as long as init lives
 // (typically in its own goroutine), and returns nil when the parent closes
 // its end (Network.Close) or the error that made reading conn fail. conn is
 // the child end of [NewForwarderPair]; ServeChild closes it before returning.
 //
-// For every request ServeChild connects to 127.0.0.1:PORT (::1 for IPv6 host
+// For a TCP port it creates batches of unconnected sockets in the sandbox's
+// network namespace, which the parent connects to the sandbox's loopback
+// itself; for a UDP flow it connects to 127.0.0.1:PORT (::1 for IPv6 host
 // addresses) inside the sandbox, with a 5 s connect timeout and at most 256
-// connects in flight, and sends the connected socket back. It never connects
+// requests in flight, and sends the connected socket back. It never connects
 // anywhere else and needs no host path. It needs the sandbox's loopback
 // interface up ([BringUpLoopback]) and, under a seccomp filter, the system
 // calls socket, connect, getsockopt, setsockopt, recvmsg, sendmsg, close.
@@ -40,7 +42,7 @@ func ServeChild(conn *os.File) error {
 	defer wg.Wait()
 	buf := make([]byte, requestLen+1)
 	for {
-		n, fds, err := readMsgFDs(c, buf)
+		n, fds, err := readMsgFDs(c, buf, maxTrailingFDs)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -72,6 +74,12 @@ func ServeChild(conn *os.File) error {
 				sendReply(reply, nil, perr)
 				return
 			}
+			if req.sockets > 0 {
+				fds, err := newSockets(req)
+				sendFDs(reply, fds, err)
+				closeFDs(fds)
+				return
+			}
 			f, err := dialLoopback(req)
 			sendReply(reply, f, err)
 			if f != nil {
@@ -95,8 +103,41 @@ func dialLoopback(req dialRequest) (*os.File, error) {
 	return c.(filer).File()
 }
 
+// newSockets creates the unconnected, non-blocking TCP sockets a request asks
+// for, in this process's network namespace.
+func newSockets(req dialRequest) ([]int, error) {
+	fds := make([]int, 0, req.sockets)
+	for range req.sockets {
+		fd, err := unix.Socket(req.family(), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		if err != nil {
+			closeFDs(fds)
+			return nil, fmt.Errorf("socket: %w", err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
 // sendReply answers one request on the reply socket: the socket f, or err.
 func sendReply(reply *os.File, f *os.File, err error) {
+	if err != nil {
+		sendFDs(reply, nil, err)
+		return
+	}
+	// SyscallConn, not Fd: Fd would switch the shared file description to
+	// blocking mode.
+	frc, ferr := f.SyscallConn()
+	if ferr == nil {
+		ferr = frc.Control(func(sfd uintptr) { sendFDs(reply, []int{int(sfd)}, nil) })
+	}
+	if ferr != nil {
+		sendFDs(reply, nil, errors.New("cannot pass socket"))
+	}
+}
+
+// sendFDs answers one request on the reply socket: the descriptors fds, or
+// err.
+func sendFDs(reply *os.File, fds []int, err error) {
 	rc, cerr := reply.SyscallConn()
 	if cerr != nil {
 		return
@@ -111,16 +152,7 @@ func sendReply(reply *os.File, f *os.File, err error) {
 		msg[1] = 1
 		msg = append(msg, text...)
 	} else {
-		// SyscallConn, not Fd: Fd would switch the shared file description
-		// to blocking mode.
-		frc, ferr := f.SyscallConn()
-		if ferr == nil {
-			ferr = frc.Control(func(sfd uintptr) { oob = unix.UnixRights(int(sfd)) })
-		}
-		if ferr != nil {
-			msg[1] = 1
-			msg = append(msg, "cannot pass socket"...)
-		}
+		oob = unix.UnixRights(fds...)
 	}
 	rc.Control(func(fd uintptr) {
 		for range 4 { // bounded EINTR retries

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +24,15 @@ type forwarder struct {
 	mu      sync.Mutex
 	closed  bool
 	closers map[io.Closer]struct{} // listeners and live connections
+	pools   [2]socketPool          // unconnected sandbox TCP sockets: IPv4, IPv6
 	wg      sync.WaitGroup
+}
+
+// socketPool holds unconnected TCP sockets of the sandbox's network namespace
+// (guarded by forwarder.mu).
+type socketPool struct {
+	fds     []int
+	filling bool
 }
 
 // listenTCP listens on a host TCP address without multipath TCP.
@@ -87,6 +96,10 @@ func (f *forwarder) close() {
 	f.closed = true
 	cs := f.closers
 	f.closers = nil
+	for i := range f.pools {
+		closeFDs(f.pools[i].fds)
+		f.pools[i].fds = nil
+	}
 	f.mu.Unlock()
 	for c := range cs {
 		c.Close()
@@ -102,6 +115,16 @@ func (f *forwarder) close() {
 
 // dial asks init for a socket connected to the sandbox's loopback.
 func (f *forwarder) dial(req dialRequest) (*os.File, error) {
+	fds, err := f.request(req)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "slirp-sandbox-conn"), nil
+}
+
+// request sends req to init and returns the sockets of its answer, each
+// checked to be of the type and (for new sockets) the family asked for.
+func (f *forwarder) request(req dialRequest) ([]int, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -123,8 +146,12 @@ func (f *forwarder) dial(req dialRequest) (*os.File, error) {
 		return nil, fmt.Errorf("send request to init: %w", err)
 	}
 	rc.SetReadDeadline(time.Now().Add(replyTimeout))
+	want := 1
+	if req.sockets > 0 {
+		want = req.sockets
+	}
 	buf := make([]byte, 2+maxReplyText)
-	n, got, err := readMsgFDs(rc, buf)
+	n, got, err := readMsgFDs(rc, buf, want)
 	if err != nil {
 		return nil, fmt.Errorf("read answer from init: %w", err)
 	}
@@ -136,19 +163,132 @@ func (f *forwarder) dial(req dialRequest) (*os.File, error) {
 		closeFDs(got)
 		return nil, fmt.Errorf("init: %s", buf[2:n])
 	}
-	if len(got) != 1 {
+	if len(got) != want {
 		closeFDs(got)
-		return nil, fmt.Errorf("init sent %d descriptors, want 1", len(got))
+		return nil, fmt.Errorf("init sent %d descriptors, want %d", len(got), want)
 	}
-	want := unix.SOCK_STREAM
+	typ := unix.SOCK_STREAM
 	if req.udp {
-		want = unix.SOCK_DGRAM
+		typ = unix.SOCK_DGRAM
 	}
-	if typ, err := unix.GetsockoptInt(got[0], unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != want {
-		unix.Close(got[0])
-		return nil, errors.New("init sent a socket of the wrong type")
+	for _, fd := range got {
+		t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+		ok := err == nil && t == typ
+		if ok && req.sockets > 0 {
+			d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+			ok = err == nil && d == req.family()
+		}
+		if !ok {
+			closeFDs(got)
+			return nil, errors.New("init sent a socket of the wrong type")
+		}
 	}
-	return os.NewFile(uintptr(got[0]), "slirp-sandbox-conn"), nil
+	return got, nil
+}
+
+// takeSocket returns an unconnected TCP socket of the sandbox's network
+// namespace from the pool, fetching a batch from init when the pool is empty
+// and starting a refill in the background when it runs low.
+func (f *forwarder) takeSocket(v6 bool) (int, error) {
+	i := 0
+	if v6 {
+		i = 1
+	}
+	batch := dialRequest{v6: v6, sockets: socketPoolBatch}
+	f.mu.Lock()
+	p := &f.pools[i]
+	if len(p.fds) == 0 {
+		f.mu.Unlock()
+		fds, err := f.request(batch)
+		if err != nil {
+			return -1, err
+		}
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			closeFDs(fds)
+			return -1, net.ErrClosed
+		}
+		p.fds = append(p.fds, fds...)
+	}
+	fd := p.fds[len(p.fds)-1]
+	p.fds = p.fds[:len(p.fds)-1]
+	refill := len(p.fds) < socketPoolLow && !p.filling && !f.closed
+	if refill {
+		p.filling = true
+		f.wg.Add(1)
+	}
+	f.mu.Unlock()
+	if refill {
+		go func() {
+			defer f.wg.Done()
+			fds, err := f.request(batch)
+			f.mu.Lock()
+			p.filling = false
+			if err == nil && !f.closed {
+				p.fds = append(p.fds, fds...)
+				fds = nil
+			}
+			f.mu.Unlock()
+			closeFDs(fds)
+		}()
+	}
+	return fd, nil
+}
+
+// connectTCP connects a pooled sandbox socket to the sandbox's loopback at
+// req's port (within dialTimeout) and returns it as a connection.
+func (f *forwarder) connectTCP(req dialRequest) (*net.TCPConn, error) {
+	fd, err := f.takeSocket(req.v6)
+	if err != nil {
+		return nil, err
+	}
+	file := os.NewFile(uintptr(fd), "slirp-sandbox-conn") // non-blocking: served by the runtime's poller
+	defer file.Close()
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cerr error
+	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), req.sockaddr(req.port)) }); err != nil {
+		return nil, err
+	}
+	if cerr == unix.EINPROGRESS || cerr == unix.EINTR {
+		file.SetWriteDeadline(time.Now().Add(dialTimeout))
+		err := rc.Write(func(fd uintptr) bool {
+			soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case err != nil:
+				cerr = err
+			case soerr == 0:
+				if _, err := unix.Getpeername(int(fd)); err != nil {
+					return false // not connected yet: wait until writable
+				}
+				cerr = nil
+			case syscall.Errno(soerr) == unix.EINPROGRESS || syscall.Errno(soerr) == unix.EALREADY:
+				return false
+			default:
+				cerr = syscall.Errno(soerr)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err // the deadline passed, or the file was closed
+		}
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("connect to %s in the sandbox: %w", req.target(), cerr)
+	}
+	c, err := net.FileConn(file)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		c.Close()
+		return nil, errors.New("not a TCP connection")
+	}
+	return tc, nil
 }
 
 // dialConn is dial plus net.FileConn.
@@ -223,13 +363,11 @@ func (f *forwarder) proxyTCP(c *net.TCPConn, req dialRequest) {
 		return
 	}
 	defer f.untrack(c)
-	sc, err := f.dialConn(req)
+	s, err := f.connectTCP(req)
 	if err != nil {
 		return // the client sees the connection closed
 	}
-	s, ok := sc.(*net.TCPConn)
-	if !ok || !f.track(s) {
-		sc.Close()
+	if !f.track(s) {
 		return
 	}
 	defer f.untrack(s)

@@ -18,18 +18,24 @@ import (
 // request message:
 //
 //	byte 0    protoVersion
-//	byte 1    0 = tcp, 1 = udp
-//	byte 2    0 = dial 127.0.0.1, 1 = dial ::1
+//	byte 1    0 = dial tcp, 1 = dial udp, 2 = new tcp sockets
+//	byte 2    0 = 127.0.0.1 (AF_INET), 1 = ::1 (AF_INET6)
 //	byte 3    0 (reserved)
-//	byte 4-5  sandbox port, big endian
+//	byte 4-5  dial: sandbox port; new sockets: how many (1..maxSocketBatch); big endian
 //
-// Init dials inside the sandbox and answers on the received socket with one
-// message: protoVersion, then 0 and the connected socket attached, or 1
-// followed by an error text (at most maxReplyText bytes).
+// For a dial, init connects inside the sandbox and answers on the received
+// socket with one message: protoVersion, then 0 and the connected socket
+// attached, or 1 followed by an error text (at most maxReplyText bytes). For
+// new sockets, it answers protoVersion, 0 and that many unconnected
+// non-blocking TCP sockets of the family, created in the sandbox's network
+// namespace: the parent connects them to the sandbox's loopback itself (a
+// socket connects in the namespace it was created in), so a published TCP
+// port costs no round trip to init per connection, only one per batch.
 const (
-	protoVersion = 1
-	requestLen   = 6
-	maxReplyText = 512
+	protoVersion   = 1
+	requestLen     = 6
+	maxReplyText   = 512
+	maxSocketBatch = 32
 )
 
 // Bounds of the forwarder.
@@ -41,7 +47,9 @@ const (
 	maxFlowsPerPort  = 256              // concurrent UDP flows per published port
 	udpFlowIdle      = 60 * time.Second // idle UDP flow is dropped
 	maxDatagram      = 65535
-	maxTrailingFDs   = 8 // fds received per message before giving up (cmsg space)
+	maxTrailingFDs   = 8 // fds received per request message before giving up (cmsg space)
+	socketPoolBatch  = 16 // unconnected sandbox sockets fetched per request
+	socketPoolLow    = 4  // a refill starts when the pool holds fewer
 	forwardCloseWait = 2 * time.Second
 )
 
@@ -58,16 +66,25 @@ func NewForwarderPair() (parent, child *os.File, err error) {
 	return os.NewFile(uintptr(fds[0]), "slirp-forwarder-parent"), os.NewFile(uintptr(fds[1]), "slirp-forwarder-child"), nil
 }
 
-// dialRequest asks init for a socket connected to the sandbox's loopback.
+// dialRequest asks init for a socket connected to the sandbox's loopback or,
+// with sockets > 0, for that many unconnected TCP sockets.
 type dialRequest struct {
-	udp  bool
-	v6   bool
-	port uint16
+	udp     bool
+	v6      bool
+	port    uint16
+	sockets int
 }
 
 func (r dialRequest) marshal() []byte {
-	b := []byte{protoVersion, 0, 0, 0, byte(r.port >> 8), byte(r.port)}
-	if r.udp {
+	n := r.port
+	if r.sockets > 0 {
+		n = uint16(r.sockets)
+	}
+	b := []byte{protoVersion, 0, 0, 0, byte(n >> 8), byte(n)}
+	switch {
+	case r.sockets > 0:
+		b[1] = 2
+	case r.udp:
 		b[1] = 1
 	}
 	if r.v6 {
@@ -77,14 +94,37 @@ func (r dialRequest) marshal() []byte {
 }
 
 func parseDialRequest(b []byte) (dialRequest, error) {
-	if len(b) != requestLen || b[0] != protoVersion || b[1] > 1 || b[2] > 1 || b[3] != 0 {
+	if len(b) != requestLen || b[0] != protoVersion || b[1] > 2 || b[2] > 1 || b[3] != 0 {
 		return dialRequest{}, fmt.Errorf("malformed request (%d bytes)", len(b))
 	}
-	r := dialRequest{udp: b[1] == 1, v6: b[2] == 1, port: uint16(b[4])<<8 | uint16(b[5])}
+	n := uint16(b[4])<<8 | uint16(b[5])
+	r := dialRequest{udp: b[1] == 1, v6: b[2] == 1, port: n}
+	if b[1] == 2 {
+		if n == 0 || n > maxSocketBatch {
+			return dialRequest{}, fmt.Errorf("malformed request: %d sockets", n)
+		}
+		return dialRequest{v6: r.v6, sockets: int(n)}, nil
+	}
 	if r.port == 0 {
 		return dialRequest{}, errors.New("malformed request: port 0")
 	}
 	return r, nil
+}
+
+// family is the request's address family.
+func (r dialRequest) family() int {
+	if r.v6 {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
+}
+
+// sockaddr is the sandbox's loopback address at port.
+func (r dialRequest) sockaddr(port uint16) unix.Sockaddr {
+	if r.v6 {
+		return &unix.SockaddrInet6{Port: int(port), Addr: [16]byte{15: 1}}
+	}
+	return &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}}
 }
 
 func (r dialRequest) network() string {
@@ -144,8 +184,8 @@ func fileConn(f *os.File) (*net.UnixConn, error) {
 // readMsgFDs reads one message and the file descriptors attached to it.
 // All received descriptors are returned (the caller closes them); a message
 // with truncated control data is an error and its descriptors are closed.
-func readMsgFDs(c *net.UnixConn, buf []byte) (n int, fds []int, err error) {
-	oob := make([]byte, unix.CmsgSpace(4*maxTrailingFDs))
+func readMsgFDs(c *net.UnixConn, buf []byte, maxFDs int) (n int, fds []int, err error) {
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if oobn > 0 {
 		if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseMode(t *testing.T) {
@@ -592,5 +594,63 @@ func TestPastaExecutable(t *testing.T) {
 	}
 	if !strings.Contains(filepath.Base(pastaExecutable(pasta, true)), "pasta") {
 		t.Error("the name must keep \"pasta\": it selects the binary's pasta mode")
+	}
+}
+
+func TestDialRequestWire(t *testing.T) {
+	for _, r := range []dialRequest{{port: 80}, {udp: true, port: 53}, {v6: true, port: 8080},
+		{sockets: 1}, {sockets: maxSocketBatch, v6: true}} {
+		got, err := parseDialRequest(r.marshal())
+		if err != nil || got != r {
+			t.Errorf("round trip of %+v = %+v, %v", r, got, err)
+		}
+	}
+	for _, n := range []int{0, maxSocketBatch + 1} {
+		b := dialRequest{sockets: 1}.marshal()
+		b[4], b[5] = byte(n>>8), byte(n)
+		if _, err := parseDialRequest(b); err == nil {
+			t.Errorf("a request for %d sockets was accepted", n)
+		}
+	}
+}
+
+// The forwarder's pool hands out unconnected TCP sockets of the asked family, refilled from ServeChild in batches.
+func TestSocketPool(t *testing.T) {
+	parent, child, err := NewForwarderPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ServeChild(child) }()
+	f, err := newForwarder(parent)
+	parent.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v6 := range []bool{false, true} {
+		want := unix.AF_INET
+		if v6 {
+			want = unix.AF_INET6
+		}
+		for i := range 3*socketPoolBatch + 1 {
+			fd, err := f.takeSocket(v6)
+			if err != nil {
+				t.Fatalf("socket %d (v6 %v): %v", i, v6, err)
+			}
+			dom, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+			typ, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+			_, perr := unix.Getpeername(fd)
+			unix.Close(fd)
+			if dom != want || typ != unix.SOCK_STREAM || perr != unix.ENOTCONN {
+				t.Fatalf("socket %d: domain %d type %d peer %v; want an unconnected TCP socket of domain %d", i, dom, typ, perr, want)
+			}
+		}
+	}
+	f.close()
+	if err := <-served; err != nil {
+		t.Fatalf("ServeChild = %v", err)
+	}
+	if _, err := f.takeSocket(false); err == nil {
+		t.Fatal("takeSocket after close succeeded")
 	}
 }
