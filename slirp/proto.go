@@ -47,7 +47,7 @@ const (
 	maxFlowsPerPort  = 256              // concurrent UDP flows per published port
 	udpFlowIdle      = 60 * time.Second // idle UDP flow is dropped
 	maxDatagram      = 65535
-	maxTrailingFDs   = 8 // fds received per request message before giving up (cmsg space)
+	maxTrailingFDs   = 8  // fds received per request message before giving up (cmsg space)
 	socketPoolBatch  = 16 // unconnected sandbox sockets fetched per request
 	socketPoolLow    = 4  // a refill starts when the pool holds fewer
 	forwardCloseWait = 2 * time.Second
