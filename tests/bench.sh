@@ -35,6 +35,7 @@ mkdir -p "$dir/out" "$outdir"
 chmod 0777 "$dir/out"
 cp bin/caisson bin/caisson-image "$dir/"
 CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/emptygo" ./tests/emptygo
 
 as_user=()
 if [ "$(id -u)" = 0 ]; then
@@ -139,6 +140,28 @@ bw="bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent 
 "$dir/benchreport" targets "$out/startup.json" "$c run -- true" "$bw" 1.2 "$c run --map single -- true" "$bw" 1.0 \
 	"$c run --net pasta -- true" "$rk --net=pasta --disable-host-loopback --pidns true" 0.25 \
 	"$c run --net slirp4netns -- true" "$rk --net=slirp4netns --disable-host-loopback --pidns true" 0.25
+} >>"$report"
+
+# The parts a caisson sandbox cannot do without, timed alone in one run: caisson's static Go binary started once
+# (`caisson version`: the parent and init each pay it), newuidmap (run without arguments: its usage; exit status 1,
+# hence -i), the command, and bwrap with its own start (`bwrap --version`) for the floor.
+parts=("$c version" "$dir/emptygo" "newuidmap" "true")
+have bwrap && parts+=("bwrap --version" "$bw")
+run timeout 600 hyperfine -N -i -w 3 -r "$runs" --export-json "$out/parts.json" "${parts[@]}" >/dev/null 2>&1
+{
+echo "### What the mandated parts cost alone ($runs runs each)"
+echo
+echo "caisson re-executes its own binary as the sandbox's init (a Go runtime cannot create namespaces for itself)"
+echo "and writes the ID maps with the setuid newuidmap/newgidmap (run side by side, while init starts)."
+echo
+"$dir/benchreport" table "$out/parts.json"
+if have bwrap; then
+	echo "A sandbox does at least the kernel work bwrap does, but starts a Go program twice in series (the parent, then"
+	echo "init) where bwrap starts one C program: caisson cannot beat bwrap − \`bwrap --version\` + 2 × a Go start, even"
+	echo "if everything else it does cost nothing (benchreport floor):"
+	echo
+	"$dir/benchreport" floor "$out/parts.json" "$bw" "bwrap --version" "$c version" "$dir/emptygo"
+fi
 } >>"$report"
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fatalf("usage: benchreport table|rows|conc|mem|serve|connrate ...")
+		fatalf("usage: benchreport table|targets|floor|rows|conc|mem|serve|connrate ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -50,6 +50,8 @@ func main() {
 		err = tableMain(args)
 	case "targets":
 		err = targetsMain(args)
+	case "floor":
+		err = floorMain(args)
 	case "rows":
 		err = rowsMain(args)
 	case "conc":
@@ -533,6 +535,41 @@ func targetsMain(args []string) error {
 			met = "yes"
 		}
 		fmt.Printf("| `%s` | `%s` | %s / %s | %.2f | ≤ %s | %s |\n", short(mine), short(peer), fmtNum(m), fmtNum(p), m/p, target, met)
+	}
+	fmt.Println()
+	return nil
+}
+
+// floorMain prints a lower bound on caisson's start-up set by its mandated design, from one hyperfine run. A sandbox
+// does at least the kernel work bwrap does (the same namespaces, a read-only view of /, /proc, /dev, the command),
+// but where bwrap starts one small C program, caisson starts a Go program twice in series: the parent, then init,
+// re-executed in the new namespaces (a multithreaded Go runtime cannot create them for itself). So caisson cannot
+// beat bwrap's median − bwrap's own start (`bwrap --version`) + 2 × a Go program's start, even if everything else
+// it does cost nothing. The bound is given for caisson's binary (`caisson version`) and for an empty Go program.
+func floorMain(args []string) error {
+	if len(args) != 5 {
+		return errors.New("usage: floor FILE.json PEER-CMD PEER-START-CMD CAISSON-START-CMD EMPTY-GO-CMD")
+	}
+	results, err := readHyperfine(args[0])
+	if err != nil {
+		return err
+	}
+	median := map[string]float64{}
+	for _, r := range results {
+		median[r.Command] = quantile(r.Times, 0.5) * 1000
+	}
+	peer, peerStart := median[args[1]], median[args[2]]
+	if peer <= 0 || peerStart <= 0 {
+		return errors.New("a command of the floor is missing from the run")
+	}
+	for _, gocmd := range args[3:] {
+		gostart := median[gocmd]
+		if gostart <= 0 {
+			return fmt.Errorf("%q is missing from the run", gocmd)
+		}
+		floor := peer - peerStart + 2*gostart
+		fmt.Printf("- floor with `%s`: %s − %s + 2 × %s = %s ms, **%.2f×** bwrap's median\n",
+			short(gocmd), fmtNum(peer), fmtNum(peerStart), fmtNum(gostart), fmtNum(floor), floor/peer)
 	}
 	fmt.Println()
 	return nil
