@@ -62,7 +62,9 @@ c=./caisson # commands run in $dir
 br=./benchreport
 out=$dir/out
 report=$dir/report.md
-port=$((30000 + RANDOM % 20000))
+# Published ports below the ephemeral range (32768+ here): the connection-rate runs leave tens of thousands of
+# client ports in TIME_WAIT, and a listener cannot bind a port that one of those still holds.
+port=$((20000 + RANDOM % 10000))
 nextport() { port=$((port + 1)); }
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -145,7 +147,7 @@ bw="bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev --die-with-parent 
 # The parts a caisson sandbox cannot do without, timed alone in one run: caisson's static Go binary started once
 # (`caisson version`: the parent and init each pay it), newuidmap (run without arguments: its usage; exit status 1,
 # hence -i), the command, and bwrap with its own start (`bwrap --version`) for the floor.
-parts=("$c version" "$dir/emptygo" "newuidmap" "true")
+parts=("$c version" "./emptygo" "newuidmap" "true")
 have bwrap && parts+=("bwrap --version" "$bw")
 run timeout 600 hyperfine -N -i -w 3 -r "$runs" --export-json "$out/parts.json" "${parts[@]}" >/dev/null 2>&1
 {
@@ -160,7 +162,7 @@ if have bwrap; then
 	echo "init) where bwrap starts one C program: caisson cannot beat bwrap − \`bwrap --version\` + 2 × a Go start, even"
 	echo "if everything else it does cost nothing (benchreport floor):"
 	echo
-	"$dir/benchreport" floor "$out/parts.json" "$bw" "bwrap --version" "$c version" "$dir/emptygo"
+	"$dir/benchreport" floor "$out/parts.json" "$bw" "bwrap --version" "$c version" "./emptygo"
 fi
 } >>"$report"
 
