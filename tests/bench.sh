@@ -271,6 +271,10 @@ awk -F'\t' '{ rows[NR]=$0; if ($1 !~ /caisson/ && $3 > 0 && (best[$2] == "" || $
 echo
 echo "![memory](memory.png)"
 echo
+echo "Resident memory (VmRSS, shared pages counted in full) of each of caisson's processes while one sandbox runs"
+echo "\`sleep\` with \`--net pasta\` (issue target: ≤ 10 MB for the supervising parent):"
+echo
+run timeout 60 $br rss -- $c run --net pasta -- sleep 60 || echo "(not measured)"
 } >>"$report"
 
 # ---------------------------------------------------------------------------------------------------------------

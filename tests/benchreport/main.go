@@ -58,6 +58,8 @@ func main() {
 		err = concMain(args)
 	case "mem":
 		err = memMain(args)
+	case "rss":
+		err = rssMain(args)
 	case "serve":
 		err = serveMain(args)
 	case "connrate":
@@ -333,6 +335,90 @@ func pss(pid int) int {
 func comm(pid int) string {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	return strings.TrimSpace(string(b))
+}
+
+// vmRSS returns the resident set of a process in KiB (VmRSS), or 0.
+func vmRSS(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+// rssMain starts one long-running sandbox command, waits (at most 30 s) until a process named -payload runs among
+// its descendants, and prints a Markdown table of the resident memory (VmRSS) of each of the tool's own processes:
+// the supervising parent first, then its descendants except the payload.
+func rssMain(args []string) error {
+	fs := flag.NewFlagSet("rss", flag.ContinueOnError)
+	payload := fs.String("payload", "sleep", "command name of the payload, not counted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return errors.New("no command")
+	}
+	c := exec.Command(argv[0], argv[1:]...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		_ = c.Wait()
+	}()
+	type proc struct {
+		comm string
+		rss  int
+	}
+	var procs []proc
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		procs = procs[:0]
+		found := false
+		var walk func(pid int)
+		walk = func(pid int) {
+			if comm(pid) == *payload {
+				found = true
+				return
+			}
+			procs = append(procs, proc{comm(pid), vmRSS(pid)})
+			for _, k := range testenv.Children(pid) {
+				walk(k)
+			}
+		}
+		walk(c.Process.Pid)
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the payload did not start within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // past start-up: the steady state
+	fmt.Println("| process | VmRSS KiB |")
+	fmt.Println("|---|---:|")
+	var walk func(pid int, depth int)
+	walk = func(pid int, depth int) {
+		name := comm(pid)
+		if name == *payload {
+			return
+		}
+		fmt.Printf("| %s`%s` | %d |\n", strings.Repeat("↳ ", depth), name, vmRSS(pid))
+		for _, k := range testenv.Children(pid) {
+			walk(k, depth+1)
+		}
+	}
+	walk(c.Process.Pid, 0)
+	fmt.Println()
+	return nil
 }
 
 // memMain starts N copies of a long-running sandbox command, waits until each has a process named -payload
