@@ -2,8 +2,11 @@ package slirp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +17,8 @@ import (
 // resolver), and the gateway is refused unless host loopback is allowed. Without these rules, pasta run with
 // --no-map-gw forwards packets for the gateway and DNS addresses to the real network as ordinary destinations
 // (that pasta has no way to drop them itself); slirp4netns drops them already, and the rules cost nothing there.
-// Refused packets fail locally with EACCES ("prohibit"), so no packet is sent.
+// Refused packets fail locally with EACCES ("prohibit"), so no packet is sent. Then come g.Egress, in order
+// (priorities 200 and up): an allowed prefix is looked up in the main table, a denied one is refused the same way.
 func GuardGuest(g GuestConfig) error {
 	dns, err := netip.ParseAddr(g.DNS)
 	if err != nil || !dns.Is4() {
@@ -24,13 +28,24 @@ func GuardGuest(g GuestConfig) error {
 	if err != nil || !gw.Is4() {
 		return fmt.Errorf("slirp: guard: bad gateway address %q", g.Gateway)
 	}
+	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
 	rules := []fibRule{
-		{prio: 100, dst: dns, proto: unix.IPPROTO_UDP, dport: 53, action: unix.FR_ACT_TO_TBL},
-		{prio: 101, dst: dns, proto: unix.IPPROTO_TCP, dport: 53, action: unix.FR_ACT_TO_TBL},
-		{prio: 102, dst: dns, action: unix.FR_ACT_PROHIBIT},
+		{prio: 100, dst: host(dns), proto: unix.IPPROTO_UDP, dport: 53, action: unix.FR_ACT_TO_TBL},
+		{prio: 101, dst: host(dns), proto: unix.IPPROTO_TCP, dport: 53, action: unix.FR_ACT_TO_TBL},
+		{prio: 102, dst: host(dns), action: unix.FR_ACT_PROHIBIT},
 	}
 	if g.HostLoopback == "" {
-		rules = append(rules, fibRule{prio: 103, dst: gw, action: unix.FR_ACT_PROHIBIT})
+		rules = append(rules, fibRule{prio: 103, dst: host(gw), action: unix.FR_ACT_PROHIBIT})
+	}
+	for i, e := range g.Egress {
+		if !e.Prefix.Addr().Is4() || i >= maxEgressRules {
+			return fmt.Errorf("slirp: guard: bad egress rule %v", e)
+		}
+		r := fibRule{prio: uint32(200 + i), dst: e.Prefix.Masked(), action: unix.FR_ACT_PROHIBIT}
+		if e.Allow {
+			r.action = unix.FR_ACT_TO_TBL
+		}
+		rules = append(rules, r)
 	}
 	for _, r := range rules {
 		if err := r.add(); err != nil {
@@ -40,11 +55,11 @@ func GuardGuest(g GuestConfig) error {
 	return nil
 }
 
-// fibRule is one IPv4 policy-routing rule matching a destination host (and optionally an IP protocol and a
+// fibRule is one IPv4 policy-routing rule matching a destination prefix (and optionally an IP protocol and a
 // destination port).
 type fibRule struct {
 	prio   uint32
-	dst    netip.Addr
+	dst    netip.Prefix
 	proto  uint8
 	dport  uint16
 	action uint8
@@ -55,7 +70,7 @@ func (r fibRule) add() error {
 	ne := binary.NativeEndian
 	hdr := make([]byte, 12) // family, dst_len, src_len, tos, table, res1, res2, action, flags(u32)
 	hdr[0] = unix.AF_INET
-	hdr[1] = 32
+	hdr[1] = byte(r.dst.Bits())
 	hdr[7] = r.action
 	body := hdr
 	attr := func(typ uint16, data []byte) {
@@ -66,8 +81,10 @@ func (r fibRule) add() error {
 		copy(a[unix.SizeofRtAttr:], data)
 		body = append(body, a...)
 	}
-	dst := r.dst.As4()
-	attr(unix.FRA_DST, dst[:])
+	if r.dst.Bits() > 0 {
+		dst := r.dst.Addr().As4()
+		attr(unix.FRA_DST, dst[:])
+	}
 	prio := make([]byte, 4)
 	ne.PutUint32(prio, r.prio)
 	attr(unix.FRA_PRIORITY, prio)
@@ -87,4 +104,121 @@ func (r fibRule) add() error {
 		attr(unix.FRA_DPORT_RANGE, pr)
 	}
 	return netlinkRequest(unix.RTM_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, body)
+}
+
+// EgressInForce reads the egress rules installed by GuardGuest (priorities 200 and up) back from the calling
+// process's network namespace, in priority order: what is really in force, whatever the sandbox did to them.
+func EgressInForce() ([]EgressRule, error) {
+	hdr := make([]byte, 12) // struct fib_rule_hdr
+	hdr[0] = unix.AF_INET
+	type prioRule struct {
+		prio uint32
+		rule EgressRule
+	}
+	var found []prioRule
+	ne := binary.NativeEndian
+	err := netlinkDump(unix.RTM_GETRULE, hdr, func(m syscall.NetlinkMessage) {
+		if m.Header.Type != unix.RTM_NEWRULE || len(m.Data) < 12 {
+			return
+		}
+		bits, action := int(m.Data[1]), m.Data[7]
+		var prio uint32
+		dst := netip.IPv4Unspecified()
+		// The FRA_* attributes follow struct fib_rule_hdr (syscall.ParseNetlinkRouteAttr does not know rules).
+		for b := m.Data[12:]; len(b) >= unix.SizeofRtAttr; {
+			l := int(ne.Uint16(b[0:]))
+			if l < unix.SizeofRtAttr || l > len(b) {
+				break
+			}
+			typ, val := ne.Uint16(b[2:]), b[unix.SizeofRtAttr:l]
+			switch typ {
+			case unix.FRA_PRIORITY:
+				if len(val) == 4 {
+					prio = ne.Uint32(val)
+				}
+			case unix.FRA_DST:
+				if addr, ok := netip.AddrFromSlice(val); ok {
+					dst = addr
+				}
+			}
+			if a := rtaAlign(l); a < len(b) {
+				b = b[a:]
+			} else {
+				break
+			}
+		}
+		if prio < 200 || prio >= 200+maxEgressRules || (action != unix.FR_ACT_TO_TBL && action != unix.FR_ACT_PROHIBIT) {
+			return
+		}
+		p, err := dst.Prefix(bits)
+		if err != nil {
+			return
+		}
+		found = append(found, prioRule{prio, EgressRule{Prefix: p, Allow: action == unix.FR_ACT_TO_TBL}})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("slirp: read egress rules: %w", err)
+	}
+	slices.SortFunc(found, func(a, b prioRule) int { return int(a.prio) - int(b.prio) })
+	out := make([]EgressRule, len(found))
+	for i, f := range found {
+		out[i] = f.rule
+	}
+	return out, nil
+}
+
+// netlinkDump sends one rtnetlink dump request (header added here) and calls fn for every message of the answer
+// (2 s receive timeout, at most 64 reads).
+func netlinkDump(typ uint16, body []byte, fn func(syscall.NetlinkMessage)) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2}); err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	const seq = 1
+	b := make([]byte, unix.SizeofNlMsghdr+len(body))
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(len(b)))
+	ne.PutUint16(b[4:], typ)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(b[8:], seq)
+	copy(b[unix.SizeofNlMsghdr:], body)
+	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("netlink send: %w", err)
+	}
+	rb := make([]byte, 32768)
+	for range 64 {
+		n, _, err := unix.Recvfrom(fd, rb, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("netlink receive: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
+		if err != nil {
+			return fmt.Errorf("netlink receive: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(ne.Uint32(m.Data[:4])); errno != 0 {
+						return unix.Errno(-errno)
+					}
+				}
+				return nil
+			}
+			fn(m)
+		}
+	}
+	return errors.New("netlink: dump did not end")
 }

@@ -48,6 +48,8 @@ type GuestConfig struct {
 	// Options.AllowHostLoopback is true (the gateway, "10.0.2.2"), and ""
 	// otherwise.
 	HostLoopback string
+	// Egress are the destination rules of the sandbox's outbound traffic (PlanEgress), installed by GuardGuest.
+	Egress []EgressRule
 }
 
 // ResolvConf returns the contents of the sandbox's /etc/resolv.conf:

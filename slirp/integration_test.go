@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"reflect"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -280,7 +281,7 @@ func TestGuestInterface(t *testing.T) {
 				if mtu == 0 {
 					want.MTU = DefaultMTU
 				}
-				if g != want {
+				if !reflect.DeepEqual(g, want) {
 					t.Fatalf("Guest() = %+v; want %+v", g, want)
 				}
 				var pi probeInfo

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -402,7 +403,7 @@ func TestForwarderInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if g := n.Guest(); g != (GuestConfig{}) {
+	if g := n.Guest(); !reflect.DeepEqual(g, GuestConfig{}) {
 		t.Errorf("Guest() = %+v for ModeNone; want zero", g)
 	}
 	hostTCP := fmt.Sprintf("127.0.0.1:%d", hpTCP)
@@ -652,5 +653,66 @@ func TestSocketPool(t *testing.T) {
 	}
 	if _, err := f.takeSocket(false); err == nil {
 		t.Fatal("takeSocket after close succeeded")
+	}
+}
+
+func TestPlanEgress(t *testing.T) {
+	str := func(rules []EgressRule) string {
+		s := make([]string, len(rules))
+		for i, r := range rules {
+			s[i] = r.String()
+		}
+		return strings.Join(s, ", ")
+	}
+	const meta = "deny 100.100.100.200/32 (default), deny 169.254.0.0/16 (default)"
+	tests := []struct {
+		name        string
+		allow, deny []string
+		loopback    bool
+		want, err   string
+	}{
+		{name: "defaults", want: meta},
+		{name: "host loopback", loopback: true,
+			want: "deny 100.100.100.200/32 (default), allow 10.0.2.2/32 (default), deny 169.254.0.0/16 (default)"},
+		{name: "deny an address", deny: []string{"192.0.2.7"}, want: "deny 192.0.2.7/32, " + meta},
+		{name: "deny private", deny: []string{"private"},
+			want: meta[:len("deny 100.100.100.200/32 (default)")] + ", deny 192.168.0.0/16, deny 169.254.0.0/16 (default), deny 172.16.0.0/12, deny 100.64.0.0/10, deny 10.0.0.0/8"},
+		{name: "allowlist", allow: []string{"192.0.2.0/24"},
+			want: "deny 100.100.100.200/32 (default), allow 192.0.2.0/24, deny 169.254.0.0/16 (default), deny 0.0.0.0/0 (default)"},
+		{name: "allow all", allow: []string{"all"}, want: meta + ", allow 0.0.0.0/0"},
+		{name: "metadata on request", allow: []string{"metadata,all"}, want: "allow 100.100.100.200/32, allow 169.254.0.0/16, allow 0.0.0.0/0"},
+		{name: "carve-out", allow: []string{"10.1.2.3", "all"}, deny: []string{"10.0.0.0/8"},
+			want: "allow 10.1.2.3/32, " + meta + ", deny 10.0.0.0/8, allow 0.0.0.0/0"},
+		{name: "deny the gateway", deny: []string{"10.0.2.2"}, loopback: true, want: "deny 10.0.2.2/32, " + meta},
+		{name: "duplicates merge", deny: []string{"192.0.2.7,192.0.2.7/32"}, want: "deny 192.0.2.7/32, " + meta},
+		{name: "conflict", allow: []string{"10.0.0.0/8"}, deny: []string{"10.0.0.0/8"}, err: "both name 10.0.0.0/8"},
+		{name: "ipv6", deny: []string{"2001:db8::/32"}, err: "IPv4 only"},
+		{name: "host bits", deny: []string{"10.0.0.1/8"}, err: "did you mean 10.0.0.0/8"},
+		{name: "garbage", allow: []string{"example.com"}, err: "not an IPv4 CIDR"},
+		{name: "empty item", deny: []string{"10.0.0.0/8,"}, err: "empty destination"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := PlanEgress(tt.allow, tt.deny, tt.loopback)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v; want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := str(got); s != tt.want {
+				t.Errorf("rules:\n got %s\nwant %s", s, tt.want)
+			}
+		})
+	}
+	var many []string
+	for i := range maxEgressRules + 1 {
+		many = append(many, fmt.Sprintf("192.0.%d.%d", i/256, i%256))
+	}
+	if _, err := PlanEgress(nil, many, false); err == nil {
+		t.Errorf("%d rules accepted", len(many)+2)
 	}
 }

@@ -362,6 +362,11 @@ func TestLifeProfile(t *testing.T) {
 		t.Errorf("service.toml: %q", got)
 	}
 	mustRun(t, "stop", "-t", "0", "web")
+	requireNet(t, "pasta")
+	out := mustRun(t, "run", "--profile", path("ci-online.toml"), "--", "sh", "-c", "hostname; "+routeDecision("192.168.1.1", "10.1.1.1", "169.254.169.254", "192.0.2.1"))
+	if out != "ci\nREFUSED-192.168.1.1\nREFUSED-10.1.1.1\nREFUSED-169.254.169.254\nROUTE-192.0.2.1\n" {
+		t.Errorf("ci-online.toml: %q", out)
+	}
 }
 
 // caisson inspect NAME from outside: the command's isolation, compared with the caller's namespaces.

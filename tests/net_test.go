@@ -433,3 +433,74 @@ func TestNetCommandWaitsForSlowHelper(t *testing.T) {
 		})
 	}
 }
+
+// routeDecision asks the sandbox's routing for dst without sending anything (`ip route get`): "ROUTE-dst" when
+// it would be routed, "REFUSED-dst" when a rule refuses it.
+func routeDecision(dsts ...string) string {
+	var b strings.Builder
+	for _, d := range dsts {
+		fmt.Fprintf(&b, "if ip route get %s >/dev/null 2>&1; then echo ROUTE-%s; else echo REFUSED-%s; fi; ", d, d, d)
+	}
+	return b.String()
+}
+
+// Egress rules (anchors-features §3.1): cloud metadata refused by default, --deny-net and --allow-net, the most
+// specific prefix deciding, enforced by the kernel (EACCES, nothing sent), holding in the strict posture and
+// reported by inspect. Traffic goes only to the sandbox's gateway (the host's loopback); other destinations are
+// only asked of the routing table (`ip route get` sends nothing).
+func TestNetEgress(t *testing.T) {
+	for _, mode := range netModes {
+		t.Run(mode, func(t *testing.T) {
+			requireNet(t, mode)
+			out := mustRun(t, "run", "--net", mode, "--ro-bind", bin(t)+":/tmp/caisson", "--", "sh", "-c",
+				routeDecision("169.254.169.254", "100.100.100.200", "192.0.2.1")+"/tmp/caisson inspect")
+			for _, want := range []string{"REFUSED-169.254.169.254", "REFUSED-100.100.100.200", "ROUTE-192.0.2.1",
+				"egress:         deny 100.100.100.200/32, deny 169.254.0.0/16 (first match wins)"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("default rules: want %q in %q", want, out)
+				}
+			}
+			if strings.Contains(out, "warning") {
+				t.Errorf("inspect warns: %q", out)
+			}
+
+			h := listenHost(t)
+			out = mustRun(t, "run", "--net", mode, "--allow-host-loopback", "--deny-net", "10.0.2.2", "--", "sh", "-c",
+				probeScript(h.port(), "10.0.2.2"))
+			if !strings.Contains(out, "CLOSED-10.0.2.2") || len(h.accepted) != 0 {
+				t.Errorf("--deny-net 10.0.2.2: the host's loopback was reached through the gateway: %q", out)
+			}
+
+			// An allowlist: only 192.0.2.0/24 (and the gateway, host loopback being allowed), the rest refused.
+			out = mustRun(t, "run", "--net", mode, "--allow-host-loopback", "--allow-net", "192.0.2.0/24", "--", "sh", "-c",
+				probeScript(h.port(), "10.0.2.2")+routeDecision("192.0.2.1", "198.51.100.1", "169.254.169.254"))
+			for _, want := range []string{"OPEN-10.0.2.2", "ROUTE-192.0.2.1", "REFUSED-198.51.100.1", "REFUSED-169.254.169.254"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("--allow-net 192.0.2.0/24: want %q in %q", want, out)
+				}
+			}
+
+			// The most specific prefix decides: the LAN refused except one address, metadata allowed on request.
+			out = mustRun(t, "run", "--net", mode, "--deny-net", "private", "--allow-net", "10.1.2.3,metadata,all", "--", "sh", "-c",
+				routeDecision("10.1.2.3", "10.1.2.4", "192.168.1.1", "172.16.0.1", "100.64.0.1", "169.254.169.254", "192.0.2.1"))
+			for _, want := range []string{"ROUTE-10.1.2.3", "REFUSED-10.1.2.4", "REFUSED-192.168.1.1", "REFUSED-172.16.0.1",
+				"REFUSED-100.64.0.1", "ROUTE-169.254.169.254", "ROUTE-192.0.2.1"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("--deny-net private --allow-net 10.1.2.3,metadata,all: want %q in %q", want, out)
+				}
+			}
+		})
+	}
+	requireNet(t, "pasta")
+	// Root inside can remove a rule in the default posture (inspect then says so); in the strict posture it cannot.
+	out := mustRun(t, "run", "--net", "pasta", "--ro-bind", bin(t)+":/tmp/caisson", "--", "sh", "-c",
+		"ip rule del prio 200; "+routeDecision("100.100.100.200")+"/tmp/caisson inspect")
+	if !strings.Contains(out, "ROUTE-100.100.100.200") || !strings.Contains(out, "warning: the egress rules in force differ") {
+		t.Errorf("default posture, rule removed: want the route back and inspect's warning: %q", out)
+	}
+	out = mustRun(t, "run", "--net", "pasta", "--security", "strict", "--", "sh", "-c",
+		"ip rule del prio 200 && echo DELETED; "+routeDecision("100.100.100.200", "169.254.169.254"))
+	if strings.Contains(out, "DELETED") || !strings.Contains(out, "REFUSED-100.100.100.200") || !strings.Contains(out, "REFUSED-169.254.169.254") {
+		t.Errorf("strict posture: the rules must hold: %q", out)
+	}
+}

@@ -48,6 +48,11 @@ func TestParseRunErrors(t *testing.T) {
 		{"publish with net host", []string{"--net", "host", "-p", "8080:80", "true"}, "--publish"},
 		{"loopback without net", []string{"--allow-host-loopback", "true"}, "--allow-host-loopback"},
 		{"net pasta with share net", []string{"--share", "net", "--net", "pasta", "true"}, "--share net"},
+		{"deny-net without a network", []string{"--deny-net", "private", "true"}, "--deny-net need --net pasta"},
+		{"allow-net with net host", []string{"--net", "host", "--allow-net", "all", "true"}, "--net host"},
+		{"deny-net ipv6", []string{"--net", "pasta", "--deny-net", "::1", "true"}, "IPv4 only"},
+		{"deny-net garbage", []string{"--net", "slirp4netns", "--deny-net", "lan", "true"}, `--deny-net: "lan"`},
+		{"allow and deny the same", []string{"--net", "pasta", "--allow-net", "10.0.0.0/8", "--deny-net", "10.0.0.0/8", "true"}, "both name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseRun(tc.args, env)

@@ -1,12 +1,16 @@
 package config
 
-import "github.com/spf13/pflag"
+import (
+	"github.com/caisson-sandbox/caisson/slirp"
+	"github.com/spf13/pflag"
+)
 
 // NetFlags are the network flags of `caisson run`.
 type NetFlags struct {
 	Mode              string
 	Publish           []string
 	AllowHostLoopback bool
+	AllowNet, DenyNet []string
 }
 
 // NetPlan is the network the parent sets up: the mode after --share net is folded in, and the raw --publish values
@@ -15,12 +19,16 @@ type NetPlan struct {
 	Mode              string
 	Publish           []string
 	AllowHostLoopback bool
+	// Egress are the destination rules of a user-mode network (the default ones included), nil otherwise.
+	Egress []slirp.EgressRule
 }
 
 func (f *NetFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Mode, "net", "none", "network: none (loopback only), host, pasta or slirp4netns")
 	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a port [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
 	fs.BoolVar(&f.AllowHostLoopback, "allow-host-loopback", false, "let the sandbox reach services on the host's loopback")
+	fs.StringArrayVar(&f.AllowNet, "allow-net", nil, "reach only these destinations: IPv4 CIDRs, addresses, all, private, metadata (comma-separated, repeatable)")
+	fs.StringArrayVar(&f.DenyNet, "deny-net", nil, "refuse these destinations: IPv4 CIDRs, addresses, all, private, metadata (comma-separated, repeatable)")
 }
 
 // apply checks the network flags against each other and --share.
@@ -48,7 +56,16 @@ func (f *NetFlags) apply(r *Run) error {
 	if f.AllowHostLoopback && (mode == "none" || mode == "host" || mode == "joined") {
 		return usagef("--allow-host-loopback needs --net pasta or --net slirp4netns")
 	}
-	r.Net = NetPlan{Mode: mode, Publish: f.Publish, AllowHostLoopback: f.AllowHostLoopback}
+	var egress []slirp.EgressRule
+	if mode == "pasta" || mode == "slirp4netns" {
+		var err error
+		if egress, err = slirp.PlanEgress(f.AllowNet, f.DenyNet, f.AllowHostLoopback); err != nil {
+			return usagef("%v", err)
+		}
+	} else if len(f.AllowNet) > 0 || len(f.DenyNet) > 0 {
+		return usagef("--allow-net and --deny-net need --net pasta or --net slirp4netns (--net %s has no way out to filter)", mode)
+	}
+	r.Net = NetPlan{Mode: mode, Publish: f.Publish, AllowHostLoopback: f.AllowHostLoopback, Egress: egress}
 	sb.Extra.NetMode = mode
 	return nil
 }

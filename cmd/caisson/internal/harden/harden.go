@@ -56,6 +56,9 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 		return fmt.Errorf("harden: not on init's main thread")
 	}
 	rec := Record{Posture: sec.Posture, NetMode: cfg.Extra.NetMode}
+	for _, e := range cfg.Extra.Guest.Egress {
+		rec.Egress = append(rec.Egress, e.String())
+	}
 
 	prog, err := compileSeccomp(sec)
 	if err != nil {

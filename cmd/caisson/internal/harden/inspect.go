@@ -14,6 +14,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
+	"github.com/caisson-sandbox/caisson/slirp"
 	"github.com/moby/sys/mountinfo"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -36,6 +37,9 @@ type Report struct {
 	Rlimits           map[string]string `json:"rlimits"`
 	WritableMounts    []Mount           `json:"writable_mounts"`
 	Interfaces        []string          `json:"interfaces"`
+	// Egress are the egress rules in force in the network namespace, read from the kernel (only inside a
+	// sandbox with a user-mode network).
+	Egress []string `json:"egress,omitempty"`
 	// CgroupLimits are the limits set in the process's cgroups that the caller can see, file name -> value
 	// (memory.max, pids.max, cpu.max, or their cgroup v1 counterparts); unlimited files are left out.
 	CgroupLimits map[string]string `json:"cgroup_limits"`
@@ -185,7 +189,16 @@ func InspectProcess(pid int) (*Report, error) {
 			return nil, fmt.Errorf("%s: %w", record, err)
 		}
 		r.Record = &rec
-		r.crossCheck()
+		if pid == 0 && len(rec.Egress) > 0 {
+			if rules, err := slirp.EgressInForce(); err == nil {
+				for _, e := range rules {
+					r.Egress = append(r.Egress, e.String())
+				}
+			} else {
+				r.Warnings = append(r.Warnings, err.Error())
+			}
+		}
+		r.crossCheck(pid == 0)
 	}
 	return r, nil
 }
@@ -267,14 +280,30 @@ func (r *Report) parseStatus(status string) error {
 }
 
 // crossCheck notes where the kernel's view disagrees with init's record.
-func (r *Report) crossCheck() {
+func (r *Report) crossCheck(inside bool) {
 	rec := r.Record
+	if inside && len(rec.Egress) > 0 && !sameRules(rec.Egress, r.Egress) {
+		r.Warnings = append(r.Warnings, "the egress rules in force differ from those init installed (root inside can change them in the default posture)")
+	}
 	if rec.Seccomp.Digest != "" && r.Seccomp != "filter" {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("the record names seccomp filter %s but this process has seccomp %s", rec.Seccomp.Digest, r.Seccomp))
 	}
 	if rec.Posture == config.PostureStrict && len(r.Capabilities.Bounding) > len(rec.Bounding) {
 		r.Warnings = append(r.Warnings, "this process's bounding set is larger than the one init applied")
 	}
+}
+
+// sameRules compares installed rules (which may carry " (default)") with rules read back from the kernel.
+func sameRules(installed, inForce []string) bool {
+	if len(installed) != len(inForce) {
+		return false
+	}
+	for i := range installed {
+		if strings.TrimSuffix(installed[i], " (default)") != inForce[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // mapLines returns the lines of an ID map file, with runs of spaces collapsed.
@@ -418,6 +447,12 @@ func (r *Report) WriteText(w io.Writer) {
 		net = r.Record.NetMode
 	}
 	p("network:        %s (interfaces: %s)\n", net, list(r.Interfaces))
+	switch {
+	case len(r.Egress) > 0:
+		p("egress:         %s (first match wins)\n", strings.Join(r.Egress, ", "))
+	case r.Record != nil && len(r.Record.Egress) > 0:
+		p("egress:         %s (as installed)\n", strings.Join(r.Record.Egress, ", "))
+	}
 	for _, w := range r.Warnings {
 		p("warning: %s\n", w)
 	}

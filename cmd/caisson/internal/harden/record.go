@@ -22,6 +22,8 @@ type Record struct {
 	Rlimits           []config.Rlimit `json:"rlimits,omitempty"`
 	MaxUserNamespaces string          `json:"max_user_namespaces,omitempty"`
 	NetMode           string          `json:"net_mode"`
+	// Egress are the destination rules installed for a user-mode network (slirp.EgressRule strings, in order).
+	Egress []string `json:"egress,omitempty"`
 }
 
 // SeccompRecord names the filter: profile, digest of the program (seccomp.Program.Digest) and length.

@@ -295,6 +295,7 @@ func Run(r *config.Run) int {
 	if needNet {
 		sb.Extra.AwaitNet = true
 		sb.Extra.Guest = slirp.PlannedGuest(netMode, 0, r.Net.AllowHostLoopback)
+		sb.Extra.Guest.Egress = r.Net.Egress
 		addNetworkFiles(sb, sb.Extra.Guest)
 		if netMode != slirp.ModeSlirp4netns {
 			launchNet()
