@@ -317,8 +317,14 @@ func soakOne(t *testing.T, reaper *subreaper, dir string, p soakPlan, fail func(
 	} else if p.killHelper != helperAlive {
 		helperKilled, inSetup = killHelper(pid, p.killHelper)
 		if !helperKilled {
-			// Let the run end first: its outcome says why the helper was not found.
+			// Let the run end first: its outcome says why the helper was not found. A sandbox that ended as
+			// wanted with its network up had a helper: the 2 ms poll missed it on a loaded machine (a short
+			// command); anything else is caisson's failure.
 			_ = cmd.Wait()
+			if cmd.ProcessState.ExitCode() == p.want() && strings.Contains(stdout.String(), "net-ok") {
+				count("helper-missed")
+				return
+			}
 			fail("%v: the sandbox's %s never appeared among caisson's children; stdout %q stderr %q", p, p.net, stdout.String(), stderr.String())
 			return
 		}
@@ -415,9 +421,10 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 			case isHelperComm(comm):
 				helper = c
 			case comm == "caisson-init":
-				// The command has started once init has a child other than its fuse-overlayfs daemon.
+				// The command has started once init has a child other than its fuse-overlayfs daemon (and other
+				// than a child init has forked but not executed yet, which still has init's name).
 				for _, k := range testenv.Children(c) {
-					if kc, _, _, _, err := procStat(k); err == nil && kc != "fuse-overlayfs" {
+					if kc, _, _, _, err := procStat(k); err == nil && kc != "fuse-overlayfs" && kc != "caisson-init" {
 						running = true
 					}
 				}
@@ -445,17 +452,31 @@ func caissonLines(stderr string) []string {
 	return out
 }
 
+// handedOut are the ports freeLowPort returned in this run: sandboxes started at once must not pick the same
+// free port before either has bound it.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 // freeLowPort returns a port of 127.0.0.1 below the kernel's ephemeral range (so that no outgoing connection of
-// the machine takes it meanwhile) that was free a moment ago.
+// the machine takes it meanwhile) that was free a moment ago and was not returned before in this run.
 func freeLowPort() int {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	p := 0
 	for i := 0; i < 100; i++ {
-		p := 10000 + rand.IntN(22000)
+		p = 10000 + rand.IntN(22000)
+		if handedOut.ports[p] {
+			continue
+		}
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
 			l.Close()
-			return p
+			break
 		}
 	}
-	return 10000 + rand.IntN(22000)
+	handedOut.ports[p] = true
+	return p
 }
 
 // isHelperComm reports whether a command name is a network helper's: Debian's pasta runs as pasta.avx2 on CPUs
