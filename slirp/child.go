@@ -194,6 +194,25 @@ func setLinkUp(name string) error {
 // netlinkRequest sends one rtnetlink request (header added here) and waits for
 // the kernel's acknowledgement (2 s receive timeout, at most 16 messages read).
 func netlinkRequest(typ, flags uint16, body []byte) error {
+	acked := false
+	err := netlinkExchange(typ, unix.NLM_F_ACK|flags, body, 16, func(m syscall.NetlinkMessage) (bool, error) {
+		if m.Header.Type != unix.NLMSG_ERROR {
+			return false, nil
+		}
+		acked = true
+		return true, netlinkErrno(m)
+	})
+	if err == nil && !acked {
+		err = errors.New("netlink: no acknowledgement")
+	}
+	return err
+}
+
+// netlinkExchange sends one rtnetlink message (header added here) on a fresh
+// socket and passes every message of the answer that carries its sequence
+// number to fn until fn reports done (or fails), reading at most reads times
+// with a 2 s timeout each.
+func netlinkExchange(typ, flags uint16, body []byte, reads int, fn func(syscall.NetlinkMessage) (done bool, err error)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink socket: %w", err)
@@ -206,19 +225,18 @@ func netlinkRequest(typ, flags uint16, body []byte) error {
 		return fmt.Errorf("netlink bind: %w", err)
 	}
 	const seq = 1
-	msgLen := unix.SizeofNlMsghdr + len(body)
-	b := make([]byte, msgLen)
+	b := make([]byte, unix.SizeofNlMsghdr+len(body))
 	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], uint32(msgLen))
+	ne.PutUint32(b[0:], uint32(len(b)))
 	ne.PutUint16(b[4:], typ)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|flags)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|flags)
 	ne.PutUint32(b[8:], seq)
 	copy(b[unix.SizeofNlMsghdr:], body)
 	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("netlink send: %w", err)
 	}
-	rb := make([]byte, 8192)
-	for range 16 {
+	rb := make([]byte, 32768)
+	for range reads {
 		n, _, err := unix.Recvfrom(fd, rb, 0)
 		if err == unix.EINTR {
 			continue
@@ -231,19 +249,27 @@ func netlinkRequest(typ, flags uint16, body []byte) error {
 			return fmt.Errorf("netlink receive: %w", err)
 		}
 		for _, m := range msgs {
-			if m.Header.Seq != seq || m.Header.Type != unix.NLMSG_ERROR {
+			if m.Header.Seq != seq {
 				continue
 			}
-			if len(m.Data) < 4 {
-				return errors.New("netlink: short error message")
+			if done, err := fn(m); done || err != nil {
+				return err
 			}
-			if errno := int32(ne.Uint32(m.Data[:4])); errno != 0 {
-				return unix.Errno(-errno)
-			}
-			return nil
 		}
 	}
-	return errors.New("netlink: no acknowledgement")
+	return nil
+}
+
+// netlinkErrno returns the error an NLMSG_ERROR message carries (nil for an
+// acknowledgement).
+func netlinkErrno(m syscall.NetlinkMessage) error {
+	if len(m.Data) < 4 {
+		return errors.New("netlink: short error message")
+	}
+	if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
+		return unix.Errno(-errno)
+	}
+	return nil
 }
 
 func rtaAlign(n int) int { return (n + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1) }

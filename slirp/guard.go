@@ -170,55 +170,21 @@ func EgressInForce() ([]EgressRule, error) {
 // netlinkDump sends one rtnetlink dump request (header added here) and calls fn for every message of the answer
 // (2 s receive timeout, at most 64 reads).
 func netlinkDump(typ uint16, body []byte, fn func(syscall.NetlinkMessage)) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink socket: %w", err)
-	}
-	defer unix.Close(fd)
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2}); err != nil {
-		return fmt.Errorf("netlink socket: %w", err)
-	}
-	const seq = 1
-	b := make([]byte, unix.SizeofNlMsghdr+len(body))
-	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], uint32(len(b)))
-	ne.PutUint16(b[4:], typ)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	ne.PutUint32(b[8:], seq)
-	copy(b[unix.SizeofNlMsghdr:], body)
-	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("netlink send: %w", err)
-	}
-	rb := make([]byte, 32768)
-	for range 64 {
-		n, _, err := unix.Recvfrom(fd, rb, 0)
-		if err == unix.EINTR {
-			continue
+	ended := false
+	err := netlinkExchange(typ, unix.NLM_F_DUMP, body, 64, func(m syscall.NetlinkMessage) (bool, error) {
+		switch m.Header.Type {
+		case unix.NLMSG_DONE:
+			ended = true
+			return true, nil
+		case unix.NLMSG_ERROR:
+			ended = true
+			return true, netlinkErrno(m)
 		}
-		if err != nil {
-			return fmt.Errorf("netlink receive: %w", err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
-		if err != nil {
-			return fmt.Errorf("netlink receive: %w", err)
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := int32(ne.Uint32(m.Data[:4])); errno != 0 {
-						return unix.Errno(-errno)
-					}
-				}
-				return nil
-			}
-			fn(m)
-		}
+		fn(m)
+		return false, nil
+	})
+	if err == nil && !ended {
+		err = errors.New("netlink: dump did not end")
 	}
-	return errors.New("netlink: dump did not end")
+	return err
 }

@@ -472,7 +472,9 @@ func TestServeChildRejectsStreamSocket(t *testing.T) {
 	}
 }
 
-func TestServeChildMalformedRequest(t *testing.T) {
+// servedForwarder returns a forwarder connected to a ServeChild running in this process, and ServeChild's result.
+func servedForwarder(t *testing.T) (*forwarder, <-chan error) {
+	t.Helper()
 	parent, child, err := NewForwarderPair()
 	if err != nil {
 		t.Fatal(err)
@@ -484,6 +486,11 @@ func TestServeChildMalformedRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f, served
+}
+
+func TestServeChildMalformedRequest(t *testing.T) {
+	f, served := servedForwarder(t)
 	// A request for port 0 is answered with an error, and serving goes on.
 	if _, err := f.dial(dialRequest{port: 0}); err == nil || !strings.Contains(err.Error(), "port 0") {
 		t.Fatalf("dial port 0 = %v; want malformed request error", err)
@@ -617,17 +624,7 @@ func TestDialRequestWire(t *testing.T) {
 
 // The forwarder's pool hands out unconnected TCP sockets of the asked family, refilled from ServeChild in batches.
 func TestSocketPool(t *testing.T) {
-	parent, child, err := NewForwarderPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- ServeChild(child) }()
-	f, err := newForwarder(parent)
-	parent.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, served := servedForwarder(t)
 	for _, v6 := range []bool{false, true} {
 		want := unix.AF_INET
 		if v6 {

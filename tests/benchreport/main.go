@@ -318,13 +318,16 @@ func concMain(args []string) error {
 }
 
 // pss returns a process's proportional set size in KiB (smaps_rollup), 0 when unreadable.
-func pss(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+func pss(pid int) int { return procKiB(pid, "smaps_rollup", "Pss:") }
+
+// procKiB returns the value in KiB of the line starting with key in /proc/PID/file, 0 when unreadable.
+func procKiB(pid int, file, key string) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + file)
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+		if v, ok := strings.CutPrefix(l, key); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			return n
 		}
@@ -338,19 +341,7 @@ func comm(pid int) string {
 }
 
 // vmRSS returns the resident set of a process in KiB (VmRSS), or 0.
-func vmRSS(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return 0
-}
+func vmRSS(pid int) int { return procKiB(pid, "status", "VmRSS:") }
 
 // rssMain starts one long-running sandbox command, waits (at most 30 s) until a process named -payload runs among
 // its descendants, and prints a Markdown table of the resident memory (VmRSS) of each of the tool's own processes:
@@ -594,13 +585,9 @@ func targetsMain(args []string) error {
 	if len(args) < 4 || (len(args)-1)%3 != 0 {
 		return errors.New("usage: targets FILE.json CAISSON-CMD PEER-CMD TARGET...")
 	}
-	results, err := readHyperfine(args[0])
+	median, err := hyperfineMedians(args[0])
 	if err != nil {
 		return err
-	}
-	median := map[string]float64{}
-	for _, r := range results {
-		median[r.Command] = quantile(r.Times, 0.5) * 1000
 	}
 	fmt.Println("| caisson | peer | medians ms | ratio | target | met |")
 	fmt.Println("|---|---|---:|---:|---:|---|")
@@ -636,13 +623,9 @@ func floorMain(args []string) error {
 	if len(args) != 5 {
 		return errors.New("usage: floor FILE.json PEER-CMD PEER-START-CMD CAISSON-START-CMD EMPTY-GO-CMD")
 	}
-	results, err := readHyperfine(args[0])
+	median, err := hyperfineMedians(args[0])
 	if err != nil {
 		return err
-	}
-	median := map[string]float64{}
-	for _, r := range results {
-		median[r.Command] = quantile(r.Times, 0.5) * 1000
 	}
 	peer, peerStart := median[args[1]], median[args[2]]
 	if peer <= 0 || peerStart <= 0 {
@@ -659,6 +642,19 @@ func floorMain(args []string) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// hyperfineMedians reads a hyperfine --export-json file and returns each command's median in ms.
+func hyperfineMedians(file string) (map[string]float64, error) {
+	results, err := readHyperfine(file)
+	if err != nil {
+		return nil, err
+	}
+	median := map[string]float64{}
+	for _, r := range results {
+		median[r.Command] = quantile(r.Times, 0.5) * 1000
+	}
+	return median, nil
 }
 
 // hyperfineResult is one command's measurements in a hyperfine JSON export.
