@@ -405,7 +405,7 @@ func TestFaultInjection(t *testing.T) {
 	if alive := reaper.aliveOrphans(5 * time.Second); len(alive) > 0 {
 		problems = append(problems, fmt.Sprintf("%d processes outlived their run:\n  %s", len(alive), strings.Join(alive, "\n  ")))
 	}
-	if diffs := waitHostClean(t, before, 5*time.Second); len(diffs) > 0 {
+	if diffs := waitHostClean(t, before, 8*time.Second); len(diffs) > 0 {
 		problems = append(problems, "the host is not as it was before:\n  "+strings.Join(diffs, "\n  "))
 	}
 	var missing []string

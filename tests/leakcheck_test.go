@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +29,7 @@ type hostState struct {
 	mounts   map[string]bool // lines of the test process's mountinfo (the host's mount namespace)
 	fds      map[string]bool // "fd -> target" of the test process
 	procs    map[string]bool // "pid starttime" of every process of the caller's uid
-	runtime  map[string]bool // entries of $XDG_RUNTIME_DIR/caisson
+	runtime  map[string]bool // entries of caisson's state root ($XDG_RUNTIME_DIR/caisson or /tmp/caisson-UID)
 	tmp      map[string]bool // names in /tmp owned by the caller
 	devShm   map[string]bool // names in /dev/shm owned by the caller
 	caissonP []string        // caisson-related processes of the caller's uid when the snapshot was taken
@@ -141,9 +143,7 @@ func snapshotHost(t testing.TB) hostState {
 			s.caissonP = append(s.caissonP, fmt.Sprintf("%d %s: %s", pid, comm, cmdline(pid)))
 		}
 	}
-	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
-		s.runtime = dirNames(filepath.Join(rt, "caisson"), false)
-	}
+	s.runtime = dirNames(stateRoot(), false)
 	s.tmp = dirNames("/tmp", true)
 	s.devShm = dirNames("/dev/shm", true)
 	return s
@@ -190,11 +190,9 @@ func compareHost(t testing.TB, before hostState) []string {
 			diffs = append(diffs, fmt.Sprintf("process left: pid %d (%s, state %c, parent %d): %s", pid, comm, state, ppid, cmdline(pid)))
 		}
 	}
-	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
-		for n := range dirNames(filepath.Join(rt, "caisson"), false) {
-			if !before.runtime[n] {
-				diffs = append(diffs, "state left: "+filepath.Join(rt, "caisson", n))
-			}
+	for n := range dirNames(stateRoot(), false) {
+		if !before.runtime[n] {
+			diffs = append(diffs, "state left: "+filepath.Join(stateRoot(), n))
 		}
 	}
 next:
@@ -234,16 +232,36 @@ func isDescendant(pid, ancestor int) bool {
 }
 
 // waitHostClean waits (bounded) until the host is back to before, and returns the differences left.
+// The state directories of caissons killed with SIGKILL are removed by the next caisson command of the user (a
+// directory still without a record only once it is 5 s old): while some are left, `caisson ps` is run once a
+// second to do so (any later `caisson run` would too). limit must leave room for that.
 func waitHostClean(t testing.TB, before hostState, limit time.Duration) []string {
 	t.Helper()
 	deadline := time.Now().Add(limit)
+	var swept time.Time
 	for {
 		diffs := compareHost(t, before)
 		if len(diffs) == 0 || time.Now().After(deadline) {
 			return diffs
 		}
+		if time.Since(swept) > time.Second && slices.ContainsFunc(diffs, func(d string) bool { return strings.HasPrefix(d, "state left") }) {
+			swept = time.Now()
+			if out, err := exec.Command(bin(t), "ps").CombinedOutput(); err != nil {
+				t.Errorf("caisson ps: %v: %s", err, out)
+			}
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// stateRoot is caisson's state root for the test user, as state.Root finds it.
+func stateRoot() string {
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+		if st, err := os.Stat(rt); err == nil && st.IsDir() {
+			return filepath.Join(rt, "caisson")
+		}
+	}
+	return filepath.Join(os.TempDir(), "caisson-"+strconv.Itoa(os.Getuid()))
 }
 
 // subreaper makes the test process the child subreaper of everything it starts, so that every orphan of a

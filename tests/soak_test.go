@@ -245,7 +245,7 @@ func TestSoak(t *testing.T) {
 	if alive := reaper.aliveOrphans(5 * time.Second); len(alive) > 0 {
 		t.Errorf("soak: %d processes outlived their caisson:\n  %s", len(alive), strings.Join(alive, "\n  "))
 	}
-	if diffs := waitHostClean(t, before, 5*time.Second); len(diffs) > 0 {
+	if diffs := waitHostClean(t, before, 8*time.Second); len(diffs) > 0 {
 		t.Errorf("soak: the host is not as it was before:\n  %s", strings.Join(diffs, "\n  "))
 	}
 	if limits {

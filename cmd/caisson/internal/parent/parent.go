@@ -218,6 +218,10 @@ func Run(r *config.Run) int {
 		return errorf("%v", err)
 	}
 	defer entry.Remove()
+	// The directories of caissons killed with SIGKILL go now, alongside the sandbox's start; the exit waits for it.
+	swept := make(chan struct{})
+	go func() { _ = state.Sweep(); close(swept) }()
+	defer func() { <-swept }()
 	if r.Life.Detach {
 		if err := redirectToLog(entry); err != nil {
 			return errorf("%v", err)

@@ -225,11 +225,34 @@ func List() ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := sweep(root)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Sweep removes the state directories whose supervising caisson is gone without removing them (killed with
+// SIGKILL): `caisson run` calls it as it creates its own, so such a directory lasts until the caller's next caisson
+// command.
+func Sweep() error {
+	root, err := Root()
+	if err != nil {
+		return err
+	}
+	_, err = sweep(root)
+	return err
+}
+
+// sweep removes root's stale directories and returns the records of the live ones. A directory without a readable
+// record is removed only once it is a few seconds old (it may be being created).
+func sweep(root string) ([]Record, error) {
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return nil, err
 	}
-	var out []Record
+	var live []Record
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -246,10 +269,9 @@ func List() ([]Record, error) {
 			_ = os.RemoveAll(dir)
 			continue
 		}
-		out = append(out, r)
+		live = append(live, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return live, nil
 }
 
 // Lookup returns the live sandbox named name.

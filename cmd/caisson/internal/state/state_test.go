@@ -2,6 +2,7 @@ package state
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -31,4 +32,49 @@ func TestRemoveOnce(t *testing.T) {
 		t.Errorf("the old entry's second Remove deleted the new sandbox's state: %v", err)
 	}
 	fresh.Remove()
+}
+
+// Sweep removes the directories of dead supervisors and old directories without a record, and keeps the live ones
+// and those being created.
+func TestSweep(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	st, err := StartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := Create(Record{Name: "live", PID: os.Getpid(), StartTime: st, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A supervisor that is gone: this process's pid with another start time (as after a pid reuse), and a pid
+	// that no longer exists.
+	reused, err := Create(Record{Name: "reused", PID: os.Getpid(), StartTime: st + 1, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := Create(Record{Name: "gone", PID: 1 << 30, StartTime: 1, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(live.Dir)
+	creating, old := filepath.Join(root, "creating"), filepath.Join(root, "old")
+	for _, d := range []string{creating, old} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]bool{live.Dir: true, creating: true, reused.Dir: false, gone.Dir: false, old: false} {
+		_, err := os.Stat(dir)
+		if got := err == nil; got != want {
+			t.Errorf("%s: exists %v after Sweep, want %v", filepath.Base(dir), got, want)
+		}
+	}
+	live.Remove()
 }
