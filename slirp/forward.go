@@ -211,6 +211,11 @@ func (f *forwarder) takeSocket(v6 bool) (int, error) {
 		}
 		p.fds = append(p.fds, fds...)
 	}
+	var excess []int
+	if len(p.fds) > socketPoolMax { // a burst on an empty pool fetched many batches at once
+		excess = p.fds[socketPoolMax:]
+		p.fds = p.fds[:socketPoolMax:socketPoolMax]
+	}
 	fd := p.fds[len(p.fds)-1]
 	p.fds = p.fds[:len(p.fds)-1]
 	refill := len(p.fds) < socketPoolLow && !p.filling && !f.closed
@@ -219,6 +224,7 @@ func (f *forwarder) takeSocket(v6 bool) (int, error) {
 		f.wg.Add(1)
 	}
 	f.mu.Unlock()
+	closeFDs(excess)
 	if refill {
 		go func() {
 			defer f.wg.Done()

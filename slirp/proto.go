@@ -50,6 +50,7 @@ const (
 	maxTrailingFDs   = 8  // fds received per request message before giving up (cmsg space)
 	socketPoolBatch  = 16 // unconnected sandbox sockets fetched per request
 	socketPoolLow    = 4  // a refill starts when the pool holds fewer
+	socketPoolMax    = 64 // sockets kept in a pool at most
 	forwardCloseWait = 2 * time.Second
 )
 
