@@ -218,10 +218,6 @@ func Run(r *config.Run) int {
 		return errorf("%v", err)
 	}
 	defer entry.Remove()
-	// The directories of caissons killed with SIGKILL go now, alongside the sandbox's start; the exit waits for it.
-	swept := make(chan struct{})
-	go func() { _ = state.Sweep(); close(swept) }()
-	defer func() { <-swept }()
 	if r.Life.Detach {
 		if err := redirectToLog(entry); err != nil {
 			return errorf("%v", err)
@@ -267,6 +263,11 @@ func Run(r *config.Run) int {
 	}
 	initSock.Close()
 	pid := cmd.Process.Pid
+	// The state directories of caissons killed with SIGKILL go now, while the sandbox is set up (not before init's
+	// clone, whose start it would delay); the exit waits for it.
+	swept := make(chan struct{})
+	go func() { _ = state.Sweep(); close(swept) }()
+	defer func() { <-swept }()
 	// fail ends a sandbox whose setup failed after init started. If init had already exited by itself, it has
 	// reported its own error (the cause) and its status is ours: ours would only be a consequence.
 	fail := func(format string, args ...any) int {
