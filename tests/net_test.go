@@ -310,6 +310,20 @@ func childOf(t *testing.T, parent int, prefixes ...string) int {
 	return 0
 }
 
+// helperOf waits (at most 5 s) for caisson's network helper among the children of parent and returns its pid.
+func helperOf(t *testing.T, parent int) int {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, k := range testenv.Children(parent) {
+			if isNetworkHelper(k) {
+				return k
+			}
+		}
+	}
+	t.Fatalf("no network helper among the children of %d", parent)
+	return 0
+}
+
 // No helper outlives its sandbox: normal exit, SIGKILL of caisson, SIGKILL of the helper (catalogue R22-R24).
 func TestNetNoLeakedHelpers(t *testing.T) {
 	for _, mode := range netModes {
@@ -324,7 +338,7 @@ func TestNetNoLeakedHelpers(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			childOf(t, cmd.Process.Pid, "passt", "pasta", "slirp4netns")
+			helperOf(t, cmd.Process.Pid)
 			cmd.Process.Kill()
 			cmd.Wait()
 			waitHelpers(t, before)
@@ -338,7 +352,7 @@ func TestNetNoLeakedHelpers(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			helper := childOf(t, cmd.Process.Pid, "passt", "pasta", "slirp4netns")
+			helper := helperOf(t, cmd.Process.Pid)
 			rd := bufio.NewReader(out)
 			if line, err := rd.ReadString('\n'); line != "up\n" {
 				t.Fatalf("sandbox did not start: %q %v %s", line, err, stderr.String())

@@ -418,7 +418,7 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 			comm, _, _, _, err := procStat(c)
 			switch {
 			case err != nil:
-			case isHelperComm(comm):
+			case isNetworkHelper(c):
 				helper = c
 			case comm == "caisson-init":
 				// The command has started once init has a child other than its fuse-overlayfs daemon (and other
@@ -484,4 +484,16 @@ func freeLowPort() int {
 // pasta.avx2, passt or passt.avx2.
 func isHelperComm(comm string) bool {
 	return strings.HasPrefix(comm, "pasta") || strings.HasPrefix(comm, "passt") || comm == "slirp4netns"
+}
+
+// isNetworkHelper reports whether pid is a sandbox's network helper: a helper's name and the arguments caisson
+// gives the helper it runs for a sandbox, not those of its slirp4netns feature probe (--help, --version), which
+// runs, briefly, while the sandbox is created.
+func isNetworkHelper(pid int) bool {
+	comm, _, _, _, err := procStat(pid)
+	if err != nil || !isHelperComm(comm) {
+		return false
+	}
+	args := cmdline(pid)
+	return strings.Contains(args, "--ready-fd") || strings.Contains(args, "--config-net")
 }
