@@ -41,7 +41,7 @@ func GuardGuest(g GuestConfig) error {
 		if !e.Prefix.Addr().Is4() || i >= maxEgressRules {
 			return fmt.Errorf("slirp: guard: bad egress rule %v", e)
 		}
-		r := fibRule{prio: uint32(200 + i), dst: e.Prefix.Masked(), action: unix.FR_ACT_PROHIBIT}
+		r := fibRule{prio: uint32(200 + i), dst: e.Prefix.Masked(), proto: e.Proto, dport: e.Port, action: unix.FR_ACT_PROHIBIT}
 		if e.Allow {
 			r.action = unix.FR_ACT_TO_TBL
 		}
@@ -123,6 +123,8 @@ func EgressInForce() ([]EgressRule, error) {
 		}
 		bits, action := int(m.Data[1]), m.Data[7]
 		var prio uint32
+		var proto uint8
+		var port uint16
 		dst := netip.IPv4Unspecified()
 		// The FRA_* attributes follow struct fib_rule_hdr (syscall.ParseNetlinkRouteAttr does not know rules).
 		for b := m.Data[12:]; len(b) >= unix.SizeofRtAttr; {
@@ -140,6 +142,14 @@ func EgressInForce() ([]EgressRule, error) {
 				if addr, ok := netip.AddrFromSlice(val); ok {
 					dst = addr
 				}
+			case unix.FRA_IP_PROTO:
+				if len(val) == 1 {
+					proto = val[0]
+				}
+			case unix.FRA_DPORT_RANGE:
+				if len(val) == 4 && ne.Uint16(val[0:]) == ne.Uint16(val[2:]) {
+					port = ne.Uint16(val[0:])
+				}
 			}
 			if a := rtaAlign(l); a < len(b) {
 				b = b[a:]
@@ -154,7 +164,7 @@ func EgressInForce() ([]EgressRule, error) {
 		if err != nil {
 			return
 		}
-		found = append(found, prioRule{prio, EgressRule{Prefix: p, Allow: action == unix.FR_ACT_TO_TBL}})
+		found = append(found, prioRule{prio, EgressRule{Prefix: p, Proto: proto, Port: port, Allow: action == unix.FR_ACT_TO_TBL}})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("slirp: read egress rules: %w", err)

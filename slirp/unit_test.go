@@ -687,6 +687,17 @@ func TestPlanEgress(t *testing.T) {
 		{name: "host bits", deny: []string{"10.0.0.1/8"}, err: "did you mean 10.0.0.0/8"},
 		{name: "garbage", allow: []string{"example.com"}, err: "not an IPv4 CIDR"},
 		{name: "empty item", deny: []string{"10.0.0.0/8,"}, err: "empty destination"},
+		{name: "a port", allow: []string{"10.1.2.3:443/tcp", "all"}, deny: []string{"private"},
+			want: "allow 10.1.2.3/32:443/tcp, deny 100.100.100.200/32 (default), deny 192.168.0.0/16, deny 169.254.0.0/16 (default), deny 172.16.0.0/12, deny 100.64.0.0/10, deny 10.0.0.0/8, allow 0.0.0.0/0"},
+		{name: "a port before its prefix", deny: []string{"192.0.2.7"}, allow: []string{"192.0.2.7:53,all"},
+			want: "allow 192.0.2.7/32:53/tcp, allow 192.0.2.7/32:53/udp, deny 192.0.2.7/32, " + meta + ", allow 0.0.0.0/0"},
+		{name: "a keyword with a port", deny: []string{"private:22/tcp"},
+			want: "deny 100.100.100.200/32 (default), deny 192.168.0.0/16:22/tcp, deny 169.254.0.0/16 (default), deny 172.16.0.0/12:22/tcp, deny 100.64.0.0/10:22/tcp, deny 10.0.0.0/8:22/tcp"},
+		{name: "port 0", deny: []string{"10.0.0.0/8:0"}, err: "bad port"},
+		{name: "port too big", deny: []string{"10.0.0.0/8:65536"}, err: "bad port"},
+		{name: "bad protocol", deny: []string{"10.0.0.0/8:80/sctp"}, err: "unknown protocol"},
+		{name: "ipv6 address", deny: []string{"::1"}, err: "IPv4 only"},
+		{name: "port conflict", allow: []string{"10.0.0.1:80/tcp"}, deny: []string{"10.0.0.1:80/tcp"}, err: "both name 10.0.0.1/32:80/tcp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -494,6 +494,23 @@ func TestNetEgress(t *testing.T) {
 				}
 			}
 
+			// A port narrows a rule: the gateway refused except one TCP port (a second host listener stays out of
+			// reach), and a LAN host reachable on 443/tcp only.
+			h2 := listenHost(t)
+			out = mustRun(t, "run", "--net", mode, "--allow-host-loopback", "--deny-net", "10.0.2.2,private",
+				"--allow-net", fmt.Sprintf("10.0.2.2:%d/tcp,10.1.2.3:443/tcp,all", h.port()), "--", "sh", "-c",
+				probeScript(h.port(), "10.0.2.2")+probeScript(h2.port(), "10.0.2.2")+
+					routeDecision("10.1.2.3 ipproto tcp dport 443", "10.1.2.3 ipproto tcp dport 80", "10.1.2.3 ipproto udp dport 443"))
+			for _, want := range []string{"OPEN-10.0.2.2\nCLOSED-10.0.2.2", "ROUTE-10.1.2.3 ipproto tcp dport 443",
+				"REFUSED-10.1.2.3 ipproto tcp dport 80", "REFUSED-10.1.2.3 ipproto udp dport 443"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("ports: want %q in %q", want, out)
+				}
+			}
+			if len(h2.accepted) != 0 {
+				t.Errorf("the second host listener was reached through a port the rules refuse")
+			}
+
 			// The most specific prefix decides: the LAN refused except one address, metadata allowed on request.
 			out = mustRun(t, "run", "--net", mode, "--deny-net", "private", "--allow-net", "10.1.2.3,metadata,all", "--", "sh", "-c",
 				routeDecision("10.1.2.3", "10.1.2.4", "192.168.1.1", "172.16.0.1", "100.64.0.1", "169.254.169.254", "192.0.2.1"))

@@ -27,8 +27,8 @@ func (f *NetFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Mode, "net", "none", "network: none (loopback only), host, pasta or slirp4netns")
 	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a port [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
 	fs.BoolVar(&f.AllowHostLoopback, "allow-host-loopback", false, "let the sandbox reach services on the host's loopback")
-	fs.StringArrayVar(&f.AllowNet, "allow-net", nil, "reach only these destinations: IPv4 CIDRs, addresses, all, private, metadata (comma-separated, repeatable)")
-	fs.StringArrayVar(&f.DenyNet, "deny-net", nil, "refuse these destinations: IPv4 CIDRs, addresses, all, private, metadata (comma-separated, repeatable)")
+	fs.StringArrayVar(&f.AllowNet, "allow-net", nil, "reach only these destinations: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
+	fs.StringArrayVar(&f.DenyNet, "deny-net", nil, "refuse these destinations: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
 }
 
 // apply checks the network flags against each other and --share.
