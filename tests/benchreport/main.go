@@ -343,6 +343,24 @@ func comm(pid int) string {
 // vmRSS returns the resident set of a process in KiB (VmRSS), or 0.
 func vmRSS(pid int) int { return procKiB(pid, "status", "VmRSS:") }
 
+// toolProcs returns root and its descendants except the process named payload and its own, and whether the
+// payload runs.
+func toolProcs(root int, payload string) (pids []int, found bool) {
+	var walk func(pid int)
+	walk = func(pid int) {
+		if comm(pid) == payload {
+			found = true
+			return
+		}
+		pids = append(pids, pid)
+		for _, k := range testenv.Children(pid) {
+			walk(k)
+		}
+	}
+	walk(root)
+	return pids, found
+}
+
 // rssMain starts one long-running sandbox command, waits (at most 30 s) until a process named -payload runs among
 // its descendants, and prints a Markdown table of the resident memory (VmRSS) of each of the tool's own processes:
 // the supervising parent first, then its descendants except the payload.
@@ -365,27 +383,8 @@ func rssMain(args []string) error {
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 		_ = c.Wait()
 	}()
-	type proc struct {
-		comm string
-		rss  int
-	}
-	var procs []proc
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		procs = procs[:0]
-		found := false
-		var walk func(pid int)
-		walk = func(pid int) {
-			if comm(pid) == *payload {
-				found = true
-				return
-			}
-			procs = append(procs, proc{comm(pid), vmRSS(pid)})
-			for _, k := range testenv.Children(pid) {
-				walk(k)
-			}
-		}
-		walk(c.Process.Pid)
-		if found {
+		if _, found := toolProcs(c.Process.Pid, *payload); found {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -448,20 +447,11 @@ func memMain(args []string) error {
 			total, procs = 0, 0
 			ready := 0
 			for _, c := range cmds {
-				found := false
-				var walk func(pid int)
-				walk = func(pid int) {
-					if comm(pid) == *payload {
-						found = true
-						return
-					}
+				pids, found := toolProcs(c.Process.Pid, *payload)
+				for _, pid := range pids {
 					total += pss(pid)
-					procs++
-					for _, k := range testenv.Children(pid) {
-						walk(k)
-					}
 				}
-				walk(c.Process.Pid)
+				procs += len(pids)
 				if found {
 					ready++
 				}
