@@ -256,7 +256,7 @@ func (f *forwarder) connectTCP(req dialRequest) (*net.TCPConn, error) {
 		return nil, err
 	}
 	var cerr error
-	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), req.sockaddr(req.port)) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), req.sockaddr()) }); err != nil {
 		return nil, err
 	}
 	if cerr == unix.EINPROGRESS || cerr == unix.EINTR {

@@ -120,12 +120,12 @@ func (r dialRequest) family() int {
 	return unix.AF_INET
 }
 
-// sockaddr is the sandbox's loopback address at port.
-func (r dialRequest) sockaddr(port uint16) unix.Sockaddr {
+// sockaddr is the sandbox's loopback address at the request's port.
+func (r dialRequest) sockaddr() unix.Sockaddr {
 	if r.v6 {
-		return &unix.SockaddrInet6{Port: int(port), Addr: [16]byte{15: 1}}
+		return &unix.SockaddrInet6{Port: int(r.port), Addr: [16]byte{15: 1}}
 	}
-	return &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}}
+	return &unix.SockaddrInet4{Port: int(r.port), Addr: [4]byte{127, 0, 0, 1}}
 }
 
 func (r dialRequest) network() string {

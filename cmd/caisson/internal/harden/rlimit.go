@@ -67,9 +67,13 @@ const threadReserve = 2
 // processes may use up what RLIMIT_NPROC or the cgroup's pids.max allows (a fork bomb does), or RLIMIT_AS may leave
 // no room for a new thread's stack. The runtime never destroys an idle thread, so the ones started here are reused
 // instead of created. Each goroutine holds its thread (LockOSThread) until all have one, then lets it go.
-func ReserveThreads(n int) {
+func ReserveThreads(n int) { holdThreads(n)() }
+
+// holdThreads returns once n goroutines each hold an OS thread of their own (LockOSThread), which the runtime
+// creates if it has no idle one; the function it returns lets them go and waits until they have.
+func holdThreads(n int) (release func()) {
 	var ready, done sync.WaitGroup
-	release := make(chan struct{})
+	let := make(chan struct{})
 	ready.Add(n)
 	done.Add(n)
 	for range n {
@@ -77,11 +81,13 @@ func ReserveThreads(n int) {
 			defer done.Done()
 			runtime.LockOSThread()
 			ready.Done()
-			<-release
+			<-let
 			runtime.UnlockOSThread()
 		}()
 	}
 	ready.Wait()
-	close(release)
-	done.Wait()
+	return func() {
+		close(let)
+		done.Wait()
+	}
 }

@@ -2,10 +2,8 @@ package harden
 
 import (
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -32,24 +30,10 @@ func TestReserveThreads(t *testing.T) {
 	const n = 16
 	ReserveThreads(n)
 	before := threads(t)
-	var ready, done sync.WaitGroup
-	release := make(chan struct{})
-	ready.Add(n)
-	done.Add(n)
-	for range n {
-		go func() {
-			defer done.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			ready.Done()
-			<-release
-		}()
-	}
-	ready.Wait()
+	release := holdThreads(n)
 	during := threads(t)
+	release()
 	t.Logf("%d threads before, %d while %d goroutines held one each", before, during, n)
-	close(release)
-	done.Wait()
 	// A few more threads are tolerated: the runtime (and the race detector) may start some of its own meanwhile,
 	// and the thread that ran the test may be one of those locked. Without the reserve, nearly n are created.
 	if during > before+n/4 {
