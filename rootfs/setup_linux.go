@@ -340,7 +340,7 @@ func (b *builder) apply(i int, op Op) error {
 		if err := b.ensure(op.Dst, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
 			return err
 		}
-		return b.bindFD(src, op.Dst, op.Kind == KindROBind, true)
+		return b.bindTree(src, op.Dst, op.Kind == KindROBind, true)
 	case KindTmpfs:
 		opts := map[string]string{"mode": "0755"}
 		if op.Size > 0 {
@@ -479,10 +479,12 @@ func (b *builder) bindHost(src, dst string, ro, recursive bool) error {
 	if err := b.ensure(dst, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
 		return err
 	}
-	return b.bindFD(tree, dst, ro, recursive)
+	return b.bindTree(tree, dst, ro, recursive)
 }
 
-// bindFD attaches a clone of the mount tree at fd (an open_tree or O_PATH fd) at dst, read-only when ro.
+// bindFD attaches a clone of the mount tree at fd, an O_PATH fd of a path in this mount namespace, at dst,
+// read-only when ro. (A detached tree from open_tree is attached with bindTree instead: before Linux 6.15 the
+// kernel refuses to clone a detached tree, EINVAL.)
 func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
 	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_EMPTY_PATH)
 	if recursive {
@@ -493,6 +495,12 @@ func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
 		return &MountError{Op: "bind", Target: dst, Err: err}
 	}
 	defer unix.Close(tree)
+	return b.bindTree(tree, dst, ro, recursive)
+}
+
+// bindTree attaches the detached mount tree tree (from open_tree with OPEN_TREE_CLONE) at dst, read-only when ro;
+// recursive says whether ro applies to the mounts below it too. The caller still closes tree.
+func (b *builder) bindTree(tree int, dst string, ro, recursive bool) error {
 	if ro {
 		setFlags := uint(unix.AT_EMPTY_PATH)
 		if recursive {

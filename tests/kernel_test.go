@@ -1,0 +1,127 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// umlTests are the tests run again on a second kernel, User-Mode Linux: the cgroup tests (that kernel offers cpu,
+// memory and pids in a pure cgroup v2 hierarchy, which this project's machines do not) and a core subset that
+// shows caisson works on that kernel's version (Debian 12's own, 6.1). Each must pass there; none may skip.
+var umlTests = []string{
+	"TestCgroupOwnGroup", "TestCgroupPids", "TestCgroupLimitsHold", "TestCgroupMemory", "TestCgroupCPUs",
+	"TestCgroupSweepAfterKill",
+}
+
+// umlInit is the User-Mode Linux kernel's init: it mounts what a distribution's init would (proc, sys, a tmpfs /tmp
+// with the test directory carried over from the host, a cgroup v2 hierarchy), delegates a cgroup v2 group with
+// the cpu, memory and pids controllers to the test user as systemd's Delegate=yes does, runs the test binary as
+// that user, prints its status and powers the kernel off. The host file system is the kernel's root (hostfs),
+// accessed as the user who started it.
+const umlInit = `#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+fail() { echo "caisson-uml: $*"; echo "caisson-uml-status: 125"; echo o >/proc/sysrq-trigger; sleep 10; }
+mount -n -t proc proc /proc || fail "mount /proc"
+mount -n -t sysfs sys /sys || fail "mount /sys"
+mount -n --bind "$WORK" /mnt || fail "bind $WORK"
+mount -n -t tmpfs -o mode=1777 tmpfs /tmp || fail "mount /tmp"
+mkdir -p "$WORK" && mount -n --move /mnt "$WORK" || fail "move $WORK"
+mount -n -t tmpfs -o mode=0755 tmpfs /run || fail "mount /run"
+mkdir -p /dev/shm && mount -n -t tmpfs -o mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
+mount -n -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
+echo "+cpu +memory +pids" >/sys/fs/cgroup/cgroup.subtree_control || fail "enable controllers"
+g=/sys/fs/cgroup/user-$TEST_UID
+mkdir "$g" && chown "$TEST_UID:$TEST_GID" "$g" "$g/cgroup.procs" "$g/cgroup.subtree_control" "$g/cgroup.threads" || fail "delegate $g"
+echo $$ >"$g/cgroup.procs" || fail "enter $g"
+echo "caisson-uml: kernel $(uname -r), cgroup v2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+cd "$TEST_DIR" || fail "cd $TEST_DIR"
+setpriv --reuid="$TEST_UID" --regid="$TEST_GID" --init-groups --reset-env env PATH="$PATH" HOME=/tmp \
+	CAISSON_BIN="$CAISSON_BIN" CAISSON_PROBE="$CAISSON_PROBE" CAISSON_PROFILES="$CAISSON_PROFILES" \
+	CAISSON_TEST_STRICT="$CAISSON_TEST_STRICT" CAISSON_IN_UML=1 \
+	"$TEST_BIN" -test.v -test.count=1 -test.timeout=5m -test.run "$TEST_RUN"
+echo "caisson-uml-status: $?"
+echo o >/proc/sysrq-trigger
+sleep 10
+`
+
+// TestKernelUML runs umlTests on a second, real Linux kernel: Debian's User-Mode Linux (Linux 6.1), a kernel that
+// runs as an ordinary process of the test user, with the host's file system as its root. This project's machines
+// boot a kernel whose cgroup v2 hierarchy offers only hugetlb (their init holds cpu, memory and pids in cgroup
+// v1), so this is where caisson's cgroup v2 limits (memory.max, pids.max, cpu.max) are seen enforced by a kernel;
+// it also checks caisson on the oldest kernel it supports, the one Debian 12 ships.
+func TestKernelUML(t *testing.T) {
+	if os.Getenv("CAISSON_IN_UML") != "" {
+		t.Skip("already inside User-Mode Linux")
+	}
+	testenv.RequireUnprivileged(t)
+	testenv.RequireSubIDs(t)
+	uml := testenv.RequireCommand(t, "linux.uml")
+	testenv.RequireCommand(t, "setpriv")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caissonBin := bin(t)
+	// The kernel sees the host's /tmp covered by its own tmpfs: the directory holding the binaries is carried over.
+	work := filepath.Dir(caissonBin)
+	if filepath.Dir(self) != work {
+		t.Fatalf("the test binary %s and caisson %s must share a directory (run through tests/run-integration.sh)", self, caissonBin)
+	}
+	testDir, err := os.Getwd()
+	if err != nil || !strings.HasPrefix(testDir, work+"/") {
+		t.Fatalf("the working directory %s must lie below %s (run through tests/run-integration.sh)", testDir, work)
+	}
+	script := filepath.Join(testDir, fmt.Sprintf("uml-init-%d.sh", os.Getpid()))
+	if err := os.WriteFile(script, []byte(umlInit), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(script)
+	umlHome := t.TempDir() // the kernel keeps its control socket and pid file under $HOME/.uml
+	run := "^(" + strings.Join(umlTests, "|") + ")$"
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, uml, "mem=1G", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw",
+		"init="+script, "con=null", "con0=null,fd:1", "quiet",
+		"WORK="+work, "TEST_DIR="+testDir, "TEST_BIN="+self, "TEST_RUN="+run,
+		"TEST_UID="+strconv.Itoa(os.Getuid()), "TEST_GID="+strconv.Itoa(os.Getgid()),
+		"CAISSON_BIN="+caissonBin, "CAISSON_PROBE="+os.Getenv("CAISSON_PROBE"),
+		"CAISSON_PROFILES="+os.Getenv("CAISSON_PROFILES"), "CAISSON_TEST_STRICT="+os.Getenv("CAISSON_TEST_STRICT"))
+	// Its memory is a file it maps: on tmpfs when the host has /dev/shm.
+	memDir := umlHome
+	if unix.Access("/dev/shm", unix.W_OK) == nil {
+		memDir = "/dev/shm"
+	}
+	cmd.Env = append(os.Environ(), "HOME="+umlHome, "TMPDIR="+memDir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	t.Logf("User-Mode Linux ran %s in %v (%v):\n%s", run, time.Since(start).Round(time.Millisecond), err, out.String())
+	m := regexp.MustCompile(`caisson-uml-status: (\d+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("User-Mode Linux ended without the tests' status (%v)", err)
+	}
+	if m[1] != "0" {
+		t.Errorf("the tests failed on User-Mode Linux: status %s", m[1])
+	}
+	for _, name := range umlTests {
+		if !strings.Contains(out.String(), "--- PASS: "+name+" ") {
+			t.Errorf("%s did not pass on User-Mode Linux", name)
+		}
+	}
+	if !strings.Contains(out.String(), "cgroup v2 controllers: cpu io memory pids") {
+		t.Errorf("the User-Mode Linux kernel did not offer cpu, memory and pids in cgroup v2")
+	}
+}
