@@ -361,20 +361,31 @@ func (b *builder) overlayMount(lower, mountpoint string) (int, error) {
 				unix.FsconfigSetString(fsfd, "upperdir", fdPath(upper)), unix.FsconfigSetString(fsfd, "workdir", fdPath(work)))
 		},
 	}
-	var firstFail error
-	for _, layers := range methods {
+	var refused, failed error
+	for i, layers := range methods {
 		mfd, err := mountOverlay(layers)
 		if err == nil {
 			return mfd, nil
 		}
-		if firstFail == nil {
-			firstFail = err
-		}
-		if !errors.Is(err, errLayerOption) {
+		switch {
+		case errors.Is(err, errLayerOption):
+			// This way of passing the layers was refused: try the next.
+			if refused == nil {
+				refused = err
+			}
+		case errors.Is(err, unix.EINVAL) && i < len(methods)-1:
+			// Before Linux 6.5 overlayfs takes its options as one string that only the final create parses: an
+			// unknown "lowerdir+" fails there. Try the next way; if every way fails, the last one's error (the
+			// legacy syntax every kernel knows) is the one that says what is wrong.
+			failed = err
+		default:
 			return -1, b.layerError(mountpoint, err)
 		}
 	}
-	return -1, b.layerError(mountpoint, firstFail)
+	if failed == nil {
+		failed = refused
+	}
+	return -1, b.layerError(mountpoint, failed)
 }
 
 // errLayerOption marks a kernel that refused a way of passing the layers (try the next one).

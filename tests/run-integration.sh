@@ -51,7 +51,7 @@ for p in $pkgs; do
 	(cd "$dir/run-$name" && enter_cgroups && "${as_user[@]}" env HOME="$home" USER="$runuser" \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		CAISSON_BIN="$dir/caisson" CAISSON_PROBE="$dir/probe" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
-		CAISSON_SOAK_N="${CAISSON_SOAK_N:-}" CAISSON_SOAK_PAR="${CAISSON_SOAK_PAR:-}" CAISSON_SOAK_SEED="${CAISSON_SOAK_SEED:-}" \
+		CAISSON_SOAK_N="${CAISSON_SOAK_N:-}" CAISSON_SOAK_PAR="${CAISSON_SOAK_PAR:-}" CAISSON_SOAK_SEED="${CAISSON_SOAK_SEED:-}" CAISSON_UML_RUN="${CAISSON_UML_RUN:-}" \
 		"$dir/$name.test" -test.v -test.count="${CAISSON_TEST_COUNT:-1}" -test.timeout=20m -test.run "$run" -test.skip '^TestRootMode|^TestRootWriteDirect$') || status=1
 done
 if [ "$(id -u)" = 0 ] && [ -x "$dir/idmap.test" ]; then

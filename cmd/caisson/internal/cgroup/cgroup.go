@@ -363,7 +363,7 @@ func flagsFor(l Limits, ctrls []string) string {
 }
 
 // enable turns the controllers on in dir's cgroup.subtree_control, first moving the processes in dir into its
-// leaf child when the kernel refuses because dir holds processes.
+// leaf child.
 func enable(dir string, ctrls []string) error {
 	cur, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
 	if err != nil {
@@ -381,11 +381,23 @@ func enable(dir string, ctrls []string) error {
 	write := func() error {
 		return os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.Join(add, " ")), 0)
 	}
+	// A group that holds processes is emptied first. The kernel refuses it a domain controller (memory: EBUSY) but
+	// accepts a threaded one (cpu, pids) and makes the group a thread root, below which no group can take a
+	// controller any more (EOPNOTSUPP): --pids alone in a systemd scope would fail that way.
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(procs))) > 0 {
+		if err := evacuate(dir); err != nil {
+			return err
+		}
+	}
 	err = write()
 	if !errors.Is(err, unix.EBUSY) {
 		return err
 	}
-	if err := evacuate(dir); err != nil {
+	if err := evacuate(dir); err != nil { // a process forked into dir meanwhile
 		return err
 	}
 	return write()

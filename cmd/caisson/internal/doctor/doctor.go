@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,7 @@ func Run(ctx context.Context) *Report {
 		add(c)
 	}
 	add(nestingCheck())
+	add(timeNSCheck())
 	probe := runProbe()
 	add(probe.usernsCheck())
 	caller := parent.CurrentCaller()
@@ -232,6 +234,18 @@ func nestingCheck() Check {
 	return c
 }
 
+// timeNSCheck reports whether the kernel has time namespaces: without them sandboxes share the host's clocks
+// and --time-offset is refused.
+func timeNSCheck() Check {
+	c := Check{Name: "time namespace", Status: OK, Detail: "available (--time-offset works)"}
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		c.Status = Warn
+		c.Detail = "this kernel has none: sandboxes share the host's clocks and --time-offset will not work"
+		c.Fix = "boot Linux 5.6+ built with CONFIG_TIME_NS"
+	}
+	return c
+}
+
 // tunCheck opens /dev/net/tun, which pasta and slirp4netns need.
 func tunCheck() Check {
 	c := Check{Name: "/dev/net/tun", Status: OK, Detail: "usable"}
@@ -251,8 +265,15 @@ func netCheck(f slirp.Features) Check {
 	c := Check{Name: "net " + string(f.Mode), Status: OK}
 	if f.Err != nil {
 		c.Status, c.Detail = Warn, fmt.Sprintf("--net %s will not work: %v", f.Mode, f.Err)
-		pkg := map[slirp.Mode]string{slirp.ModePasta: "passt", slirp.ModeSlirp4netns: "slirp4netns"}[f.Mode]
-		c.Fix = "apt-get install " + pkg
+		switch {
+		case f.Path == "":
+			pkg := map[slirp.Mode]string{slirp.ModePasta: "passt", slirp.ModeSlirp4netns: "slirp4netns"}[f.Mode]
+			c.Fix = "apt-get install " + pkg
+		case len(f.Missing) == 1 && f.Missing[0] == "/dev/net/tun":
+			c.Fix = "see /dev/net/tun above"
+		case len(f.Missing) > 0:
+			c.Fix = "install a newer " + filepath.Base(f.Path)
+		}
 		return c
 	}
 	c.Detail = strings.TrimSpace(f.Path + " " + f.Version)

@@ -249,8 +249,11 @@ func setup(cfg *config.Sandbox) error {
 // hence this runs on the locked main thread that later forks the command.
 func newTimeNamespace(off config.TimeOffsets) error {
 	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
-		if errors.Is(err, unix.EINVAL) && off == (config.TimeOffsets{}) {
-			return nil // kernel without time namespaces and no offsets asked for
+		if errors.Is(err, unix.EINVAL) {
+			if off == (config.TimeOffsets{}) {
+				return nil // kernel without time namespaces and no offsets asked for
+			}
+			return errors.New("--time-offset: this kernel has no time namespaces (they need Linux 5.6+ built with CONFIG_TIME_NS)")
 		}
 		return fmt.Errorf("init: new time namespace: %w", err)
 	}
