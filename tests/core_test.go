@@ -602,6 +602,15 @@ func hasTimeNS() bool {
 	return err == nil
 }
 
+// nsKinds lists the namespaces a sandbox has on this kernel: all eight, or seven without time namespaces.
+func nsKinds() []string {
+	kinds := []string{"mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time"}
+	if !hasTimeNS() {
+		kinds = kinds[:7]
+	}
+	return kinds
+}
+
 // requireNoTimeNS checks, on a kernel without time namespaces, that a sandbox still starts and that --time-offset
 // (with extra flags) is one clear error line, exit 125.
 func requireNoTimeNS(t *testing.T, extra ...string) {

@@ -75,14 +75,14 @@ func TestLifeDetached(t *testing.T) {
 			t.Errorf("ps namespace %s = %s, /proc says %q (%v)", ns, id, host, err)
 		}
 	}
-	if len(row.Namespaces) != 8 {
-		t.Errorf("want 8 namespaces, got %v", row.Namespaces)
+	if want := nsKinds(); len(row.Namespaces) != len(want) {
+		t.Errorf("want the namespaces %v, got %v", want, row.Namespaces)
 	}
 	// exec sees the same PID 1, host name, mounts and namespaces as the command.
 	deadline := time.Now().Add(5 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
-		got = mustRun(t, "exec", "svc", "--", "sh", "-c", "ps -o comm= -p 1; hostname; ls /tmp/m; for n in mnt net pid uts ipc user cgroup time; do readlink /proc/self/ns/$n; done")
+		got = mustRun(t, "exec", "svc", "--", "sh", "-c", "ps -o comm= -p 1; hostname; ls /tmp/m; for n in "+strings.Join(nsKinds(), " ")+"; do readlink /proc/self/ns/$n; done")
 		if strings.Contains(got, "mark") {
 			break
 		}
@@ -396,7 +396,7 @@ func TestLifeInspectByName(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %q", err, out)
 	}
-	if strings.Join(rep.SharedWithHost, ",") != "uts" || len(rep.Namespaces) != 8 {
+	if strings.Join(rep.SharedWithHost, ",") != "uts" || len(rep.Namespaces) != len(nsKinds()) {
 		t.Errorf("namespaces: %v shared %v", rep.Namespaces, rep.SharedWithHost)
 	}
 	if rep.Seccomp != "filter" || !rep.NoNewPrivs || len(rep.Capabilities.Effective) != 0 || rep.Record == nil || rep.Record.Posture != "strict" {
