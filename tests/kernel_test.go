@@ -108,11 +108,11 @@ func TestKernelUML(t *testing.T) {
 	// The kernel sees the host's /tmp covered by its own tmpfs: the directory holding the binaries is carried over.
 	work := filepath.Dir(caissonBin)
 	if filepath.Dir(self) != work {
-		t.Fatalf("the test binary %s and caisson %s must share a directory (run through tests/run-integration.sh)", self, caissonBin)
+		testenv.SkipOrFail(t, "the test binary %s and caisson %s must share a directory (run through tests/run-integration.sh)", self, caissonBin)
 	}
 	testDir, err := os.Getwd()
 	if err != nil || !strings.HasPrefix(testDir, work+"/") {
-		t.Fatalf("the working directory %s must lie below %s (run through tests/run-integration.sh)", testDir, work)
+		testenv.SkipOrFail(t, "the working directory %s must lie below %s (run through tests/run-integration.sh)", testDir, work)
 	}
 	script := filepath.Join(testDir, fmt.Sprintf("uml-init-%d.sh", os.Getpid()))
 	if err := os.WriteFile(script, []byte(umlInit), 0o755); err != nil {
