@@ -37,13 +37,13 @@ var umlTests = [][]string{
 
 // umlInit is the User-Mode Linux kernel's init: it mounts what a distribution's init would (proc, sys, a tmpfs /tmp
 // with the test directory carried over from the host, a cgroup v2 hierarchy), loads the tun, overlay, fuse and
-// dummy modules, brings up a network that leads nowhere, delegates a cgroup v2 group with
-// the cpu, memory and pids controllers to the test user as systemd's Delegate=yes does, runs the test binary as
-// that user, prints its status and powers the kernel off. The host file system is the kernel's root (hostfs),
-// accessed as the user who started it.
+// dummy modules, brings up a network that leads nowhere, delegates a cgroup v2 group with the cpu, memory and pids
+// controllers to the test user as systemd's Delegate=yes does, runs the test binary as that user, prints its
+// status and powers the kernel off. The host file system is the kernel's root (hostfs), accessed as the user who
+// started it.
 const umlInit = `#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-fail() { echo "caisson-uml: $*"; echo "caisson-uml-status: 125"; echo o >/proc/sysrq-trigger; sleep 10; }
+fail() { echo "caisson-uml: $*"; echo "caisson-uml-status: 125"; echo o >/proc/sysrq-trigger; sleep 10; exit 1; }
 mount -n -t proc proc /proc || fail "mount /proc"
 mount -n -t sysfs sys /sys || fail "mount /sys"
 mount -n --bind "$WORK" /mnt || fail "bind $WORK"
@@ -71,17 +71,15 @@ echo $$ >"$g/cgroup.procs" || fail "enter $g"
 echo "caisson-uml: kernel $(uname -r), cgroup v2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 cd "$TEST_DIR" || fail "cd $TEST_DIR"
 home=$(getent passwd "$TEST_UID" | cut -d: -f6)
-setpriv --reuid="$TEST_UID" --regid="$TEST_GID" --init-groups --reset-env env PATH="$PATH" HOME="${home:-/tmp}" \
-	CAISSON_BIN="$CAISSON_BIN" CAISSON_PROBE="$CAISSON_PROBE" CAISSON_PROFILES="$CAISSON_PROFILES" \
-	CAISSON_TEST_STRICT="$CAISSON_TEST_STRICT" CAISSON_IN_UML=1 \
-	"$TEST_BIN" -test.v -test.count=1 -test.timeout=5m -test.run "$TEST_RUN1"
-status=$?
-if [ -n "$TEST_RUN2" ]; then
+run_tests() { # REGEXP
 	setpriv --reuid="$TEST_UID" --regid="$TEST_GID" --init-groups --reset-env env PATH="$PATH" HOME="${home:-/tmp}" \
 		CAISSON_BIN="$CAISSON_BIN" CAISSON_PROBE="$CAISSON_PROBE" CAISSON_PROFILES="$CAISSON_PROFILES" \
 		CAISSON_TEST_STRICT="$CAISSON_TEST_STRICT" CAISSON_IN_UML=1 \
-		"$TEST_BIN" -test.v -test.count=1 -test.timeout=5m -test.run "$TEST_RUN2" || status=1
-fi
+		"$TEST_BIN" -test.v -test.count=1 -test.timeout=5m -test.run "$1"
+}
+status=0
+run_tests "$TEST_RUN1" || status=1
+if [ -n "$TEST_RUN2" ]; then run_tests "$TEST_RUN2" || status=1; fi
 echo "caisson-uml-status: $status"
 echo o >/proc/sysrq-trigger
 sleep 10
