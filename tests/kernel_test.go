@@ -148,8 +148,15 @@ func TestKernelUML(t *testing.T) {
 	start := time.Now()
 	err = cmd.Run()
 	if cmd.Process != nil {
-		if syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) == nil {
-			t.Errorf("processes of User-Mode Linux outlived its power-off (killed)")
+		// Its other processes end with it (they may need a moment to be reaped); none may stay.
+		deadline := time.Now().Add(3 * time.Second)
+		for syscall.Kill(-cmd.Process.Pid, 0) == nil {
+			if time.Now().After(deadline) {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				t.Errorf("processes of User-Mode Linux outlived its power-off by 3 s (killed)")
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	t.Logf("User-Mode Linux ran %s in %v (%v):\n%s", strings.Join(runs, " then "), time.Since(start).Round(time.Millisecond), err, out.String())
