@@ -131,9 +131,39 @@ func TestSeccompMatrix(t *testing.T) {
 			t.Errorf("unconfined %s: %s, the same as the filter's answer", call, filtered)
 		}
 	}
-	// S1: ptrace of init is refused in strict (in default, root holds CAP_SYS_PTRACE over its own namespace).
-	if got := runProbe(t, []string{"--security", "strict"}, "sys", "ptrace-attach-init"); got["ptrace-attach-init"] != "EPERM" {
-		t.Errorf("S1 strict: ptrace(PTRACE_ATTACH, 1): %v, want EPERM", got)
+	// S1: ptrace of init is refused in both postures (strict: the filter; default: no CAP_SYS_PTRACE).
+	for _, posture := range []string{"default", "strict"} {
+		if got := runProbe(t, []string{"--security", posture}, "sys", "ptrace-attach-init"); got["ptrace-attach-init"] != "EPERM" {
+			t.Errorf("S1 %s: ptrace(PTRACE_ATTACH, 1): %v, want EPERM", posture, got)
+		}
+	}
+}
+
+// S1, S3: the command cannot reach into init, whose descriptors include its channel to caisson outside: not by
+// pidfd_getfd, process_vm_readv, /proc/1/mem, kcmp or PTRACE_SEIZE. In the default posture init is non-dumpable
+// and the command lacks CAP_SYS_PTRACE, which would override that (init lives in the sandbox's user namespace);
+// --cap-add sys_ptrace gives it back, and with it every one of these (which shows the probe can succeed).
+func TestHardenInitReach(t *testing.T) {
+	requireSandbox(t)
+	want := map[string]string{"pidfd_getfd-init": "EPERM", "process_vm_readv-init": "EPERM", "open-proc1-mem": "EACCES",
+		"kcmp-init": "EPERM", "ptrace-seize-init": "EPERM"}
+	for _, flags := range [][]string{{"--security", "default"}, {"--security", "strict"}, {"--cap-drop", "all"}} {
+		got := runProbe(t, flags, "reach-init")
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%v: %s: %s, want %s (all: %v)", flags, k, got[k], v, got)
+			}
+		}
+	}
+	got := runProbe(t, []string{"--cap-add", "sys_ptrace"}, "reach-init")
+	for _, k := range []string{"pidfd_getfd-init", "process_vm_readv-init", "open-proc1-mem", "kcmp-init"} {
+		if got[k] != "OK" {
+			t.Errorf("--cap-add sys_ptrace: %s: %s, want OK (the capability is what stands between the command and init): %v", k, got[k], got)
+		}
+	}
+	out := mustRun(t, "run", "--", "sh", "-c", "strace -f -o /dev/null true && echo traced")
+	if strings.TrimSpace(out) != "traced" {
+		t.Errorf("default posture: strace of the command's own processes: %q", out)
 	}
 }
 
@@ -185,7 +215,9 @@ func TestHardenCapabilities(t *testing.T) {
 	requireSandbox(t)
 	last, _ := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	n, _ := strconv.Atoi(strings.TrimSpace(string(last)))
-	full := fmt.Sprintf("%016x", uint64(1)<<uint(n+1)-1)
+	const ptrace = 1 << 19 // CAP_SYS_PTRACE: left out of the default posture (TestHardenInitReach)
+	all := uint64(1)<<uint(n+1) - 1
+	full := fmt.Sprintf("%016x", all&^ptrace)
 	zero := "0000000000000000"
 	s := statusFields(t, "--security", "strict")
 	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
@@ -198,7 +230,7 @@ func TestHardenCapabilities(t *testing.T) {
 	}
 	d := statusFields(t)
 	if d["CapEff"] != full || d["CapBnd"] != full || d["NoNewPrivs"] != "1" || d["Seccomp"] != "2" {
-		t.Errorf("default: %v, want all capabilities (%s), no_new_privs and a filter", d, full)
+		t.Errorf("default: %v, want all capabilities but CAP_SYS_PTRACE (%s), no_new_privs and a filter", d, full)
 	}
 	u := statusFields(t, "--seccomp", "unconfined")
 	if u["Seccomp"] != "0" || u["NoNewPrivs"] != "0" {
@@ -206,7 +238,7 @@ func TestHardenCapabilities(t *testing.T) {
 	}
 	// --cap-drop in default, --cap-add in strict (CAP_NET_ADMIN is bit 12, CAP_NET_RAW 13).
 	c := statusFields(t, "--cap-drop", "net_admin,CAP_NET_RAW")
-	if c["CapEff"] != fmt.Sprintf("%016x", uint64(1)<<uint(n+1)-1-(3<<12)) || c["CapBnd"] != c["CapEff"] {
+	if c["CapEff"] != fmt.Sprintf("%016x", all&^ptrace&^(3<<12)) || c["CapBnd"] != c["CapEff"] {
 		t.Errorf("--cap-drop net_admin,CAP_NET_RAW: %v", c)
 	}
 	c = statusFields(t, "--security", "strict", "--cap-add", "CAP_NET_ADMIN")
@@ -314,18 +346,27 @@ func TestHardenInitUnreachable(t *testing.T) {
 	if strings.TrimSpace(out) != "end" {
 		t.Errorf("strict: init reachable through /proc/1: %q", out)
 	}
-	// In default posture root holds CAP_SYS_PTRACE over its namespace: /proc/1 is readable, but no fd of init
-	// is a directory (nothing to walk out of), its root and cwd are the sandbox's.
-	out = mustRun(t, "run", "--", "sh", "-c", "for f in /proc/1/fd/*; do stat -L -c %F $f; done; readlink /proc/1/root /proc/1/cwd")
+	out = mustRun(t, "run", "--", "sh", "-c",
+		"for l in exe cwd root fd/0 fd/3; do readlink /proc/1/$l >/dev/null 2>&1 && echo reached $l; done; echo end")
+	if strings.TrimSpace(out) != "end" {
+		t.Errorf("default: init reachable through /proc/1: %q", out)
+	}
+	// With --cap-add sys_ptrace root reads /proc/1, but no fd of init is a directory (nothing to walk out of), its
+	// root and cwd are the sandbox's.
+	out = mustRun(t, "run", "--cap-add", "sys_ptrace", "--", "sh", "-c", "for f in /proc/1/fd/*; do stat -L -c %F $f; done; readlink /proc/1/root /proc/1/cwd")
 	if strings.Contains(out, "directory") || !strings.HasSuffix(out, "/\n/\n") {
-		t.Errorf("default: init holds a directory or lives outside the root: %q", out)
+		t.Errorf("default with sys_ptrace: init holds a directory or lives outside the root: %q", out)
 	}
 
 	check := func(name, binPath string, sealed bool) {
 		t.Helper()
 		before := fileHash(t, binPath)
 		for _, posture := range []string{"default", "strict"} {
-			cmd := exec.Command(binPath, append(append([]string{"run", "--security", posture}, probe(t)...),
+			flags := []string{"run", "--security", posture}
+			if posture == "default" {
+				flags = append(flags, "--cap-add", "sys_ptrace") // the most the command can hold over init
+			}
+			cmd := exec.Command(binPath, append(append(flags, probe(t)...),
 				"--", "sh", "-c", "readlink /proc/1/exe; /tmp/probe write-exe /proc/1/exe")...)
 			b, err := cmd.CombinedOutput()
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,6 +180,14 @@ func TestLifePod(t *testing.T) {
 	}
 	if r := caisson(t, "run", "--join", "no-such-pod", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "no-such-pod") {
 		t.Errorf("join of a missing sandbox: %d %q", r.code, r.stderr)
+	}
+	// A pod whose command dropped capabilities can be joined; the sidecar holds no more than the pod's command.
+	mustRun(t, "run", "-d", "--name", "pod-capped", "--cap-drop", "net_admin", "--", "sleep", "60")
+	r = caisson(t, "run", "--join", "pod-capped", "--", "sh", "-c", "grep CapBnd /proc/self/status")
+	bnd, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(r.stdout, "CapBnd:")), 16, 64)
+	if r.code != 0 || err != nil || bnd&(1<<12) != 0 || bnd&(1<<19) != 0 || bnd&(1<<21) == 0 {
+		t.Errorf("join of a pod without net_admin: exit %d %q %q (%v): want CAP_SYS_ADMIN, not CAP_NET_ADMIN or CAP_SYS_PTRACE",
+			r.code, r.stdout, r.stderr, err)
 	}
 }
 

@@ -10,6 +10,9 @@
 //	probe write-exe PATH       open PATH for writing and write one byte at offset 0 (CVE-2019-5736 check)
 //	probe ids                  print the real and effective uid
 //	probe connect-abstract NAME connect to the abstract UNIX socket @NAME; prints connect ERRNO
+//	probe reach-init           try to reach into init (PID 1) without stopping it: take its fd 3 (pidfd_getfd),
+//	                           read its memory (process_vm_readv, /proc/1/mem), compare its files (kcmp), seize it
+//	                           (PTRACE_SEIZE, undone when the probe exits); prints NAME ERRNO for each (catalogue S3)
 //	probe bench-getpid N       N getpid calls; prints ns/op
 //	probe bench-stat N         N stat("/") calls; prints ns/op
 package main
@@ -118,7 +121,7 @@ var calls = map[string]struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | bench-getpid N | bench-stat N")
+		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | reach-init | bench-getpid N | bench-stat N")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -142,6 +145,8 @@ func main() {
 			return
 		}
 		fmt.Println("connect OK")
+	case "reach-init":
+		reachInit()
 	case "bench-getpid", "bench-stat":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil || n <= 0 {
@@ -228,4 +233,48 @@ func bench(what string, n int) float64 {
 		}
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(n)
+}
+
+// reachInit tries what a process holding CAP_SYS_PTRACE over init's user namespace could do to init (catalogue
+// S3), none of which stops it, and prints one "NAME ERRNO" line per attempt (OK when it succeeded).
+func reachInit() {
+	result := func(name string, err error) {
+		if err == nil {
+			fmt.Println(name, "OK")
+			return
+		}
+		if e, ok := err.(unix.Errno); ok {
+			fmt.Println(name, errName(e))
+			return
+		}
+		fmt.Println(name, err)
+	}
+	pidfd, err := unix.PidfdOpen(1, 0)
+	if err != nil {
+		result("pidfd_open-init", err)
+	} else {
+		fd, err := unix.PidfdGetfd(pidfd, 3, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		result("pidfd_getfd-init", err)
+	}
+	buf := make([]byte, 8)
+	// Any address: without the right the kernel answers EPERM before it looks at init's memory (EFAULT or OK with it).
+	_, err = unix.ProcessVMReadv(1, []unix.Iovec{{Base: &buf[0], Len: 8}}, []unix.RemoteIovec{{Base: 0x400000, Len: 8}}, 0)
+	result("process_vm_readv-init", err)
+	f, err := os.Open("/proc/1/mem")
+	if err == nil {
+		f.Close()
+	} else if pe, ok := err.(*os.PathError); ok {
+		err = pe.Err
+	}
+	result("open-proc1-mem", err)
+	_, _, e := unix.Syscall6(unix.SYS_KCMP, 1, uintptr(os.Getpid()), 0 /* KCMP_FILE */, 3, 0, 0)
+	if e != 0 {
+		result("kcmp-init", e)
+	} else {
+		result("kcmp-init", nil)
+	}
+	result("ptrace-seize-init", unix.PtraceSeize(1))
 }

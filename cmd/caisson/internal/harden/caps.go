@@ -32,13 +32,21 @@ func LastCap() int {
 // all returns every capability up to last.
 func all(last int) CapSet { return CapSet(1<<uint(last+1) - 1) }
 
-// CommandCaps returns the capabilities the command may hold: every capability in the default posture, none in
-// strict; then --cap-add and --cap-drop in that order ("ALL" adds or removes everything). Capabilities above last
-// (unknown to the running kernel) are an error when named explicitly.
+// capSysPtrace is CAP_SYS_PTRACE, left out of the default posture.
+const capSysPtrace = 19
+
+// CommandCaps returns the capabilities the command may hold: in the default posture every capability but
+// CAP_SYS_PTRACE, none in strict; then --cap-add and --cap-drop in that order ("ALL" adds or removes everything).
+// Capabilities above last (unknown to the running kernel) are an error when named explicitly.
+//
+// CAP_SYS_PTRACE is what would let root inside past init's non-dumpable flag: init is created in the sandbox's
+// user namespace, so that capability there lets the command attach to init, read and write its memory, and take
+// its descriptors (pidfd_getfd, /proc/1/fd), among them init's channel to caisson outside. Without it, the
+// command still traces its own processes (same uid, dumpable), as under Docker's and Podman's defaults.
 func CommandCaps(sec config.Security, last int) (CapSet, error) {
 	var s CapSet
 	if sec.Posture != config.PostureStrict {
-		s = all(last)
+		s = all(last) &^ (1 << capSysPtrace)
 	}
 	for _, name := range sec.CapAdd {
 		c, err := capNumber(name, last)

@@ -230,8 +230,10 @@ func (sv *supervisor) join(m wire.Message, fds []int) {
 	_ = wire.Send(sv.sock, wire.Message{Type: "started", ID: m.ID, PID: pid})
 }
 
-// ambientCaps lists the capabilities this process holds in its permitted set, to be made ambient in a joined
-// sandbox's init.
+// ambientCaps lists the capabilities this thread holds in its permitted and inheritable sets, to be made ambient
+// in a joined sandbox's init: the kernel raises an ambient capability only when it is in both, and the hardening
+// of the command shrank the inheritable set to the command's capabilities (CAP_SYS_PTRACE is not among them in
+// the default posture), which bounds what a joined sandbox may hold.
 func ambientCaps() []uintptr {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -240,7 +242,8 @@ func ambientCaps() []uintptr {
 	}
 	var caps []uintptr
 	for c := uint(0); c < 64; c++ {
-		if data[c/32].Permitted&(1<<(c%32)) != 0 {
+		bit := uint32(1) << (c % 32)
+		if data[c/32].Permitted&bit != 0 && data[c/32].Inheritable&bit != 0 {
 			caps = append(caps, uintptr(c))
 		}
 	}
