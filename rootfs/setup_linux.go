@@ -340,7 +340,12 @@ func (b *builder) apply(i int, op Op) error {
 		if err := b.ensure(op.Dst, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
 			return err
 		}
-		return b.bindTree(src, op.Dst, op.Kind == KindROBind, true)
+		// Like bubblewrap's binds: no set-user-ID programs and no device nodes through them.
+		attr := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
+		if op.Kind == KindROBind {
+			attr |= unix.MOUNT_ATTR_RDONLY
+		}
+		return b.bindTreeAttr(src, op.Dst, attr, true)
 	case KindTmpfs:
 		opts := map[string]string{"mode": "0755"}
 		if op.Size > 0 {
@@ -501,17 +506,27 @@ func (b *builder) bindFD(fd int, dst string, ro, recursive bool) error {
 // bindTree attaches the detached mount tree tree (from open_tree with OPEN_TREE_CLONE) at dst, read-only when ro;
 // recursive says whether ro applies to the mounts below it too. The caller still closes tree.
 func (b *builder) bindTree(tree int, dst string, ro, recursive bool) error {
+	var attr uint64
 	if ro {
+		attr = unix.MOUNT_ATTR_RDONLY
+	}
+	return b.bindTreeAttr(tree, dst, attr, recursive)
+}
+
+// bindTreeAttr is bindTree setting the mount attributes attr (MOUNT_ATTR_*) on the tree, on every mount of it
+// when recursive. Without mount_setattr (nested under a filter that refuses it) only read-only is applied, by
+// bind remounts (see remountTree).
+func (b *builder) bindTreeAttr(tree int, dst string, attr uint64, recursive bool) error {
+	if attr != 0 {
 		setFlags := uint(unix.AT_EMPTY_PATH)
 		if recursive {
 			setFlags |= unix.AT_RECURSIVE
 		}
-		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		if err := unix.MountSetattr(tree, "", setFlags, &attr); err != nil {
+		ma := unix.MountAttr{Attr_set: attr}
+		if err := unix.MountSetattr(tree, "", setFlags, &ma); err != nil {
 			if !errors.Is(err, unix.ENOSYS) {
-				return &MountError{Op: "make read-only", Target: dst, Err: err}
+				return &MountError{Op: "set mount attributes", Target: dst, Err: err}
 			}
-			// No mount_setattr (nested under a filter that refuses it): attach, then remount read-only.
 			if err := b.attach(tree, dst, "bind"); err != nil {
 				return err
 			}
@@ -519,7 +534,7 @@ func (b *builder) bindTree(tree int, dst string, ro, recursive bool) error {
 			if err != nil {
 				return &MountError{Op: "make read-only", Target: dst, Err: err}
 			}
-			return remountTree(at, unix.MOUNT_ATTR_RDONLY)
+			return remountTree(at, attr)
 		}
 	}
 	return b.attach(tree, dst, "bind")

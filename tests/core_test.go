@@ -471,11 +471,46 @@ func TestLeakedFDsClosed(t *testing.T) {
 	if got := strings.Fields(string(out)); len(got) > 4 {
 		t.Errorf("fds leaked into the sandbox: %v", got)
 	}
-	// init holds no host directory: its cwd and root are the sandbox's own.
-	out2 := mustRun(t, "run", "--", "sh", "-c", "ls /proc/1/fd 2>&1; readlink /proc/1/cwd /proc/1/root")
+	// init holds no host directory: its cwd and root are the sandbox's own (seen with CAP_SYS_PTRACE, without which
+	// /proc/1 is closed to the command).
+	out2 := mustRun(t, "run", "--cap-add", "sys_ptrace", "--", "sh", "-c", "ls /proc/1/fd 2>&1; readlink /proc/1/cwd /proc/1/root")
+	if !strings.HasSuffix(out2, "/\n/\n") {
+		t.Errorf("init's cwd and root: %q, want / and /", out2)
+	}
 	for _, l := range strings.Split(out2, "\n") {
 		if strings.HasPrefix(l, "/") && l != "/" {
 			t.Errorf("init's cwd/root points at %q", l)
+		}
+	}
+}
+
+// D3: every writable mount of the sandbox is nosuid and nodev (a --bind and the working directory's bind
+// included, as bubblewrap's binds are), except what /dev needs: its tmpfs, the device nodes bound from the host and
+// the private devpts.
+func TestBindsNosuidNodev(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	out := mustRun(t, "run", "--bind", dir+":/mnt", "--ro-bind", dir+":/opt", "--", "cat", "/proc/self/mountinfo")
+	seen := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		mnt, opts := f[4], ","+f[5]+","
+		seen[mnt] = f[5]
+		if !strings.Contains(opts, ",rw,") || (strings.Contains(opts, ",nosuid,") && strings.Contains(opts, ",nodev,")) {
+			continue
+		}
+		if mnt != "/dev" && !strings.HasPrefix(mnt, "/dev/") {
+			t.Errorf("writable mount %s without nosuid or nodev: %s", mnt, f[5])
+		}
+	}
+	cwd, _ := os.Getwd()
+	for _, mnt := range []string{"/mnt", "/opt", cwd} {
+		if o := "," + seen[mnt] + ","; !strings.Contains(o, ",nosuid,") || !strings.Contains(o, ",nodev,") {
+			t.Errorf("bind %s: options %q, want nosuid and nodev", mnt, seen[mnt])
 		}
 	}
 }
