@@ -281,6 +281,13 @@ func TestHardenNestedUserNamespaces(t *testing.T) {
 		!strings.Contains(lines[4], "No space left") || !strings.Contains(out, "Read-only file system") {
 		t.Errorf("strict with the filter off: want max_user_namespaces 0, ENOSPC, a refused write and ENOSPC again, got %q", out)
 	}
+	// X7: caisson itself, run there, names the limit.
+	r = caisson(t, "run", "--no-cwd", "--security", "strict", "--seccomp", "unconfined", "--ro-bind", bin(t)+":/tmp/caisson",
+		"--", "/tmp/caisson", "run", "--", "true")
+	if last := lastLine(r.stderr); r.code != 125 || !strings.HasPrefix(last, "caisson: cannot create the sandbox: no space left on device") ||
+		!strings.Contains(last, "user.max_user_namespaces=0") {
+		t.Errorf("caisson inside strict with the filter off: want exit 125 naming user.max_user_namespaces=0, got %d %q", r.code, r.stderr)
+	}
 	// The pin is the sandbox's own: the host's limit is unchanged.
 	hostMax, _ := os.ReadFile("/proc/sys/user/max_user_namespaces")
 	if strings.TrimSpace(string(hostMax)) == "0" {

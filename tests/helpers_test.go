@@ -172,3 +172,9 @@ func readUntil(r io.Reader, want string) string {
 	}
 	return b.String()
 }
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

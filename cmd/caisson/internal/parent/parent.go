@@ -12,6 +12,7 @@ package parent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -90,6 +91,31 @@ func NewPlan(ctx context.Context, mode string, c Caller) (*idmap.Plan, error) {
 		SubUIDFile: "/etc/subuid", SubGIDFile: "/etc/subgid", Resolve: resolveUser,
 		Nested: userns.RunningInUserNS(),
 	})
+}
+
+// cloneHint explains a failed clone of init: which limit or setting refused the new namespaces.
+func cloneHint(err error) string {
+	switch {
+	case errors.Is(err, unix.ENOSPC):
+		// A per-user-namespace limit of one of the namespace kinds is reached; name the ones that are.
+		var full []string
+		for _, kind := range []string{"user", "mnt", "pid", "net", "ipc", "uts", "cgroup"} {
+			b, err := os.ReadFile("/proc/sys/user/max_" + kind + "_namespaces")
+			if err != nil {
+				continue
+			}
+			if n := strings.TrimSpace(string(b)); n == "0" || kind == "user" {
+				full = append(full, "user.max_"+kind+"_namespaces="+n)
+			}
+		}
+		return fmt.Sprintf(" (a namespace limit is reached: %s here; as root: sysctl -w user.max_user_namespaces=N; "+
+			"inside a --security strict sandbox it is 0 on purpose)", strings.Join(full, ", "))
+	case errors.Is(err, unix.EUSERS):
+		return " (user namespaces nest at most 32 levels deep)"
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return " (unprivileged user namespaces are disabled or restricted on this host: run caisson doctor)"
+	}
+	return ""
 }
 
 // cloneFlags returns the namespaces init is created in.
@@ -259,7 +285,11 @@ func Run(r *config.Run) int {
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
 	if err := cmd.Start(); err != nil {
 		initSock.Close()
-		return errorf("cannot create the sandbox: %v", err)
+		var cause error = err
+		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+			cause = pe.Err // "fork/exec /proc/self/exe" says nothing to the user
+		}
+		return errorf("cannot create the sandbox: %v%s", cause, cloneHint(err))
 	}
 	initSock.Close()
 	pid := cmd.Process.Pid
