@@ -817,3 +817,74 @@ func checkVictim(t *testing.T, victim string) {
 		t.Errorf("the host file was changed from inside: %q", b)
 	}
 }
+
+// The host-view rows of the escape catalogue in both postures: what the caller cannot read stays unreadable, also
+// bound in (F1, F2), no pivot leftovers (F3), host processes cannot be signalled (P2), /sys and the cgroup files
+// refuse writes (P10), init's environment is empty (P15), files of unmapped owners show as 65534 (U2), setuid to
+// an unmapped uid is EINVAL (U8), the sandbox's network namespace lists no host socket (N6), its devpts holds no
+// host pty (D4). In the default posture, where root may unmount /proc and mount a fresh one: a nested user
+// namespace cannot mount a cgroup v1 hierarchy to write a release_agent (P6, CVE-2022-0492), and a network
+// sysctl written there changes the sandbox's namespace only (P14); core_pattern stays refused.
+func TestHardenCatalogueView(t *testing.T) {
+	requireSandbox(t)
+	testenv.RequireCommand(t, "setpriv")
+	host := exec.Command("sleep", "60")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { host.Process.Kill(); host.Wait() }()
+	script := `echo "host pid: $HOSTPID"
+cat /etc/shadow >/dev/null 2>&1 && echo F1-read || echo F1-refused
+cat /tmp/shadow >/dev/null 2>&1 && echo F1-bound-read || echo F1-bound-refused
+ls /root >/dev/null 2>&1 && echo F2-read || echo F2-refused
+test -e /oldroot -o -e /tmp/newroot -o -e /.pivot_root && echo F3-leftover || echo F3-none
+kill -0 "$HOSTPID" 2>/dev/null && echo P2-signalled || echo P2-refused
+{ echo 1 >/sys/kernel/mm/ksm/run; } 2>/dev/null && echo P10-sys-written || echo P10-sys-refused
+{ touch /sys/fs/cgroup/x; } 2>/dev/null && echo P10-cgroup-written || echo P10-cgroup-refused
+test -n "$(tr '\0' '\n' </proc/1/environ 2>/dev/null)" && echo P15-env || echo P15-empty
+echo "U2 $(stat -c %u:%g /etc/shadow)"
+setpriv --reuid=5000000 true 2>&1 | grep -q 'Invalid argument' && echo U8-EINVAL || echo U8-other
+echo "N6 $(tail -n +2 /proc/net/unix | wc -l)"
+echo "D4 $(ls /dev/pts | tr '\n' ' ')"
+`
+	want := []string{"F1-refused", "F1-bound-refused", "F2-refused", "F3-none", "P2-refused", "P10-sys-refused",
+		"P10-cgroup-refused", "P15-empty", "U2 65534:65534", "U8-EINVAL", "N6 0", "D4 ptmx "}
+	for _, posture := range []string{"default", "strict"} {
+		out := mustRun(t, "run", "--no-cwd", "--security", posture, "--bind", "/etc/shadow:/tmp/shadow",
+			"-e", fmt.Sprintf("HOSTPID=%d", host.Process.Pid), "--", "sh", "-c", script)
+		if !strings.Contains(out, fmt.Sprintf("host pid: %d\n", host.Process.Pid)) {
+			t.Fatalf("%s: the host process's pid did not reach the script: %q", posture, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w+"\n") {
+				t.Errorf("%s: want %q in:\n%s", posture, w, out)
+			}
+		}
+	}
+	testenv.RequireCommand(t, "unshare")
+	before, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	want2 := "0"
+	if strings.TrimSpace(string(before)) == "0" {
+		want2 = "1"
+	}
+	out := mustRun(t, "run", "--no-cwd", "--", "sh", "-c", `unshare -Urm sh -c '
+mkdir -p /tmp/cg
+if mount -t cgroup -o pids cg /tmp/cg 2>/dev/null || mount -t cgroup -o rdma cg /tmp/cg 2>/dev/null; then
+	{ echo /x >/tmp/cg/release_agent; } 2>/dev/null && echo P6-written || echo P6-refused
+else
+	echo P6-refused-mount
+fi'
+umount -l /proc && mount -t proc proc /proc && echo P14-proc-remounted
+{ echo `+want2+` >/proc/sys/net/ipv4/ip_forward; } 2>/dev/null && echo "P14-ip-forward $(cat /proc/sys/net/ipv4/ip_forward)"
+{ echo core >/proc/sys/kernel/core_pattern; } 2>/dev/null && echo P14-core-written || echo P14-core-refused`)
+	if !strings.Contains(out, "P6-refused") {
+		t.Errorf("P6: a nested user namespace wrote a cgroup v1 release_agent: %q", out)
+	}
+	if !strings.Contains(out, "P14-proc-remounted\n") || !strings.Contains(out, "P14-ip-forward "+want2+"\n") ||
+		!strings.Contains(out, "P14-core-refused\n") {
+		t.Errorf("P14: want /proc remounted, ip_forward set to %s inside and core_pattern refused: %q", want2, out)
+	}
+	if after, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(after) != string(before) {
+		t.Errorf("P14: the host's net.ipv4.ip_forward changed from %q to %q", before, after)
+	}
+}
