@@ -24,6 +24,11 @@ grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
 chmod 0666 /dev/net/tun
 # fuse-overlayfs (--overlay of the host view) needs /dev/fuse, 0666 by udev on a distribution host.
 if [ -c /dev/fuse ]; then chmod 0666 /dev/fuse; fi
+# A file that denies the user's own group what it allows everyone else (catalogue U4; TestHardenGroupDenied).
+install -d -m 0755 /var/lib/caisson-test
+printf 'group-denied\n' >/var/lib/caisson-test/group-denied
+chown root:"$(id -g "$user")" /var/lib/caisson-test/group-denied
+chmod 0604 /var/lib/caisson-test/group-denied
 echo "provision.sh: $user ($(id -u "$user")) ready: subuid $(grep "^$user:" /etc/subuid | head -1), /dev/net/tun $(stat -c %a /dev/net/tun)"
 
 # Delegate cgroups to the test user, as systemd's Delegate=yes does for user@.service: a group in the cgroup v2
