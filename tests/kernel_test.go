@@ -32,7 +32,8 @@ var umlTests = [][]string{
 		"TestSeedPart1NamespacesDiffer", "TestSeedPart2PIDNamespace", "TestSeedPart3NetworkNamespace",
 		"TestSeedPart4MountNamespace", "TestSeedPart5UTSNamespace", "TestIDMaps", "TestTimeNamespace",
 		"TestFilesystemView", "TestOverlayKernelFallback", "TestOverlayPersist", "TestSeccompMatrix",
-		"TestNetPublishTCP", "TestLifeDetached", "TestLifeInspectByName"},
+		"TestNetPublishTCP", "TestLifeDetached", "TestLifeInspectByName", "TestHardenInitReach",
+		"TestBindsNosuidNodev", "TestHardenCatalogueView"},
 }
 
 // umlInit is the User-Mode Linux kernel's init: it mounts what a distribution's init would (proc, sys, a tmpfs /tmp
