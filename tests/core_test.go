@@ -761,6 +761,13 @@ func TestNested(t *testing.T) {
 	if !strings.Contains(out, "nested-ok") || !regexp.MustCompile(`^\s*0\s+0\s+1\s*$`).MatchString(strings.Split(out, "\n")[0]) {
 		t.Errorf("nested run: %q", out)
 	}
+	// P13: the kernel refuses the inner sandbox a fresh /proc (the outer one has masked files); it gets the outer
+	// /proc, read-only, which refuses writes to its sysctls.
+	out = mustRun(t, "run", "--no-cwd", "--ro-bind", bin(t)+":/tmp/caisson", "--", "/tmp/caisson", "run", "--no-cwd", "--", "sh", "-c",
+		"awk '$5 == \"/proc\" {print $6}' /proc/self/mountinfo | tail -1; { echo x >/proc/sys/kernel/core_pattern; } 2>/dev/null || echo refused")
+	if f := strings.Fields(out); len(f) != 2 || !strings.HasPrefix(f[0], "ro,") || f[1] != "refused" {
+		t.Errorf("nested /proc: want the top /proc read-only and core_pattern refused, got %q", out)
+	}
 }
 
 // -t gives an interactive shell job control: no "cannot set terminal process group" (catalogue R30, D9).
