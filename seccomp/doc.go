@@ -60,7 +60,9 @@
 //
 // The default posture deliberately allows mount, umount2, pivot_root,
 // chroot, unshare, setns, clone with CLONE_NEW* flags and ptrace: root in
-// the sandbox keeps its namespaced capabilities, so mount, sethostname,
+// the sandbox keeps its namespaced capabilities (caisson's default posture
+// leaves out CAP_SYS_PTRACE, so ptrace reaches only the command's own
+// processes), so mount, sethostname,
 // `ip link` and nested `unshare` keep working for teaching exercises. It
 // refuses only what would make the read-only view of the host writable:
 //

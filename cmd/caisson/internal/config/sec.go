@@ -17,8 +17,8 @@ import (
 
 // Security postures accepted by --security.
 const (
-	// PostureDefault keeps root's namespaced capabilities, so mount, sethostname, `ip link` and nested unshare work
-	// inside (what a course on namespaces needs).
+	// PostureDefault keeps root's namespaced capabilities but CAP_SYS_PTRACE (which would reach into init), so
+	// mount, sethostname, `ip link` and nested unshare work inside (what a course on namespaces needs).
 	PostureDefault = "default"
 	// PostureStrict is for untrusted code: no capabilities at all, no nested namespaces, no new mount API, no
 	// ptrace of other processes, and a user-namespace limit of 0 inside.
@@ -104,7 +104,7 @@ type SecFlags struct {
 }
 
 func (f *SecFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Security, "security", PostureDefault, "posture: default (root keeps its namespaced capabilities) or strict (untrusted code: no capabilities, no nested namespaces)")
+	fs.StringVar(&f.Security, "security", PostureDefault, "posture: default (root keeps its namespaced capabilities but CAP_SYS_PTRACE) or strict (untrusted code: no capabilities, no nested namespaces)")
 	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp profile: default, strict, unconfined or FILE.json (default: the --security posture)")
 	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this capability (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
 	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this capability from the command (repeatable, comma-separated; all for none)")
