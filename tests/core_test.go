@@ -685,16 +685,20 @@ func TestShare(t *testing.T) {
 func TestTTY(t *testing.T) {
 	requireSandbox(t)
 	script := testenv.RequireCommand(t, "script")
-	out, err := exec.Command(script, "-qec", bin(t)+" run -t -- sh -c 'tty; stty size; echo $TERM'", "/dev/null").CombinedOutput()
+	out, err := exec.Command(script, "-qec", bin(t)+" run -t -- sh -c 'tty; stty size; echo $TERM; stat -c console=%t:%T /dev/console /dev/pts/0'", "/dev/null").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	if !strings.Contains(string(out), "/dev/pts/0") {
 		t.Errorf("-t: want /dev/pts/0, got %q", out)
 	}
-	out, _ = exec.Command(script, "-qec", bin(t)+" run -- sh -c 'tty; echo x > /dev/tty'", "/dev/null").CombinedOutput()
-	if !strings.Contains(string(out), "not a tty") || !strings.Contains(string(out), "No such device") {
-		t.Errorf("without -t the command must have no controlling terminal: %q", out)
+	// D10: /dev/console is the command's terminal (the same device as /dev/pts/0), and absent without one.
+	if m := regexp.MustCompile(`console=(\w+:\w+)\s+console=(\w+:\w+)`).FindStringSubmatch(string(out)); m == nil || m[1] != m[2] {
+		t.Errorf("-t: want /dev/console to be the terminal /dev/pts/0: %q", out)
+	}
+	out, _ = exec.Command(script, "-qec", bin(t)+" run -- sh -c 'tty; echo x > /dev/tty; test -e /dev/console || echo no-console'", "/dev/null").CombinedOutput()
+	if !strings.Contains(string(out), "not a tty") || !strings.Contains(string(out), "No such device") || !strings.Contains(string(out), "no-console") {
+		t.Errorf("without -t the command must have no controlling terminal and no /dev/console: %q", out)
 	}
 	out, _ = exec.Command(script, "-qec", "echo 'exit 3' | "+bin(t)+" run -t -- sh; echo code=$?", "/dev/null").CombinedOutput()
 	if !strings.Contains(string(out), "not a terminal") {

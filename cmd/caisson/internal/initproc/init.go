@@ -121,6 +121,9 @@ func Main() int {
 		if err != nil {
 			return fail(ExitSetup, "init: send terminal: %v", err)
 		}
+		if err := bindConsole(slave); err != nil {
+			return fail(ExitSetup, "%v", err)
+		}
 		files = []*os.File{slave, slave, slave} // closed below, once the command has it
 		attr.Setctty = true
 		attr.Ctty = 0

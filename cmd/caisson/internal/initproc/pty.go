@@ -31,3 +31,23 @@ func openPTY(ws config.WinSize) (master, slave *os.File, err error) {
 	}
 	return master, slave, nil
 }
+
+// bindConsole makes /dev/console the command's terminal, as bubblewrap and Podman do when the command has one
+// (catalogue D10): a bind mount of the terminal itself, cloned from the open slave (no path in /dev/pts is looked
+// up), onto a file created in the sandbox's own /dev without following links (CVE-2025-52565 class).
+func bindConsole(slave *os.File) error {
+	fd, err := unix.Open("/dev/console", unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("init: create /dev/console: %w", err)
+	}
+	unix.Close(fd)
+	tree, err := unix.OpenTree(int(slave.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("init: bind the terminal on /dev/console: %w", err)
+	}
+	defer unix.Close(tree)
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, "/dev/console", unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("init: bind the terminal on /dev/console: %w", err)
+	}
+	return nil
+}
