@@ -946,3 +946,22 @@ func TestHardenGroupDenied(t *testing.T) {
 		}
 	}
 }
+
+// N10: nf_tables, the kernel surface most exploits from a user namespace go through, answers root inside in the
+// default posture (CAP_NET_ADMIN over its own network namespace, which `ip link` and the seed's exercises need),
+// and refuses it with --security strict or --cap-drop net_admin.
+func TestHardenNetfilter(t *testing.T) {
+	requireSandbox(t)
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, "OK"},
+		{[]string{"--security", "strict"}, "EPERM"},
+		{[]string{"--cap-drop", "net_admin"}, "EPERM"},
+	} {
+		if got := runProbe(t, tc.flags, "nft")["nft"]; got != tc.want {
+			t.Errorf("%v: nf_tables dump: %s, want %s", tc.flags, got, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@
 //	probe write-exe PATH       open PATH for writing and write one byte at offset 0 (CVE-2019-5736 check)
 //	probe ids                  print the real and effective uid
 //	probe connect-abstract NAME connect to the abstract UNIX socket @NAME; prints connect ERRNO
+//	probe nft                  ask nf_tables for its tables over netlink (catalogue N10); prints nft ERRNO
 //	probe reach-init           try to reach into init (PID 1) without stopping it: take its fd 3 (pidfd_getfd),
 //	                           read its memory (process_vm_readv, /proc/1/mem), compare its files (kcmp), seize it
 //	                           (PTRACE_SEIZE, undone when the probe exits); prints NAME ERRNO for each (catalogue S3)
@@ -22,6 +23,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -121,7 +123,7 @@ var calls = map[string]struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | reach-init | bench-getpid N | bench-stat N")
+		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | reach-init | nft | bench-getpid N | bench-stat N")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -147,6 +149,8 @@ func main() {
 		fmt.Println("connect OK")
 	case "reach-init":
 		reachInit()
+	case "nft":
+		fmt.Println("nft", nftTables())
 	case "bench-getpid", "bench-stat":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil || n <= 0 {
@@ -277,4 +281,42 @@ func reachInit() {
 		result("kcmp-init", nil)
 	}
 	result("ptrace-seize-init", unix.PtraceSeize(1))
+}
+
+// nftTables sends nf_tables a dump request for its tables (NFT_MSG_GETTABLE) over NETLINK_NETFILTER and returns
+// OK when it answered, or the errno it (or the socket call) gave: EPERM without CAP_NET_ADMIN over the network
+// namespace.
+func nftTables() string {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return errName(err.(unix.Errno))
+	}
+	defer unix.Close(fd)
+	const nfnlSubsysNftables, nftMsgGettable = 10, 1
+	msg := make([]byte, unix.NLMSG_HDRLEN+4)
+	*(*unix.NlMsghdr)(unsafe.Pointer(&msg[0])) = unix.NlMsghdr{
+		Len:   uint32(len(msg)),
+		Type:  nfnlSubsysNftables<<8 | nftMsgGettable,
+		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP | unix.NLM_F_ACK,
+		Seq:   1,
+	}
+	msg[unix.NLMSG_HDRLEN] = unix.AF_UNSPEC // nfgenmsg: family, version 0, resource id 0
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return errName(err.(unix.Errno))
+	}
+	buf := make([]byte, 65536)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return errName(err.(unix.Errno))
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil || len(msgs) == 0 {
+		return "EBADMSG"
+	}
+	if m := msgs[0]; m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 {
+		if code := int32(*(*uint32)(unsafe.Pointer(&m.Data[0]))); code != 0 {
+			return errName(unix.Errno(-code))
+		}
+	}
+	return "OK"
 }
