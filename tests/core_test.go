@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -786,5 +787,48 @@ func TestTTYJobControl(t *testing.T) {
 	if strings.Contains(string(out), "cannot set terminal process group") || strings.Contains(string(out), "no job control") ||
 		!strings.Contains(string(out), "Running") || !strings.Contains(string(out), "job-done") {
 		t.Errorf("job control under -t: %q", out)
+	}
+}
+
+// R12: init survives every catchable signal, sent from inside the sandbox (the command's `kill -TERM 1`) or from
+// the host to its PID, and the sandbox still ends with the command's own status and nothing on stderr (the Go
+// runtime under init would exit on TERM, HUP or INT and dump its goroutines on QUIT or a kill -SEGV).
+func TestInitIgnoresSignals(t *testing.T) {
+	requireSandbox(t)
+	sigs := "HUP INT QUIT ILL TRAP ABRT BUS FPE USR1 SEGV USR2 PIPE ALRM TERM CONT TSTP TTIN TTOU XCPU XFSZ VTALRM WINCH IO PWR SYS"
+	for _, posture := range []string{"default", "strict"} {
+		r := caisson(t, "run", "--security", posture, "--", "sh", "-c",
+			"for s in "+sigs+"; do kill -s $s 1 || echo failed $s; done; sleep 0.3; echo alive; exit 4")
+		if r.code != 4 || r.stdout != "alive\n" || r.stderr != "" {
+			t.Errorf("%s: signals to init from inside: exit %d, stdout %q, stderr %.300q; want 4, alive, nothing", posture, r.code, r.stdout, r.stderr)
+		}
+	}
+	// From the host, to init's PID.
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "echo ready; read x; exit 5")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	readUntil(stdout, "ready")
+	kids := testenv.Children(cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatalf("no init under caisson %d", cmd.Process.Pid)
+	}
+	init := kids[0]
+	for _, s := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGSEGV, syscall.SIGUSR1} {
+		if err := syscall.Kill(init, s); err != nil {
+			t.Errorf("kill %v %d: %v", s, init, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	stdin.Write([]byte("x\n"))
+	stdin.Close()
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || errb.Len() != 0 {
+		t.Errorf("signals to init from the host: %v, stderr %.300q; want exit 5 and nothing", err, errb.String())
 	}
 }

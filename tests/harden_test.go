@@ -418,7 +418,8 @@ func fileHash(t *testing.T, p string) [32]byte {
 	return sha256.Sum256(b)
 }
 
-// S7: kill -9 1 (and -TERM) from inside does nothing to init; P7: the ID maps cannot be rewritten.
+// S7: kill -9 1 and kill -STOP 1 from inside do nothing to init (every other signal: TestInitIgnoresSignals); P7: the
+// ID maps cannot be rewritten.
 func TestHardenInitSignalsAndMaps(t *testing.T) {
 	requireSandbox(t)
 	for _, posture := range []string{"default", "strict"} {

@@ -61,13 +61,13 @@ func Main() int {
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	runtime.KeepAlive(name)
 	// Catch SIGCHLD before the command exists so that no exit is missed (registering it is a round trip inside the
-	// Go runtime: done while waiting for the parent). Other signals are not caught: the parent signals the command
-	// itself (through a pidfd), and as PID 1 init ignores what it does not catch, except SIGKILL from the parent.
+	// Go runtime: done while waiting for the parent). Every other catchable signal is caught and dropped (see
+	// dropSignals): the parent signals the command itself (through a pidfd).
 	sigs := make(chan os.Signal, 128)
 	notified := make(chan struct{})
 	go func() {
 		signal.Notify(sigs, unix.SIGCHLD)
-		resetIgnoredSignals()
+		dropSignals()
 		close(notified)
 	}()
 	unix.CloseOnExec(wire.InitFD)
@@ -463,20 +463,22 @@ func children() []int {
 	return out
 }
 
-// inheritedIgnorable are the signals a caller commonly leaves ignored for its children (a shell's background job
-// ignores SIGINT and SIGQUIT, nohup SIGHUP, many runtimes SIGPIPE).
-var inheritedIgnorable = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGPIPE, unix.SIGTERM, unix.SIGUSR1,
-	unix.SIGUSR2, unix.SIGALRM, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ}
+// droppedSignals are the catchable signals init drops. The Go runtime handles every signal, so the kernel's
+// protection of PID 1 (a signal without a handler is not delivered from inside its namespace) does not apply to
+// init, and the runtime's own reaction to most of these is to exit (TERM, HUP, INT) or to dump its goroutines and
+// exit (QUIT, and SEGV, BUS, ABRT... sent with kill): the command's `kill -TERM 1` would end the sandbox with
+// init's status, not the command's. SIGCHLD is init's own; SIGURG and SIGPROF belong to the runtime; SIGKILL and
+// SIGSTOP cannot be caught.
+var droppedSignals = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT,
+	unix.SIGBUS, unix.SIGFPE, unix.SIGUSR1, unix.SIGSEGV, unix.SIGUSR2, unix.SIGPIPE, unix.SIGALRM, unix.SIGTERM,
+	unix.SIGSTKFLT, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ,
+	unix.SIGVTALRM, unix.SIGWINCH, unix.SIGIO, unix.SIGPWR, unix.SIGSYS}
 
-// resetIgnoredSignals gives the command default dispositions, as a container's process has: a signal ignored
-// when init started would stay ignored across execve (`kill -INT $$` would do nothing in a command started from a
-// background job). Catching it in init (and dropping it: as PID 1 init ignores such signals anyway) makes execve
-// reset it to the default. Signals that are not ignored already reach the command with their default.
-func resetIgnoredSignals() {
-	dropped := make(chan os.Signal, 1)
-	for _, s := range inheritedIgnorable {
-		if signal.Ignored(s) {
-			signal.Notify(dropped, s)
-		}
-	}
+// dropSignals catches droppedSignals into a channel nobody reads (a full channel drops them), which also gives the
+// command default dispositions, as a container's process has: a signal ignored when init started (a shell's
+// background job ignores SIGINT and SIGQUIT, nohup SIGHUP) would otherwise stay ignored across execve, while a
+// caught one is reset to the default. Faults of init itself (a real SIGSEGV) are not affected: the runtime turns
+// those into panics whatever is caught.
+func dropSignals() {
+	signal.Notify(make(chan os.Signal, 1), droppedSignals...)
 }
