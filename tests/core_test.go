@@ -832,3 +832,34 @@ func TestInitIgnoresSignals(t *testing.T) {
 		t.Errorf("signals to init from the host: %v, stderr %.300q; want exit 5 and nothing", err, errb.String())
 	}
 }
+
+// C8, C13, C19: the command line, the environment, a bind source and the working directory reach the sandbox
+// byte for byte when they are not UTF-8, and a command line as long as the kernel takes (1.8 MB here, far above
+// what one datagram of caisson's socket may carry) runs.
+func TestCommandLineBytes(t *testing.T) {
+	requireSandbox(t)
+	odd := "d\xff\xfe"
+	dir := filepath.Join(t.TempDir(), odd)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, odd), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin(t), "run", "--ro-bind", dir+":/mnt", "-e", "Y=y"+odd, "--", "sh", "-c",
+		`printf '%s|%s|%s|%s|' "$1" "$X" "$Y" "$(pwd)"; ls /mnt`, "sh", "a"+odd)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "X=x"+odd)
+	out, err := cmd.CombinedOutput()
+	if want := "a" + odd + "|x" + odd + "|y" + odd + "|" + dir + "|" + odd + "\n"; err != nil || string(out) != want {
+		t.Errorf("bytes that are not UTF-8: %v, got %q, want %q", err, out, want)
+	}
+	arg := strings.Repeat("a", 100000)
+	args := []string{"run", "--no-cwd", "--", "sh", "-c", `echo $#`, "sh"}
+	for i := 0; i < 18; i++ {
+		args = append(args, arg)
+	}
+	if r := caisson(t, args...); r.code != 0 || r.stdout != "18\n" {
+		t.Errorf("a 1.8 MB command line: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+}

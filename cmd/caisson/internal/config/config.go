@@ -34,8 +34,8 @@ type WinSize struct {
 	Cols uint16 `json:"cols"`
 }
 
-// Sandbox is what init needs to build the sandbox and run the command. The parent sends it as JSON over the sync
-// socket once the ID maps are written.
+// Sandbox is what init needs to build the sandbox and run the command. The parent sends it over the sync socket
+// once the ID maps are written (package wire); the JSON tags name its fields in the state record and `--json`.
 type Sandbox struct {
 	Args     []string `json:"args"`
 	Env      []string `json:"env"`

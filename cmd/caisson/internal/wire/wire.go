@@ -1,5 +1,8 @@
-// Package wire is the parent↔init protocol: JSON messages, one per datagram, on a SOCK_SEQPACKET socket pair
-// (the init end is fd 3 in init), with file descriptors passed as SCM_RIGHTS.
+// Package wire is the parent↔init protocol: gob-encoded messages, one per datagram, on a SOCK_SEQPACKET socket
+// pair (the init end is fd 3 in init), with file descriptors passed as SCM_RIGHTS. gob carries strings byte for
+// byte: a command line, environment or path that is not UTF-8 arrives as it was sent (JSON would replace such
+// bytes). A message larger than one datagram may be (the socket's send buffer, ~200 KB unprivileged: a long
+// command line) travels in a sealed memfd attached to a one-byte datagram.
 //
 // The order is fixed: the parent starts init, writes its ID maps and starts the network, then sends one Config
 // message; init builds the sandbox and answers either Ready (with the command's PID inside) or nothing at all (it
@@ -8,7 +11,8 @@
 package wire
 
 import (
-	"encoding/json"
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
@@ -23,8 +27,18 @@ const (
 	PortFD = 4
 )
 
-// maxMessage bounds one datagram; the Config with its generated files is far smaller.
-const maxMessage = 1 << 20
+// inlineMax is the largest message sent inside its datagram; larger ones go in a memfd (see Send).
+const inlineMax = 64 << 10
+
+// maxMessage bounds one message, a memfd's included: far above what the kernel accepts as a command line and
+// environment (ARG_MAX is a quarter of the stack limit, 2 MiB by default).
+const maxMessage = 64 << 20
+
+// The first byte of a datagram says where the message is.
+const (
+	tagInline = 'i' // the rest of the datagram
+	tagMemfd  = 'f' // in the last descriptor attached, a sealed memfd
+)
 
 // Message is one datagram. The same messages travel between a client command (exec, stop, run --join) and the
 // supervising caisson on the sandbox's control socket; the supervisor relays requests to init and init's answers
@@ -80,12 +94,23 @@ func Pollable(fd int, name string) *os.File {
 
 // Send writes m as one datagram, with fds attached when given.
 func Send(f *os.File, m Message, fds ...int) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
+	var buf bytes.Buffer
+	buf.WriteByte(tagInline)
+	if err := gob.NewEncoder(&buf).Encode(m); err != nil {
+		return fmt.Errorf("encode message %s: %w", m.Type, err)
 	}
-	if len(b) > maxMessage {
-		return fmt.Errorf("message %s is too large (%d bytes)", m.Type, len(b))
+	b := buf.Bytes()
+	if len(b)-1 > maxMessage {
+		return fmt.Errorf("message %s is too large (%d bytes, at most %d)", m.Type, len(b)-1, maxMessage)
+	}
+	if len(b) > inlineMax {
+		mfd, err := payloadFD(b[1:])
+		if err != nil {
+			return fmt.Errorf("message %s: %w", m.Type, err)
+		}
+		defer unix.Close(mfd)
+		b = []byte{tagMemfd}
+		fds = append(append([]int(nil), fds...), mfd)
 	}
 	var oob []byte
 	if len(fds) > 0 {
@@ -105,6 +130,52 @@ func Send(f *os.File, m Message, fds ...int) error {
 	return serr
 }
 
+// payloadFD returns a memfd holding b, sealed against any change.
+func payloadFD(b []byte) (int, error) {
+	fd, err := unix.MemfdCreate("caisson-message", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1, fmt.Errorf("memfd: %w", err)
+	}
+	for off := 0; off < len(b); {
+		n, err := unix.Pwrite(fd, b[off:], int64(off))
+		if err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("memfd: %w", err)
+		}
+		off += n
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("memfd seals: %w", err)
+	}
+	return fd, nil
+}
+
+// readPayload reads a message from the memfd fd. It accepts only a regular file of at most maxMessage bytes, so
+// that a peer cannot make the reader block (a FIFO) or allocate without bound.
+func readPayload(fd int) ([]byte, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxMessage {
+		return nil, fmt.Errorf("the message's descriptor is not a file of at most %d bytes", maxMessage)
+	}
+	b := make([]byte, st.Size)
+	for off := 0; off < len(b); {
+		n, err := unix.Pread(fd, b[off:], int64(off))
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, errors.New("the message's descriptor ended early")
+		}
+		off += n
+	}
+	return b, nil
+}
+
 // ErrClosed means the other end closed the socket (the peer exited).
 var ErrClosed = errors.New("peer closed the socket")
 
@@ -117,7 +188,7 @@ func Recv(f *os.File) (Message, []int, error) {
 	}
 	var (
 		buf     []byte
-		oob     = make([]byte, unix.CmsgSpace(4*4))
+		oob     = make([]byte, unix.CmsgSpace(8*4))
 		n, oobn int
 		rerr    error
 	)
@@ -137,7 +208,7 @@ func Recv(f *os.File) (Message, []int, error) {
 		if rerr != nil {
 			return true
 		}
-		buf = make([]byte, min(size, maxMessage)+1)
+		buf = make([]byte, min(size, inlineMax)+1)
 		for {
 			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
 			if rerr != unix.EINTR {
@@ -166,10 +237,33 @@ func Recv(f *os.File) (Message, []int, error) {
 			}
 		}
 	}
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
+	closeAll := func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
+	}
+	var body []byte
+	switch {
+	case n > inlineMax:
+		closeAll()
+		return m, nil, fmt.Errorf("bad message: a datagram of more than %d bytes", inlineMax)
+	case buf[0] == tagInline:
+		body = buf[1:n]
+	case buf[0] == tagMemfd && n == 1 && len(fds) > 0:
+		last := fds[len(fds)-1]
+		fds = fds[:len(fds)-1]
+		body, err = readPayload(last)
+		unix.Close(last)
+		if err != nil {
+			closeAll()
+			return m, nil, fmt.Errorf("bad message: %w", err)
+		}
+	default:
+		closeAll()
+		return m, nil, fmt.Errorf("bad message: unknown framing %q", buf[0])
+	}
+	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&m); err != nil {
+		closeAll()
 		return m, nil, fmt.Errorf("bad message: %w", err)
 	}
 	return m, fds, nil
