@@ -154,7 +154,7 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	fs.StringVar(&f.TimeOffset, "time-offset", "", "clock offsets of the new time namespace: monotonic=SECONDS,boottime=SECONDS")
 	fs.StringVar(&f.Hostname, "hostname", "caisson", "host name inside the sandbox")
 	fs.StringArrayVarP(&f.Env, "env", "e", nil, "set K=V in the command's environment (repeatable)")
-	fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (PATH, HOME, TERM and --env still apply)")
+	fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (--env still applies; PATH gets a default, TERM one with -t)")
 	fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
 	fs.BoolVar(&f.AsPID1, "as-pid-1", false, "run the command as PID 1 in place of caisson's init (echo $$ prints 1; no reaping of orphans, no exec/join, no published ports)")
 	f.FS.register(fs)
@@ -162,7 +162,37 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	f.Sec.register(fs)
 	f.Life.register(fs)
 	fs.StringVar(&f.Profile, "profile", "", "read run options from a TOML file (flags on the command line win)")
+	OnceFlags(fs)
 	return fs
+}
+
+// OnceFlags makes every flag of fs that takes one value an error when given twice: with the last value silently
+// winning, `--security strict` put in front of a command line by a CI wrapper would be undone by a
+// `--security default` after it (catalogue C3). Repeatable flags (--env, --bind, ...) and switches are not
+// affected; a profile only fills in flags the command line did not set.
+func OnceFlags(fs *pflag.FlagSet) {
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if t := fl.Value.Type(); t != "bool" && t != "stringArray" {
+			fl.Value = &onceValue{Value: fl.Value}
+		}
+	})
+}
+
+// onceValue is a pflag.Value that accepts one Set.
+type onceValue struct {
+	pflag.Value
+	first *string
+}
+
+func (o *onceValue) Set(s string) error {
+	if o.first != nil {
+		return fmt.Errorf("given twice (%q, then %q): it takes one value", *o.first, s)
+	}
+	if err := o.Value.Set(s); err != nil {
+		return err
+	}
+	o.first = &s
+	return nil
 }
 
 // Environment is what ParseRun reads from the caller's process; tests pass their own.

@@ -53,6 +53,11 @@ func TestParseRunErrors(t *testing.T) {
 		{"deny-net ipv6", []string{"--net", "pasta", "--deny-net", "::1", "true"}, "IPv4 only"},
 		{"deny-net garbage", []string{"--net", "slirp4netns", "--deny-net", "lan", "true"}, `--deny-net: "lan"`},
 		{"allow and deny the same", []string{"--net", "pasta", "--allow-net", "10.0.0.0/8", "--deny-net", "10.0.0.0/8", "true"}, "both name"},
+		{"security twice", []string{"--security", "strict", "--security", "default", "true"}, `"--security" flag: given twice ("strict", then "default")`},
+		{"hostname twice", []string{"--hostname", "a", "--hostname=b", "true"}, `"--hostname" flag: given twice`},
+		{"workdir twice", []string{"-w", "/a", "--workdir", "/b", "true"}, `--workdir" flag: given twice`},
+		{"map twice", []string{"--map", "single", "--map", "single", "true"}, `"--map" flag: given twice`},
+		{"landlock twice", []string{"--landlock", "--landlock=best-effort", "true"}, `"--landlock" flag: given twice`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseRun(tc.args, env)
