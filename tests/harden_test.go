@@ -288,6 +288,12 @@ func TestHardenNestedUserNamespaces(t *testing.T) {
 		!strings.Contains(last, "user.max_user_namespaces=0") {
 		t.Errorf("caisson inside strict with the filter off: want exit 125 naming user.max_user_namespaces=0, got %d %q", r.code, r.stderr)
 	}
+	// M11: with the filter on, the clone is refused with EPERM, and caisson says by what.
+	r = caisson(t, "run", "--no-cwd", "--security", "strict", "--ro-bind", bin(t)+":/tmp/caisson", "--", "/tmp/caisson", "run", "--", "true")
+	if last := lastLine(r.stderr); r.code != 125 || !strings.HasPrefix(last, "caisson: cannot create the sandbox: operation not permitted") ||
+		!strings.Contains(last, "seccomp filter refuses new namespaces") {
+		t.Errorf("caisson inside strict: want exit 125 naming the outer filter, got %d %q", r.code, r.stderr)
+	}
 	// The pin is the sandbox's own: the host's limit is unchanged.
 	hostMax, _ := os.ReadFile("/proc/sys/user/max_user_namespaces")
 	if strings.TrimSpace(string(hostMax)) == "0" {

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,6 +114,20 @@ func cloneHint(err error) string {
 	case errors.Is(err, unix.EUSERS):
 		return " (user namespaces nest at most 32 levels deep)"
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		var why []string
+		for file, bad := range map[string]string{"kernel/unprivileged_userns_clone": "0", "kernel/apparmor_restrict_unprivileged_userns": "1"} {
+			if b, err := os.ReadFile("/proc/sys/" + file); err == nil && strings.TrimSpace(string(b)) == bad {
+				why = append(why, strings.ReplaceAll(file, "/", ".")+"="+bad)
+			}
+		}
+		switch {
+		case len(why) > 0:
+			slices.Sort(why)
+			return fmt.Sprintf(" (unprivileged user namespaces are disabled or restricted here: %s; run caisson doctor for the fix)",
+				strings.Join(why, ", "))
+		case userns.RunningInUserNS():
+			return " (caisson runs inside another sandbox or container whose seccomp filter refuses new namespaces, as caisson's --security strict does)"
+		}
 		return " (unprivileged user namespaces are disabled or restricted on this host: run caisson doctor)"
 	}
 	return ""
