@@ -415,3 +415,18 @@ func TestLifeInspectByName(t *testing.T) {
 		t.Errorf("inspect of a missing sandbox: %d %q", r.code, r.stderr)
 	}
 }
+
+// R25: a state directory on a full file system: caisson fails with one line naming the file, exit 125, and
+// leaves no state behind (run inside a sandbox, on a 16 KiB tmpfs filled first).
+func TestLifeStateDiskFull(t *testing.T) {
+	requireSandbox(t)
+	script := `chmod 700 /tmp/st; dd if=/dev/zero of=/tmp/st/fill bs=4k count=100 2>/dev/null
+XDG_RUNTIME_DIR=/tmp/st /tmp/caisson run --name full -- true 2>/tmp/err; echo "exit $?"; tail -1 /tmp/err; ls -A /tmp/st/caisson`
+	out := mustRun(t, "run", "--no-cwd", "--tmpfs", "/tmp/st:size=16k", "--ro-bind", bin(t)+":/tmp/caisson", "--", "sh", "-c", script)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != "exit 125" ||
+		!strings.HasPrefix(lines[1], "caisson: save the sandbox's state: write /tmp/st/caisson/full/") ||
+		!strings.HasSuffix(lines[1], "no space left on device") {
+		t.Errorf("want exit 125, one line naming the state file and ENOSPC, and no state left; got %q", out)
+	}
+}

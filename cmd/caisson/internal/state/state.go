@@ -134,9 +134,12 @@ func (e *Entry) Save() error {
 	}
 	tmp := filepath.Join(e.Dir, ".state.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fmt.Errorf("save the sandbox's state: %w", err) // the error names the file
 	}
-	return os.Rename(tmp, filepath.Join(e.Dir, "state.json"))
+	if err := os.Rename(tmp, filepath.Join(e.Dir, "state.json")); err != nil {
+		return fmt.Errorf("save the sandbox's state: %w", err)
+	}
+	return nil
 }
 
 // Remove deletes the state directory, once: later calls do nothing.
