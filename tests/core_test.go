@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -862,4 +863,58 @@ func TestCommandLineBytes(t *testing.T) {
 	if r := caisson(t, args...); r.code != 0 || r.stdout != "18\n" {
 		t.Errorf("a 1.8 MB command line: exit %d, %q, %q", r.code, r.stdout, r.stderr)
 	}
+}
+
+// R33: a command that stops itself and is continued keeps running and its status comes through; one stopped from
+// the host (SIGSTOP to its PID) resumes when caisson is sent SIGCONT, which caisson forwards.
+func TestStopAndContinue(t *testing.T) {
+	requireSandbox(t)
+	r := caisson(t, "run", "--", "sh", "-c", "(sleep 0.3; kill -CONT $$) & kill -STOP $$; echo resumed; exit 5")
+	if r.code != 5 || r.stdout != "resumed\n" {
+		t.Errorf("self-stopped command: exit %d %q %q, want 5 and resumed", r.code, r.stdout, r.stderr)
+	}
+	cmd := exec.Command(bin(t), "run", "--", "sh", "-c", "echo ready; read x; echo resumed; exit 6")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	readUntil(stdout, "ready")
+	var sh int
+	for _, init := range testenv.Children(cmd.Process.Pid) {
+		if kids := testenv.Children(init); len(kids) > 0 {
+			sh = kids[0]
+		}
+	}
+	if sh == 0 {
+		t.Fatalf("no command under caisson %d", cmd.Process.Pid)
+	}
+	syscall.Kill(sh, syscall.SIGSTOP)
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(procState(sh), "T") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := procState(sh); !strings.Contains(st, "T") {
+		t.Fatalf("the command did not stop: state %q", st)
+	}
+	cmd.Process.Signal(syscall.SIGCONT)
+	stdin.Write([]byte("x\n"))
+	stdin.Close()
+	out, _ := io.ReadAll(stdout)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 || string(out) != "resumed\n" {
+		t.Errorf("stopped from the host, continued through caisson: %v, %q; want exit 6 and resumed", err, out)
+	}
+}
+
+// procState returns the State line of /proc/PID/status ("" when gone).
+func procState(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "State:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
