@@ -918,3 +918,34 @@ func procState(pid int) string {
 	}
 	return ""
 }
+
+// R16: Ctrl-C typed on the terminal interrupts the command, with and without -t: exit 130, and a command that
+// traps SIGINT decides its own status. Without -t the SIGINT goes to the command's process only (caisson forwards
+// it, as `docker run` does): a shell waiting for a child would act on it only once the child ends, hence exec.
+func TestCtrlC(t *testing.T) {
+	requireSandbox(t)
+	script := testenv.RequireCommand(t, "script")
+	for _, tc := range []struct {
+		flags, cmd string
+		want       int
+	}{
+		{"-t", "echo ready; sleep 10", 130},
+		{"", "echo ready; exec sleep 10", 130},
+		{"-t", "trap 'exit 3' INT; echo ready; sleep 10 & wait", 3},
+	} {
+		c := exec.Command(script, "-qec", bin(t)+" run "+tc.flags+" -- sh -c \""+tc.cmd+"\"; echo code=$?", "/dev/null")
+		stdin, _ := c.StdinPipe()
+		stdout, _ := c.StdoutPipe()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		readUntil(stdout, "ready")
+		time.Sleep(100 * time.Millisecond)
+		stdin.Write([]byte{3})
+		out, _ := io.ReadAll(stdout)
+		c.Wait()
+		if !strings.Contains(string(out), fmt.Sprintf("code=%d", tc.want)) {
+			t.Errorf("run %s -- %s, then Ctrl-C: want code=%d, got %q", tc.flags, tc.cmd, tc.want, out)
+		}
+	}
+}
