@@ -399,6 +399,18 @@ func TestOrphansReaped(t *testing.T) {
 	if strings.TrimSpace(out) != "0" {
 		t.Errorf("zombies left inside: %q", out)
 	}
+	// R10: 2000 orphans at once leave no zombie and init small; R7: the command's status comes through while
+	// init is reaping them.
+	r := caisson(t, "run", "--", "sh", "-c", "i=0; while [ $i -lt 2000 ]; do (true &); i=$((i+1)); done; sleep 0.5; "+
+		"echo zombies=$(ps -e -o stat= | grep -c '^Z'); grep VmRSS /proc/1/status; "+
+		"i=0; while [ $i -lt 60 ]; do (sleep 0.2 &); i=$((i+1)); done; exit 7")
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindStringSubmatch(r.stdout)
+	if r.code != 7 || !strings.Contains(r.stdout, "zombies=0\n") || m == nil {
+		t.Fatalf("2000 orphans: exit %d (want 7), %q", r.code, r.stdout)
+	}
+	if kb, _ := strconv.Atoi(m[1]); kb > 20<<10 {
+		t.Errorf("init's resident memory after 2000 orphans: %d kB, want under 20 MB", kb)
+	}
 }
 
 // When the command exits, nothing of the sandbox survives: a background child never keeps caisson waiting.
