@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,9 @@ type fakeInit struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	pid   int
-	conn  *os.File // parent end of the forwarder pair, nil without
+	// release lets the thread that forked the fake init go once it is reaped.
+	release chan struct{}
+	conn    *os.File // parent end of the forwarder pair, nil without
 }
 
 func startInit(t testing.TB, id string, withFwd bool) *fakeInit {
@@ -90,9 +93,20 @@ func startInit(t testing.TB, id string, withFwd bool) *fakeInit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	// The fake init's parent-death signal is tied to the thread that forks it: that thread stays locked until the
+	// fake init is killed, as caisson's main thread does for the real one.
+	started, release := make(chan error, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		started <- cmd.Start()
+		<-release
+	}()
+	if err := <-started; err != nil {
+		close(release)
 		skipOrFail(t, "cannot create a user+network namespace as uid %d: %v", os.Getuid(), err)
 	}
+	fi.release = release
 	if child != nil {
 		child.Close()
 	}
@@ -124,6 +138,7 @@ func (fi *fakeInit) kill() {
 	fi.stdin.Close()
 	fi.cmd.Process.Kill()
 	fi.cmd.Wait()
+	close(fi.release)
 	if fi.conn != nil {
 		fi.conn.Close()
 	}
@@ -656,4 +671,38 @@ func TestPastaLoopbackHoleDetected(t *testing.T) {
 		return
 	}
 	t.Logf("this pasta does not splice 127.0.0.1 to the host even with -T auto: %q", out)
+}
+
+// R3: the helper's parent-death signal is tied to the thread that forked it; other threads of caisson ending (a
+// locked goroutine that returns destroys its thread, as netlink code may) must not kill the helper. (The forking
+// goroutine itself stays blocked on its thread until the helper is reaped, see Start.)
+func TestHelperSurvivesThreadExits(t *testing.T) {
+	for _, mode := range helperModes {
+		t.Run(string(mode), func(t *testing.T) {
+			requireMode(t, mode)
+			leakCheck(t)
+			fi := startInit(t, "A", false)
+			n := startNet(t, Options{Mode: mode, PID: fi.pid})
+			pid := n.HelperPID()
+			var wg sync.WaitGroup
+			for range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					runtime.LockOSThread() // returning while locked ends this OS thread
+					time.Sleep(time.Millisecond)
+				}()
+			}
+			wg.Wait()
+			select {
+			case err := <-n.Exited():
+				t.Fatalf("the helper ended when 50 threads of its parent did: %v", err)
+			case <-time.After(time.Second):
+			}
+			if err := syscall.Kill(pid, 0); err != nil {
+				t.Fatalf("helper %d: %v", pid, err)
+			}
+			fi.kill()
+		})
+	}
 }
