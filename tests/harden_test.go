@@ -959,6 +959,9 @@ func TestHardenGroupDenied(t *testing.T) {
 // and refuses it with --security strict or --cap-drop net_admin.
 func TestHardenNetfilter(t *testing.T) {
 	requireSandbox(t)
+	if got := runProbe(t, nil, "nft")["nft"]; got == "EPROTONOSUPPORT" {
+		testenv.SkipOrFail(t, "this kernel has no nf_tables (NETLINK_NETFILTER: %s)", got)
+	}
 	for _, tc := range []struct {
 		flags []string
 		want  string
