@@ -185,10 +185,13 @@ func kernelCheck() Check {
 }
 
 // usernsSysctls reads the distribution knobs that forbid unprivileged user namespaces.
-func usernsSysctls() []Check {
+func usernsSysctls() []Check { return usernsSysctlsIn("/proc/sys") }
+
+// usernsSysctlsIn is usernsSysctls reading the sysctl tree at root (tests pass a directory of their own).
+func usernsSysctlsIn(root string) []Check {
 	var out []Check
 	read := func(p string) (int, bool) {
-		b, err := os.ReadFile(p)
+		b, err := os.ReadFile(filepath.Join(root, strings.TrimPrefix(p, "/proc/sys/")))
 		if err != nil {
 			return 0, false
 		}

@@ -2,6 +2,9 @@ package doctor
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/caisson-sandbox/caisson/slirp"
@@ -27,6 +30,53 @@ func TestNetCheckFix(t *testing.T) {
 		c := netCheck(tc.f)
 		if c.Fix != tc.want || (tc.want == "") != (c.Status == OK) {
 			t.Errorf("%s (%s): status %s, fix %q, want %q", tc.name, tc.f.Mode, c.Status, c.Fix, tc.want)
+		}
+	}
+}
+
+// The distribution knobs that forbid unprivileged user namespaces are reported with their fix (catalogue R28, M12):
+// Debian's unprivileged_userns_clone=0 and max_user_namespaces=0 fail, Ubuntu's AppArmor restriction warns with
+// the profile that lifts it; absent knobs give no line.
+func TestUsernsSysctls(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, v string) {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := usernsSysctlsIn(root); len(got) != 0 {
+		t.Errorf("no knobs: want no check, got %+v", got)
+	}
+	write("user/max_user_namespaces", "0")
+	write("kernel/unprivileged_userns_clone", "0")
+	write("kernel/apparmor_restrict_unprivileged_userns", "1")
+	got := map[string]Check{}
+	for _, c := range usernsSysctlsIn(root) {
+		got[c.Name] = c
+	}
+	for name, want := range map[string]struct {
+		status Status
+		fix    string
+	}{
+		"user.max_user_namespaces":  {Fail, "sysctl -w user.max_user_namespaces="},
+		"unprivileged_userns_clone": {Fail, "sysctl -w kernel.unprivileged_userns_clone=1"},
+		"apparmor userns":           {Warn, "userns,"},
+	} {
+		c, ok := got[name]
+		if !ok || c.Status != want.status || !strings.Contains(c.Fix, want.fix) {
+			t.Errorf("%s: %+v, want status %s and a fix with %q", name, c, want.status, want.fix)
+		}
+	}
+	write("user/max_user_namespaces", "15000")
+	write("kernel/unprivileged_userns_clone", "1")
+	write("kernel/apparmor_restrict_unprivileged_userns", "0")
+	for _, c := range usernsSysctlsIn(root) {
+		if c.Status != OK {
+			t.Errorf("permissive knobs: %+v, want ok", c)
 		}
 	}
 }
