@@ -297,6 +297,14 @@ func TestExecFailures(t *testing.T) {
 			}
 		})
 	}
+	// C5: after --, a program whose name looks like an option runs.
+	if err := os.WriteFile(filepath.Join(dir, "--weird--"), []byte("#!/bin/sh\necho weird \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := caissonIn(t, dir, nil, "run", "-e", "PATH="+dir+":/usr/bin:/bin", "--", "--weird--", "--bind")
+	if r.code != 0 || r.stdout != "weird --bind\n" {
+		t.Errorf("a program named --weird--: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 // Bad input: one caisson: line, exit 125, nothing started (catalogue C1-C4, C11, C20).

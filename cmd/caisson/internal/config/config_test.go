@@ -53,6 +53,11 @@ func TestParseRunErrors(t *testing.T) {
 		{"deny-net ipv6", []string{"--net", "pasta", "--deny-net", "::1", "true"}, "IPv4 only"},
 		{"deny-net garbage", []string{"--net", "slirp4netns", "--deny-net", "lan", "true"}, `--deny-net: "lan"`},
 		{"allow and deny the same", []string{"--net", "pasta", "--allow-net", "10.0.0.0/8", "--deny-net", "10.0.0.0/8", "true"}, "both name"},
+		// C2: a conflict is found in either order.
+		{"net host after publish", []string{"-p", "8080:80", "--net", "host", "true"}, "--publish"},
+		{"share net after net pasta", []string{"--net", "pasta", "--share", "net", "true"}, "--share net"},
+		{"shared time before time offset", []string{"--time-offset", "boottime=1", "--share", "time", "true"}, "--share time"},
+		{"allow-host-loopback before net none", []string{"--allow-host-loopback", "--net", "none", "true"}, "--allow-host-loopback"},
 		{"security twice", []string{"--security", "strict", "--security", "default", "true"}, `"--security" flag: given twice ("strict", then "default")`},
 		{"hostname twice", []string{"--hostname", "a", "--hostname=b", "true"}, `"--hostname" flag: given twice`},
 		{"workdir twice", []string{"-w", "/a", "--workdir", "/b", "true"}, `--workdir" flag: given twice`},
