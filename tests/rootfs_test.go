@@ -106,6 +106,20 @@ func TestRootfsBusybox(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(other, "w")); string(b) != "w\n" {
 		t.Errorf("--bind inside --rootfs not written: %q", b)
 	}
+	// C7: a destination through a symlink of the root, even an absolute one, is resolved inside the root: the
+	// bind lands on the link's target there, and nothing is created on the host at the link's absolute target.
+	os.MkdirAll(filepath.Join(dir, "target"), 0o755)
+	os.Remove(filepath.Join(dir, "link"))
+	if err := os.Symlink("/target", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	r = caisson(t, "run", "--rootfs", dir, "--ro-bind", esc+":/link/x", "--", "/bin/sh", "-c", "cat /target/x/f")
+	if r.code != 0 || r.stdout != "data" {
+		t.Errorf("bind through a symlink: exit %d %q %q, want the file at /target/x inside", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat("/target"); err == nil {
+		t.Errorf("/target exists on the host")
+	}
 }
 
 // Catalogue F12, F15: a rootfs whose /proc or /dev is a symlink is refused and nothing is created outside it; a
