@@ -969,3 +969,55 @@ func TestCtrlC(t *testing.T) {
 		}
 	}
 }
+
+// X8: a large output stream through -t (caisson relays the sandbox's terminal) keeps caisson's memory bounded:
+// its peak resident memory after 64 MiB stays under 32 MB.
+func TestTTYStreamMemory(t *testing.T) {
+	requireSandbox(t)
+	script := testenv.RequireCommand(t, "script")
+	c := exec.Command(script, "-qec", bin(t)+" run -t -- sh -c 'head -c 67108864 /dev/zero; sleep 1; echo done'", "/dev/null")
+	stdout, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill()
+	// Find caisson under script's shell while the stream runs, then read its peak once the stream is through.
+	var pid int
+	deadline := time.Now().Add(10 * time.Second)
+	for pid == 0 && time.Now().Before(deadline) {
+		queue := []int{c.Process.Pid}
+		for len(queue) > 0 && pid == 0 {
+			p := queue[0]
+			queue = append(queue[1:], testenv.Children(p)...)
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(comm)) == "caisson" {
+				pid = p
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if pid == 0 {
+		t.Fatalf("no caisson process under script")
+	}
+	var n int64
+	buf := make([]byte, 1<<16)
+	hwm := ""
+	for {
+		k, err := stdout.Read(buf)
+		n += int64(k)
+		if n >= 64<<20 && hwm == "" {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b); m != nil {
+				hwm = string(m[1])
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.Wait()
+	kb, _ := strconv.Atoi(hwm)
+	if n < 64<<20 || kb == 0 || kb > 32<<10 {
+		t.Errorf("64 MiB through -t: %d bytes relayed, caisson's peak resident memory %q kB (want under 32 MB)", n, hwm)
+	}
+	t.Logf("caisson's peak resident memory after relaying %d MiB through -t: %d kB", n>>20, kb)
+}
