@@ -480,57 +480,49 @@ func TestPublishIPv6(t *testing.T) {
 }
 
 func TestHelperExitsWithInit(t *testing.T) {
-	for _, mode := range helperModes {
-		t.Run(string(mode), func(t *testing.T) {
-			requireMode(t, mode)
-			leakCheck(t)
-			fi := startInit(t, "A", false)
-			n := startNet(t, Options{Mode: mode, PID: fi.pid})
-			pid := n.HelperPID()
-			start := time.Now()
-			fi.kill()
-			if !gone(pid, 3*time.Second) {
-				t.Fatalf("%s (pid %d) still running 3s after the sandbox init was killed", mode, pid)
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		fi := startInit(t, "A", false)
+		n := startNet(t, Options{Mode: mode, PID: fi.pid})
+		pid := n.HelperPID()
+		start := time.Now()
+		fi.kill()
+		if !gone(pid, 3*time.Second) {
+			t.Fatalf("%s (pid %d) still running 3s after the sandbox init was killed", mode, pid)
+		}
+		t.Logf("%s gone %v after init was killed", mode, time.Since(start).Round(time.Millisecond))
+		select {
+		case err, ok := <-n.Exited():
+			if ok {
+				t.Fatalf("Exited delivered %v after init exit; want closed", err)
 			}
-			t.Logf("%s gone %v after init was killed", mode, time.Since(start).Round(time.Millisecond))
-			select {
-			case err, ok := <-n.Exited():
-				if ok {
-					t.Fatalf("Exited delivered %v after init exit; want closed", err)
-				}
-			case <-time.After(3 * time.Second):
-				t.Fatal("Exited not closed after init exit")
-			}
-		})
-	}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Exited not closed after init exit")
+		}
+	})
 }
 
 func TestHelperKilled(t *testing.T) {
-	for _, mode := range helperModes {
-		t.Run(string(mode), func(t *testing.T) {
-			requireMode(t, mode)
-			leakCheck(t)
-			fi := startInit(t, "A", false)
-			n := startNet(t, Options{Mode: mode, PID: fi.pid})
-			start := time.Now()
-			syscall.Kill(n.HelperPID(), syscall.SIGKILL)
-			select {
-			case err := <-n.Exited():
-				if err == nil || !strings.Contains(err.Error(), "signal: killed") || !strings.Contains(err.Error(), "exited while the sandbox was running") {
-					t.Fatalf("Exited = %v; want an error mentioning the kill", err)
-				}
-				t.Logf("Exited after %v: %v", time.Since(start).Round(time.Millisecond), err)
-			case <-time.After(time.Second):
-				t.Fatal("Exited did not fire within 1s of the helper's SIGKILL")
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		fi := startInit(t, "A", false)
+		n := startNet(t, Options{Mode: mode, PID: fi.pid})
+		start := time.Now()
+		syscall.Kill(n.HelperPID(), syscall.SIGKILL)
+		select {
+		case err := <-n.Exited():
+			if err == nil || !strings.Contains(err.Error(), "signal: killed") || !strings.Contains(err.Error(), "exited while the sandbox was running") {
+				t.Fatalf("Exited = %v; want an error mentioning the kill", err)
 			}
-			if _, ok := <-n.Exited(); ok {
-				t.Fatal("Exited not closed after its error")
-			}
-			if err := n.Close(); err != nil {
-				t.Fatalf("Close after helper death: %v", err)
-			}
-		})
-	}
+			t.Logf("Exited after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		case <-time.After(time.Second):
+			t.Fatal("Exited did not fire within 1s of the helper's SIGKILL")
+		}
+		if _, ok := <-n.Exited(); ok {
+			t.Fatal("Exited not closed after its error")
+		}
+		if err := n.Close(); err != nil {
+			t.Fatalf("Close after helper death: %v", err)
+		}
+	})
 }
 
 func TestHelperExitsWithParent(t *testing.T) {
@@ -677,32 +669,40 @@ func TestPastaLoopbackHoleDetected(t *testing.T) {
 // locked goroutine that returns destroys its thread, as netlink code may) must not kill the helper. (The forking
 // goroutine itself stays blocked on its thread until the helper is reaped, see Start.)
 func TestHelperSurvivesThreadExits(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		fi := startInit(t, "A", false)
+		n := startNet(t, Options{Mode: mode, PID: fi.pid})
+		pid := n.HelperPID()
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runtime.LockOSThread() // returning while locked ends this OS thread
+				time.Sleep(time.Millisecond)
+			}()
+		}
+		wg.Wait()
+		select {
+		case err := <-n.Exited():
+			t.Fatalf("the helper ended when 50 threads of its parent did: %v", err)
+		case <-time.After(time.Second):
+		}
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Fatalf("helper %d: %v", pid, err)
+		}
+		fi.kill()
+	})
+}
+
+// forEachMode runs f as a subtest per helper mode, each skipped (or failed in strict mode) when this host lacks the
+// helper, with the leak check armed.
+func forEachMode(t *testing.T, f func(t *testing.T, mode Mode)) {
 	for _, mode := range helperModes {
 		t.Run(string(mode), func(t *testing.T) {
 			requireMode(t, mode)
 			leakCheck(t)
-			fi := startInit(t, "A", false)
-			n := startNet(t, Options{Mode: mode, PID: fi.pid})
-			pid := n.HelperPID()
-			var wg sync.WaitGroup
-			for range 50 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					runtime.LockOSThread() // returning while locked ends this OS thread
-					time.Sleep(time.Millisecond)
-				}()
-			}
-			wg.Wait()
-			select {
-			case err := <-n.Exited():
-				t.Fatalf("the helper ended when 50 threads of its parent did: %v", err)
-			case <-time.After(time.Second):
-			}
-			if err := syscall.Kill(pid, 0); err != nil {
-				t.Fatalf("helper %d: %v", pid, err)
-			}
-			fi.kill()
+			f(t, mode)
 		})
 	}
 }

@@ -835,11 +835,7 @@ func TestInitIgnoresSignals(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	readUntil(stdout, "ready")
-	kids := testenv.Children(cmd.Process.Pid)
-	if len(kids) == 0 {
-		t.Fatalf("no init under caisson %d", cmd.Process.Pid)
-	}
-	init := kids[0]
+	init := childOf(t, cmd.Process.Pid, "caisson-init")
 	for _, s := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGSEGV, syscall.SIGUSR1} {
 		if err := syscall.Kill(init, s); err != nil {
 			t.Errorf("kill %v %d: %v", s, init, err)
@@ -901,15 +897,7 @@ func TestStopAndContinue(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	readUntil(stdout, "ready")
-	var sh int
-	for _, init := range testenv.Children(cmd.Process.Pid) {
-		if kids := testenv.Children(init); len(kids) > 0 {
-			sh = kids[0]
-		}
-	}
-	if sh == 0 {
-		t.Fatalf("no command under caisson %d", cmd.Process.Pid)
-	}
+	sh := childOf(t, childOf(t, cmd.Process.Pid, "caisson-init"), "sh")
 	syscall.Kill(sh, syscall.SIGSTOP)
 	deadline := time.Now().Add(2 * time.Second)
 	for !strings.Contains(procState(sh), "T") && time.Now().Before(deadline) {
@@ -983,17 +971,10 @@ func TestTTYStreamMemory(t *testing.T) {
 	defer c.Process.Kill()
 	// Find caisson under script's shell while the stream runs, then read its peak once the stream is through.
 	var pid int
-	deadline := time.Now().Add(10 * time.Second)
-	for pid == 0 && time.Now().Before(deadline) {
-		queue := []int{c.Process.Pid}
-		for len(queue) > 0 && pid == 0 {
-			p := queue[0]
-			queue = append(queue[1:], testenv.Children(p)...)
-			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(comm)) == "caisson" {
-				pid = p
-			}
+	for deadline := time.Now().Add(10 * time.Second); pid == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if found := descendants(c.Process.Pid, "caisson"); len(found) > 0 {
+			pid = found[0]
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	if pid == 0 {
 		t.Fatalf("no caisson process under script")

@@ -24,6 +24,9 @@ grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
 chmod 0666 /dev/net/tun
 # fuse-overlayfs (--overlay of the host view) needs /dev/fuse, 0666 by udev on a distribution host.
 if [ -c /dev/fuse ]; then chmod 0666 /dev/fuse; fi
+# A supplementary group, as most users have one (catalogue U5; TestHardenGroupDenied).
+getent group caisson-extra >/dev/null || groupadd caisson-extra
+id -nG "$user" | grep -qw caisson-extra || usermod -aG caisson-extra "$user"
 # A file that denies the user's own group what it allows everyone else (catalogue U4; TestHardenGroupDenied).
 install -d -m 0755 /var/lib/caisson-test
 printf 'group-denied\n' >/var/lib/caisson-test/group-denied
