@@ -43,11 +43,11 @@ echo "== start-up: a cgroup of the sandbox's own, and limits (from the cgroups p
 (
 	# As root, enter the delegated groups first, as run-integration.sh does (a v2 group whose processes caisson
 	# moved into its leaf takes new ones there).
-	if [ "$(id -u)" = 0 ] && [ -f /run/caisson-test.cgroups ]; then
+	if [ "$(id -u)" = 0 ] && [ -f /run/caisson-test.$user.cgroups ]; then
 		while read -r d; do
 			[ -d "$d/caisson-leaf" ] && d=$d/caisson-leaf
 			echo "$BASHPID" >"$d/cgroup.procs"
-		done </run/caisson-test.cgroups
+		done </run/caisson-test.$user.cgroups
 	fi
 	"${as_user[@]}" hyperfine -N -w 5 -r "$runs" "$c run --no-cwd -- true" "$c run --no-cwd --cgroup -- true" \
 		"$c run --no-cwd --pids 1000 -- true" "$c run --no-cwd --pids 1000 --memory 1g --cpus 1 -- true"

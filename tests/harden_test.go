@@ -929,7 +929,7 @@ func TestHardenHideSecrets(t *testing.T) {
 func TestHardenGroupDenied(t *testing.T) {
 	requireSandbox(t)
 	testenv.RequireSubIDs(t)
-	const f = "/var/lib/caisson-test/group-denied"
+	f := "/var/lib/caisson-test/group-denied." + os.Getenv("USER")
 	if _, err := os.Stat(f); err != nil {
 		testenv.SkipOrFail(t, "%v (tests/provision.sh creates it: run make test as root)", err)
 	}

@@ -11,8 +11,8 @@ missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 if ! id "$user" >/dev/null 2>&1; then
@@ -29,16 +29,17 @@ getent group caisson-extra >/dev/null || groupadd caisson-extra
 id -nG "$user" | grep -qw caisson-extra || usermod -aG caisson-extra "$user"
 # A file that denies the user's own group what it allows everyone else (catalogue U4; TestHardenGroupDenied).
 install -d -m 0755 /var/lib/caisson-test
-printf 'group-denied\n' >/var/lib/caisson-test/group-denied
-chown root:"$(id -g "$user")" /var/lib/caisson-test/group-denied
-chmod 0604 /var/lib/caisson-test/group-denied
+# One per test user (several may be provisioned side by side); the test reads the one named after its user.
+printf 'group-denied\n' >"/var/lib/caisson-test/group-denied.$user"
+chown root:"$(id -g "$user")" "/var/lib/caisson-test/group-denied.$user"
+chmod 0604 "/var/lib/caisson-test/group-denied.$user"
 echo "provision.sh: $user ($(id -u "$user")) ready: subuid $(grep "^$user:" /etc/subuid | head -1), /dev/net/tun $(stat -c %a /dev/net/tun)"
 
 # Delegate cgroups to the test user, as systemd's Delegate=yes does for user@.service: a group in the cgroup v2
 # hierarchy, and on hybrid hosts one in each cgroup v1 hierarchy of cpu, memory and pids, each under root's
 # current group there and owned by the user. run-integration.sh moves the test processes into the groups listed in
 # $cgfile. Idempotent.
-cgfile=/run/caisson-test.cgroups
+cgfile=/run/caisson-test.$user.cgroups
 : >"$cgfile"
 delegate() { # DIR FILES...
 	local dir=$1

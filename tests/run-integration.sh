@@ -30,13 +30,13 @@ if [ "$(id -u)" = 0 ]; then
 	runuser=$user
 fi
 enter_cgroups() {
-	[ "$(id -u)" = 0 ] && [ -f /run/caisson-test.cgroups ] || return 0
+	[ "$(id -u)" = 0 ] && [ -f /run/caisson-test.$user.cgroups ] || return 0
 	local d
 	# A v2 group whose processes caisson moved into its leaf (to enable controllers) takes new ones there only.
 	while read -r d; do
 		if [ -d "$d/caisson-leaf" ]; then d=$d/caisson-leaf; fi
 		echo "$BASHPID" >"$d/cgroup.procs" || { echo "run-integration.sh: cannot enter cgroup $d" >&2; return 1; }
-	done </run/caisson-test.cgroups
+	done </run/caisson-test.$user.cgroups
 }
 status=0
 for p in $pkgs; do
