@@ -94,19 +94,25 @@ func Pollable(fd int, name string) *os.File {
 
 // Send writes m as one datagram, with fds attached when given.
 func Send(f *os.File, m Message, fds ...int) error {
+	return SendValue(f, m.Type, m, fds...)
+}
+
+// SendValue writes v, gob-encoded, as one message (in a sealed memfd when it is larger than a datagram may be),
+// with fds attached when given; what names it in errors. Recv's framing: RecvValue reads it.
+func SendValue(f *os.File, what string, v any, fds ...int) error {
 	var buf bytes.Buffer
 	buf.WriteByte(tagInline)
-	if err := gob.NewEncoder(&buf).Encode(m); err != nil {
-		return fmt.Errorf("encode message %s: %w", m.Type, err)
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+		return fmt.Errorf("encode message %s: %w", what, err)
 	}
 	b := buf.Bytes()
 	if len(b)-1 > maxMessage {
-		return fmt.Errorf("message %s is too large (%d bytes, at most %d)", m.Type, len(b)-1, maxMessage)
+		return fmt.Errorf("message %s is too large (%d bytes, at most %d)", what, len(b)-1, maxMessage)
 	}
 	if len(b) > inlineMax {
 		mfd, err := payloadFD(b[1:])
 		if err != nil {
-			return fmt.Errorf("message %s: %w", m.Type, err)
+			return fmt.Errorf("message %s: %w", what, err)
 		}
 		defer unix.Close(mfd)
 		b = []byte{tagMemfd}
@@ -182,9 +188,16 @@ var ErrClosed = errors.New("peer closed the socket")
 // Recv reads one datagram; fds received with it are returned (the caller owns them).
 func Recv(f *os.File) (Message, []int, error) {
 	var m Message
+	fds, err := RecvValue(f, &m)
+	return m, fds, err
+}
+
+// RecvValue reads one message written by SendValue into v (a pointer); fds received with it are returned (the
+// caller owns them). On error no descriptor is left open.
+func RecvValue(f *os.File, v any) ([]int, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return m, nil, err
+		return nil, err
 	}
 	var (
 		buf     []byte
@@ -216,19 +229,19 @@ func Recv(f *os.File) (Message, []int, error) {
 			}
 		}
 	}); err != nil {
-		return m, nil, err
+		return nil, err
 	}
 	if rerr != nil {
-		return m, nil, rerr
+		return nil, rerr
 	}
 	if n == 0 {
-		return m, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	var fds []int
 	if oobn > 0 {
 		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
-			return m, nil, err
+			return nil, err
 		}
 		for _, c := range cmsgs {
 			got, err := unix.ParseUnixRights(&c)
@@ -246,7 +259,7 @@ func Recv(f *os.File) (Message, []int, error) {
 	switch {
 	case n > inlineMax:
 		closeAll()
-		return m, nil, fmt.Errorf("bad message: a datagram of more than %d bytes", inlineMax)
+		return nil, fmt.Errorf("bad message: a datagram of more than %d bytes", inlineMax)
 	case buf[0] == tagInline:
 		body = buf[1:n]
 	case buf[0] == tagMemfd && n == 1 && len(fds) > 0:
@@ -256,15 +269,15 @@ func Recv(f *os.File) (Message, []int, error) {
 		unix.Close(last)
 		if err != nil {
 			closeAll()
-			return m, nil, fmt.Errorf("bad message: %w", err)
+			return nil, fmt.Errorf("bad message: %w", err)
 		}
 	default:
 		closeAll()
-		return m, nil, fmt.Errorf("bad message: unknown framing %q", buf[0])
+		return nil, fmt.Errorf("bad message: unknown framing %q", buf[0])
 	}
-	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&m); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		closeAll()
-		return m, nil, fmt.Errorf("bad message: %w", err)
+		return nil, fmt.Errorf("bad message: %w", err)
 	}
-	return m, fds, nil
+	return fds, nil
 }
