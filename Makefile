@@ -5,15 +5,20 @@ BIN       := bin/caisson
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # The sandbox binary is static (no cgo): it must start fast and must not depend on the host's NSS at run time.
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# caisson-oci links its pre-runtime stage (cmd/caisson/internal/nsenter) through cgo, statically, against musl when
+# musl-gcc is installed (it starts faster than a static glibc binary), else glibc; user and DNS lookups stay pure Go.
+OCICC     ?= $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || echo gcc)
+OCIBUILD  := CGO_ENABLED=1 CC=$(OCICC) $(GO) build -trimpath -tags osusergo,netgo -ldflags "$(LDFLAGS) -linkmode external -extldflags -static"
 TEST_USER ?= caissontest
 
 .PHONY: all build test unit integration lint bench soak clean help
 
 all: build ## build bin/caisson
 
-build: ## build the static binaries bin/caisson and bin/caisson-image (image archives, next to caisson)
+build: ## build the static binaries bin/caisson, bin/caisson-image (image archives) and bin/caisson-oci (the OCI runtime)
 	$(GOBUILD) -o $(BIN) ./cmd/caisson
 	$(GOBUILD) -o bin/caisson-image ./cmd/caisson/caisson-image
+	$(OCIBUILD) -o bin/caisson-oci ./cmd/caisson/caisson-oci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

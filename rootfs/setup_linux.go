@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -248,21 +249,7 @@ func (b *builder) dev() error {
 	}
 	defer unix.Close(devdir)
 	for _, d := range Devices {
-		src := "/dev/" + d.Name
-		var st unix.Stat_t
-		if err := unix.Stat(src, &st); err != nil {
-			return &MountError{Op: "check device", Source: src, Err: err}
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != d.Major || unix.Minor(st.Rdev) != d.Minor {
-			return &MountError{Op: "check device", Source: src,
-				Err: fmt.Errorf("not the character device %d:%d", d.Major, d.Minor)}
-		}
-		fd, err := unix.Openat(devdir, d.Name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
-		if err != nil {
-			return &MountError{Op: "create mount point", Target: "/dev/" + d.Name, Err: err}
-		}
-		unix.Close(fd)
-		if err := b.bindHost(src, "/dev/"+d.Name, false, false); err != nil {
+		if err := b.bindDevice(devdir, d.Name, d.Major, d.Minor); err != nil {
 			return err
 		}
 	}
@@ -288,15 +275,49 @@ func (b *builder) dev() error {
 			return err
 		}
 	}
-	for name, target := range map[string]string{
-		"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
-		"stderr": "/proc/self/fd/2", "core": "/proc/kcore",
-	} {
-		if err := unix.Symlinkat(target, devdir, name); err != nil {
-			return &MountError{Op: "symlink", Target: "/dev/" + name, Err: err}
+	return devSymlinks(devdir, true)
+}
+
+// DevSymlinks are the symbolic links of a container's /dev (the OCI runtime spec's default ones and ptmx).
+var DevSymlinks = [][2]string{
+	{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+	{"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
+}
+
+// devSymlinks creates DevSymlinks in the /dev directory devdir and, with core (caisson run's fresh /dev),
+// /dev/core. Without core an existing entry of the same name is left as it is (a container's image or mounts may
+// provide it).
+func devSymlinks(devdir int, core bool) error {
+	links := DevSymlinks
+	if core {
+		links = append(links[:len(links):len(links)], [2]string{"core", "/proc/kcore"})
+	}
+	for _, l := range links {
+		if err := unix.Symlinkat(l[1], devdir, l[0]); err != nil && !(errors.Is(err, unix.EEXIST) && !core) {
+			return &MountError{Op: "symlink", Target: "/dev/" + l[0], Err: err}
 		}
 	}
 	return nil
+}
+
+// bindDevice binds the host's character device /dev/NAME, checked to be major:minor, onto a new empty file of
+// that name in the /dev directory devdir: how a user namespace, which cannot create device nodes, gets them.
+func (b *builder) bindDevice(devdir int, name string, major, minor uint32) error {
+	src := "/dev/" + name
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return &MountError{Op: "check device", Source: src, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != major || unix.Minor(st.Rdev) != minor {
+		return &MountError{Op: "check device", Source: src,
+			Err: fmt.Errorf("not the character device %d:%d", major, minor)}
+	}
+	fd, err := unix.Openat(devdir, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
+	if err != nil {
+		return &MountError{Op: "create mount point", Target: "/dev/" + name, Err: err}
+	}
+	unix.Close(fd)
+	return b.bindHost(src, "/dev/"+name, false, false)
 }
 
 // tmp gives the sandbox a private /tmp and a private /run (which hides the host's sockets: D-Bus, docker.sock).
@@ -373,23 +394,44 @@ func (b *builder) apply(i int, op Op) error {
 
 // mask covers MaskedPaths and makes ReadOnlyPaths read-only. Paths the kernel does not have are skipped.
 func (b *builder) mask() error {
-	for _, p := range ReadOnlyPaths {
-		if !b.spec.NewPID && strings.HasPrefix(p, "/proc/") {
-			continue // the host's /proc is read-only already
+	ro := ReadOnlyPaths
+	if !b.spec.NewPID {
+		ro = nil // the host's /proc is read-only already
+		for _, p := range ReadOnlyPaths {
+			if !strings.HasPrefix(p, "/proc/") {
+				ro = append(ro, p)
+			}
 		}
+	}
+	if err := b.readOnlyPaths(ro, false); err != nil {
+		return err
+	}
+	return b.maskPaths(MaskedPaths)
+}
+
+// readOnlyPaths bind-mounts each of paths read-only onto itself, with what is mounted below it (read-only too)
+// when recursive. A path that does not exist is skipped.
+func (b *builder) readOnlyPaths(paths []string, recursive bool) error {
+	for _, p := range paths {
 		fd, err := b.resolve(p)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		} else if err != nil {
 			return err
 		}
-		err = b.bindFD(fd, p, true, false)
+		err = b.bindFD(fd, p, true, recursive)
 		unix.Close(fd)
 		if err != nil {
 			return err
 		}
 	}
-	for _, p := range MaskedPaths {
+	return nil
+}
+
+// maskPaths hides each of paths: a directory under an empty read-only tmpfs, anything else under /dev/null. A
+// path that does not exist is skipped.
+func (b *builder) maskPaths(paths []string) error {
+	for _, p := range paths {
 		fd, err := b.resolve(p)
 		if errors.Is(err, unix.ENOENT) {
 			continue
@@ -435,34 +477,69 @@ func (b *builder) pivot() error {
 
 // mountFS creates a filesystem instance with the new mount API and attaches it at dst inside the new root.
 func (b *builder) mountFS(fstype, dst string, opts map[string]string, attrs uint) error {
-	fsfd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return &MountError{Op: "fsopen " + fstype, Target: dst, Err: err}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
 	}
-	defer unix.Close(fsfd)
-	if fstype == "tmpfs" || fstype == "proc" || fstype == "devpts" {
-		// Name the source so mountinfo shows which tool made the mount.
-		_ = unix.FsconfigSetString(fsfd, "source", fstype)
-	}
-	for k, v := range opts {
-		if v == "" {
-			err = unix.FsconfigSetFlag(fsfd, k)
+	sort.Strings(keys)
+	data := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if v := opts[k]; v != "" {
+			data = append(data, k+"="+v)
 		} else {
-			err = unix.FsconfigSetString(fsfd, k, v)
-		}
-		if err != nil {
-			return &MountError{Op: fmt.Sprintf("mount %s option %s=%s", fstype, k, v), Target: dst, Err: err}
+			data = append(data, k)
 		}
 	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return &MountError{Op: "mount " + fstype, Target: dst, Err: err}
+	source := ""
+	if fstype == "tmpfs" || fstype == "proc" || fstype == "devpts" {
+		source = fstype // mountinfo shows which tool made the mount
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attrs))
+	mfd, err := newFS(fstype, source, data, nil, attrs, dst)
 	if err != nil {
-		return &MountError{Op: "mount " + fstype, Target: dst, Err: err}
+		return err
 	}
 	defer unix.Close(mfd)
 	return b.attach(mfd, dst, fstype)
+}
+
+// newFS creates a detached mount of a new filesystem instance: source (if not empty), the filesystem's options
+// data ("key=value" or "flag", in order), superblock flags (fsconfig flags such as "sync"), and the mount
+// attributes attrs (MOUNT_ATTR_*). dst names the mount in errors. The caller closes the returned fd.
+func newFS(fstype, source string, data, sbflags []string, attrs uint, dst string) (int, error) {
+	fsfd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, &MountError{Op: "fsopen " + fstype, Target: dst, Err: err}
+	}
+	defer unix.Close(fsfd)
+	if source != "" {
+		if err := unix.FsconfigSetString(fsfd, "source", source); err != nil {
+			return -1, &MountError{Op: "mount " + fstype + " source", Source: source, Target: dst, Err: err}
+		}
+	}
+	for _, f := range sbflags {
+		if err := unix.FsconfigSetFlag(fsfd, f); err != nil {
+			return -1, &MountError{Op: fmt.Sprintf("mount %s option %s", fstype, f), Target: dst, Err: err}
+		}
+	}
+	for _, o := range data {
+		k, v, hasValue := strings.Cut(o, "=")
+		if hasValue {
+			err = unix.FsconfigSetString(fsfd, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fsfd, k)
+		}
+		if err != nil {
+			return -1, &MountError{Op: fmt.Sprintf("mount %s option %s", fstype, o), Target: dst, Err: err}
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, &MountError{Op: "mount " + fstype, Target: dst, Err: err}
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attrs))
+	if err != nil {
+		return -1, &MountError{Op: "mount " + fstype, Target: dst, Err: err}
+	}
+	return mfd, nil
 }
 
 // bindHost clones the host path src (recursively when recursive) and attaches it at dst inside the new root,

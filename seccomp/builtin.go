@@ -130,3 +130,19 @@ func builtinPolicy(a *archInfo, strict bool) *policy {
 	}
 	return p
 }
+
+// TTYGuard compiles caisson's terminal-injection guard alone: ioctl TIOCSTI and TIOCLINUX are refused with EPERM
+// (compared on the low 32 bits the kernel reads), everything else allowed. The OCI runtime stacks it under an
+// engine's own profile, which decides everything else: a profile that allows ioctl wholesale, or compares the
+// request as 64 bits, is not enough against CVE-2017-5226, CVE-2023-28100 and CVE-2019-10063.
+func TTYGuard() (*Program, error) {
+	a, err := nativeArch()
+	if err != nil {
+		return nil, err
+	}
+	p := newPolicy(a, retAllow)
+	eperm := errno(unix.EPERM)
+	p.add(eperm, []string{"ioctl"}, cond{arg: 1, op: opEQ, value: ioctlTIOCSTI, low32: true})
+	p.add(eperm, []string{"ioctl"}, cond{arg: 1, op: opEQ, value: ioctlTIOCLINUX, low32: true})
+	return finish(p, "tty-guard")
+}

@@ -74,11 +74,13 @@ var knownArches = map[specs.Arch]bool{
 	specs.ArchRISCV64: true, specs.ArchLOONGARCH64: true, specs.ArchM68K: true, specs.ArchSH: true, specs.ArchSHEB: true,
 }
 
-var knownFlags = map[specs.LinuxSeccompFlag]bool{
-	specs.LinuxSeccompFlagLog:              true,
-	specs.LinuxSeccompFlagSpecAllow:        true,
-	specs.LinuxSeccompFlagWaitKillableRecv: true,
-	"SECCOMP_FILTER_FLAG_TSYNC":            true,
+// knownFlags maps the profile flags to the SECCOMP_FILTER_FLAG_* bits Install passes. TSYNC is accepted and not
+// passed: the filter is installed on the thread that execs the payload, which alone matters.
+var knownFlags = map[specs.LinuxSeccompFlag]uint{
+	specs.LinuxSeccompFlagLog:              unix.SECCOMP_FILTER_FLAG_LOG,
+	specs.LinuxSeccompFlagSpecAllow:        unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+	specs.LinuxSeccompFlagWaitKillableRecv: 1 << 5, // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19)
+	"SECCOMP_FILTER_FLAG_TSYNC":            0,
 }
 
 var ops = map[specs.LinuxSeccompOperator]op{
@@ -138,13 +140,17 @@ func parseOCI(a *archInfo, data []byte, source string) (*policy, error) {
 			}
 		}
 	}
+	var flags uint
 	for i, f := range prof.Flags {
-		if !knownFlags[f] {
+		bit, ok := knownFlags[f]
+		if !ok {
 			return nil, perr(fmt.Sprintf("flags[%d]", i), "unknown flag %q", f)
 		}
+		flags |= bit
 	}
 
 	p := newPolicy(a, def)
+	p.flags = flags
 	for i, sc := range prof.Syscalls {
 		at := func(field string) string { return fmt.Sprintf("syscalls[%d]%s", i, field) }
 		names := sc.Names

@@ -85,6 +85,7 @@ type policy struct {
 	defaultAction uint32
 	rules         map[uint32][]rule // syscall number -> rules, in insertion order
 	skipped       []string          // names the arch's table lacks
+	flags         uint              // SECCOMP_FILTER_FLAG_* to load the program with (OCI profiles' flags)
 }
 
 func newPolicy(a *archInfo, def uint32) *policy {

@@ -71,6 +71,9 @@ type Program struct {
 	// architecture does not have (sorted); their rules were left out, as
 	// libseccomp does.
 	Skipped []string
+	// Flags are the SECCOMP_FILTER_FLAG_* bits Install loads the program
+	// with: an OCI profile's flags (LOG, SPEC_ALLOW, WAIT_KILLABLE_RECV).
+	Flags uint
 }
 
 // Len returns the number of instructions of the program.
@@ -157,7 +160,7 @@ func finish(pol *policy, name string) (*Program, error) {
 	}
 	skipped := slices.Clone(pol.skipped)
 	slices.Sort(skipped)
-	return &Program{Filter: filter, Name: name, Digest: digest(filter), Skipped: skipped}, nil
+	return &Program{Filter: filter, Name: name, Digest: digest(filter), Skipped: skipped, Flags: pol.flags}, nil
 }
 
 // digest returns "sha256:<hex>" of the little-endian encoding of filter.

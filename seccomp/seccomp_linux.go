@@ -35,7 +35,7 @@ func Install(prog *Program) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 	}
-	if err := setFilter(prog.Filter, 0); err != nil {
+	if err := setFilter(prog.Filter, uintptr(prog.Flags)); err != nil {
 		msg := fmt.Sprintf("seccomp: install %s: seccomp(SECCOMP_SET_MODE_FILTER)", prog.Name)
 		if errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("%s: %w (hint: the kernel may lack CONFIG_SECCOMP_FILTER; check for a \"Seccomp:\" line in /proc/self/status)", msg, err)
@@ -56,6 +56,23 @@ func Supported() error {
 			return fmt.Errorf("seccomp: kernel has no seccomp(2) system call (Linux 3.17+ required): %w", err)
 		}
 		return fmt.Errorf("seccomp: probing seccomp(2): %w", err)
+	}
+	return nil
+}
+
+// Load loads prog on the calling OS thread like Install, without setting no_new_privs: the caller must hold
+// CAP_SYS_ADMIN in its user namespace (or have set no_new_privs itself). The OCI runtime uses it for a process
+// whose config does not ask for no_new_privs (its set-user-ID programs keep working). Same preconditions as
+// Install.
+func Load(prog *Program) error {
+	if prog == nil || len(prog.Filter) == 0 {
+		return nil
+	}
+	if len(prog.Filter) > maxInsns {
+		return fmt.Errorf("seccomp: load %s: program has %d instructions, the kernel accepts at most %d", prog.Name, len(prog.Filter), maxInsns)
+	}
+	if err := setFilter(prog.Filter, uintptr(prog.Flags)); err != nil {
+		return fmt.Errorf("seccomp: load %s: %w", prog.Name, err)
 	}
 	return nil
 }

@@ -9,13 +9,16 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "nsenter.h"
@@ -123,6 +126,31 @@ static void become_root(int sock)
 		fail(sock, "setresuid 0", errno);
 }
 
+// PROC_SUPER_MAGIC is procfs's f_type.
+#define PROC_SUPER_MAGIC 0x9fa0
+
+// write_time_offsets writes the offsets of the time namespace the stage's children will be born into, through a
+// file checked to be on procfs (a write meant for /proc must land there).
+static void write_time_offsets(int sock, const struct nsenter_request *req)
+{
+	char buf[160];
+	struct statfs sfs;
+	int fd, n;
+
+	n = snprintf(buf, sizeof(buf), "monotonic %lld %u\nboottime %lld %u\n", (long long)req->monotonic_sec,
+		     req->monotonic_nsec, (long long)req->boottime_sec, req->boottime_nsec);
+	if (n < 0 || n >= (int)sizeof(buf))
+		fail(sock, "format time offsets", EINVAL);
+	fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(sock, "open timens_offsets", errno);
+	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != PROC_SUPER_MAGIC)
+		fail(sock, "timens_offsets is not on procfs", EXDEV);
+	if (write(fd, buf, (size_t)n) != n)
+		fail(sock, "write timens_offsets", errno);
+	close(fd);
+}
+
 // nsenter_stage is the whole stage; see README.md for the order of the steps and why it is that one.
 __attribute__((constructor)) static void nsenter_stage(void)
 {
@@ -164,6 +192,8 @@ __attribute__((constructor)) static void nsenter_stage(void)
 	newns = req.cloneflags & ~(uint32_t)CLONE_NEWUSER;
 	if (newns != 0 && unshare((int)newns) < 0)
 		fail(sock, "unshare", errno);
+	if (req.timens_offsets)
+		write_time_offsets(sock, &req);
 
 	// 4. Fork into the PID and time namespaces. The parent is a child subreaper, so the child, orphaned below, is
 	// re-parented to it (and, once the parent exits, to its own subreaper: the engine's shim or monitor).

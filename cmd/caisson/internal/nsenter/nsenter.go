@@ -32,7 +32,7 @@ const Env = "_CAISSON_NSENTER"
 
 // The protocol, mirrored from nsenter.h.
 const (
-	version          = 1
+	version          = 2
 	maxJoin          = 8
 	flagFork         = 1
 	flagSetIDAfterJn = 2
@@ -50,6 +50,12 @@ type request struct {
 	Flags      uint32
 	Njoin      uint32
 	Nstypes    [maxJoin]uint32
+	MonoSec    int64
+	BootSec    int64
+	MonoNsec   uint32
+	BootNsec   uint32
+	HasOffsets uint32
+	Pad        uint32
 }
 
 // reply mirrors struct nsenter_reply.
@@ -80,11 +86,19 @@ type Request struct {
 	// Fork makes the stage fork once the namespaces are set; the child continues. Needed to enter a new or joined
 	// PID or time namespace, which apply to children only.
 	Fork bool
+	// TimeOffsets, if set, are written for a new time namespace (Clone has CLONE_NEWTIME) before the fork.
+	TimeOffsets *TimeOffsets
 	// Started, if set, is called with the stage's PID before the stage is sent the request (for instance to put it
 	// in the container's cgroups, which its children inherit).
 	Started func(pid int) error
 	// WriteMaps writes the uid_map and gid_map of the process pid; required when Clone has CLONE_NEWUSER.
 	WriteMaps func(pid int) error
+}
+
+// TimeOffsets are the clock offsets of a new time namespace.
+type TimeOffsets struct {
+	MonotonicSec, BoottimeSec   int64
+	MonotonicNsec, BoottimeNsec uint32
 }
 
 // Process is the stage's result: the process that continues into the Go runtime.
@@ -185,6 +199,9 @@ func drive(cmd *exec.Cmd, sock *os.File, req Request) (*Process, error) {
 	}
 	if req.SetIDAfterJoin {
 		r.Flags |= flagSetIDAfterJn
+	}
+	if o := req.TimeOffsets; o != nil {
+		r.MonoSec, r.BootSec, r.MonoNsec, r.BootNsec, r.HasOffsets = o.MonotonicSec, o.BoottimeSec, o.MonotonicNsec, o.BoottimeNsec, 1
 	}
 	nsfds := make([]int, len(req.Join))
 	for i, j := range req.Join {

@@ -10,7 +10,7 @@
 #define NSENTER_ENV "_CAISSON_NSENTER"
 
 // NSENTER_VERSION changes whenever the layout below does.
-#define NSENTER_VERSION 1
+#define NSENTER_VERSION 2
 
 // NSENTER_MAX_JOIN bounds the namespaces joined by descriptor (there are eight kinds).
 #define NSENTER_MAX_JOIN 8
@@ -35,6 +35,13 @@ struct nsenter_request {
 	uint32_t flags;      // NSENTER_FORK, NSENTER_SETID_AFTER_JOIN
 	uint32_t njoin;
 	uint32_t nstypes[NSENTER_MAX_JOIN]; // CLONE_NEW* type of each descriptor
+	// Offsets of a new time namespace (written before the fork, when timens_offsets is 1).
+	int64_t monotonic_sec;
+	int64_t boottime_sec;
+	uint32_t monotonic_nsec;
+	uint32_t boottime_nsec;
+	uint32_t timens_offsets;
+	uint32_t pad;
 };
 
 // nsenter_reply is the stage's message to the parent.
