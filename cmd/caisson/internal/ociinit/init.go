@@ -426,10 +426,28 @@ func setUser(pr *ocispec.Process) error {
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("keep capabilities: %w", err)
 	}
+	// What cannot be granted is left out, as the spec asks (a runtime whose own bounding set lacks a capability,
+	// root on a host that withholds CAP_SYS_RESOURCE): permitted and effective within what this process holds,
+	// inheritable and ambient within the bounding set as well.
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &cur[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	held := uint64(cur[0].Permitted) | uint64(cur[1].Permitted)<<32
+	var bset uint64
+	for c := 0; c <= last; c++ {
+		if v, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && v == 1 {
+			bset |= 1 << uint(c)
+		}
+	}
+	perm := pr.Caps.Permitted & held
+	eff := pr.Caps.Effective & perm
+	inh := pr.Caps.Inheritable & (bset | (uint64(cur[0].Inheritable) | uint64(cur[1].Inheritable)<<32))
+	amb := pr.Caps.Ambient & perm & inh
 	data := [2]unix.CapUserData{
-		{Effective: uint32(pr.Caps.Effective), Permitted: uint32(pr.Caps.Permitted), Inheritable: uint32(pr.Caps.Inheritable)},
-		{Effective: uint32(pr.Caps.Effective >> 32), Permitted: uint32(pr.Caps.Permitted >> 32), Inheritable: uint32(pr.Caps.Inheritable >> 32)},
+		{Effective: uint32(eff), Permitted: uint32(perm), Inheritable: uint32(inh)},
+		{Effective: uint32(eff >> 32), Permitted: uint32(perm >> 32), Inheritable: uint32(inh >> 32)},
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("process.capabilities: %w", err)
@@ -438,7 +456,7 @@ func setUser(pr *ocispec.Process) error {
 		return fmt.Errorf("process.capabilities.ambient: %w", err)
 	}
 	for c := 0; c <= last; c++ {
-		if pr.Caps.Ambient&(1<<uint(c)) == 0 {
+		if amb&(1<<uint(c)) == 0 {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {

@@ -251,17 +251,15 @@ func loadNamespaces(s *specs.Spec, p *Plan) error {
 	return nil
 }
 
-// capSet turns capability names into a mask; names the kernel does not know are left out and returned.
+// capSet turns capability names into a mask. A name that is no capability is an error (the spec: a value that
+// cannot be mapped to the kernel's interface); a capability the running kernel does not have is left out and
+// returned (it cannot be granted, which the spec says should not fail the container).
 func capSet(field string, names []string, last int) (uint64, []string, error) {
 	var m uint64
 	var unknown []string
 	for i, n := range names {
 		_, c, err := config.ParseCap(n)
 		if err != nil || c < 0 {
-			if strings.HasPrefix(strings.ToUpper(n), "CAP_") {
-				unknown = append(unknown, n) // a capability of a newer kernel: not granted, as runc does
-				continue
-			}
 			return 0, nil, fieldErr(fmt.Sprintf("%s[%d]", field, i), "unknown capability %q", n)
 		}
 		if c > last || c > 63 {
@@ -518,8 +516,9 @@ func loadLinux(s *specs.Spec, p *Plan, o Options) error {
 			return fieldErr("linux.rootfsPropagation", "unknown value %q", l.RootfsPropagation)
 		}
 		p.Propagation = prop
-		if prop&unix.MS_SHARED != 0 {
-			// Mounts are made with "/" a slave, and the root made shared once they are in place.
+		if prop&(unix.MS_SHARED|unix.MS_UNBINDABLE) != 0 {
+			// Mounts are made with "/" a slave (an unbindable "/" refuses the root's own bind), and the root gets
+			// the asked propagation once they are in place.
 			p.Propagation, p.PropagationAfter = unix.MS_SLAVE|unix.MS_REC, prop
 		}
 	}
