@@ -14,9 +14,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
-	"sort"
 	"syscall"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/hook"
