@@ -312,7 +312,10 @@ func TestOCIHooks(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(out, "log"))
 	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
 	hostUTS, _ := os.Readlink("/proc/self/ns/uts")
-	want := []struct{ name, status string; host bool }{
+	want := []struct {
+		name, status string
+		host         bool
+	}{
 		{"prestart", "creating", true}, {"createRuntime", "creating", true}, {"createContainer", "creating", false},
 		{"startContainer", "created", false}, {"poststart", "running", true}, {"poststop", "stopped", true},
 	}
@@ -443,7 +446,9 @@ func TestOCIBadInput(t *testing.T) {
 		}, "config.json:3: not valid JSON"},
 		{"ociVersion 2", func() (string, []string) { return o.bundle(func(s *specs.Spec) { s.Version = "2.0.0" }), nil }, "ociVersion: major version 2"},
 		{"unknown namespace", func() (string, []string) {
-			return o.bundle(func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "foo"}) }), nil
+			return o.bundle(func(s *specs.Spec) {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "foo"})
+			}), nil
 		}, `unknown namespace type "foo"`},
 		{"namespace path not a namespace", func() (string, []string) {
 			return o.bundle(func(s *specs.Spec) {
@@ -679,4 +684,156 @@ func subStart(t testing.TB, file string) uint32 {
 	}
 	t.Fatalf("no %s entry", file)
 	return 0
+}
+
+// cgroupFile reads one file of the container's group in a v1 hierarchy (or the unified one on a v2 host).
+func cgroupFile(t *testing.T, hierarchy, path, file string) string {
+	t.Helper()
+	for _, base := range []string{"/sys/fs/cgroup/" + hierarchy, "/sys/fs/cgroup"} {
+		b, err := os.ReadFile(filepath.Join(base, path, file))
+		if err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
+// As root: linux.cgroupsPath and linux.resources through the cgroupfs driver (v1 on a hybrid host, v2 on a unified
+// one), kill --all through the group, pause/resume through the freezer, update, and the groups removed by delete.
+func TestRootModeOCICgroups(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs root (run-integration.sh runs it in its root phase)")
+	}
+	o := newOCI(t)
+	id := containerID(t, "cg")
+	cgPath := "/caisson-oci-test/" + id
+	mem, pids, shares, quota, period := int64(64<<20), int64(50), uint64(512), int64(20000), uint64(100000)
+	b := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "sleep 100 & sleep 100 & wait"}
+		s.Linux.CgroupsPath = cgPath
+		s.Linux.Resources = &specs.LinuxResources{
+			Memory:  &specs.LinuxMemory{Limit: &mem},
+			Pids:    &specs.LinuxPids{Limit: &pids},
+			CPU:     &specs.LinuxCPU{Shares: &shares, Quota: &quota, Period: &period},
+			Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+		}
+	})
+	c := o.mustCreate(id, b)
+	v2 := cgroupFile(t, "", cgPath, "cgroup.controllers") != "" && cgroupFile(t, "memory", cgPath, "memory.limit_in_bytes") == ""
+	if v2 {
+		if got := cgroupFile(t, "", cgPath, "memory.max"); got != strconv.FormatInt(mem, 10) {
+			t.Errorf("memory.max %q", got)
+		}
+	} else {
+		for _, w := range [][3]string{{"memory", "memory.limit_in_bytes", strconv.FormatInt(mem, 10)},
+			{"pids", "pids.max", "50"}, {"cpu", "cpu.shares", "512"}, {"cpu", "cpu.cfs_quota_us", "20000"}} {
+			if got := cgroupFile(t, w[0], cgPath, w[1]); got != w[2] {
+				t.Errorf("%s %s = %q, want %q", w[0], w[1], got, w[2])
+			}
+		}
+		// The config's device rules first, then the defaults every container needs (/dev/null...).
+		if l := cgroupFile(t, "devices", cgPath, "devices.list"); !strings.Contains(l, "c 1:3 rwm") || strings.Contains(l, "a *:* rwm") {
+			t.Errorf("devices.list %q: want deny-all with the default allows", l)
+		}
+	}
+	pid := readPid(t, c.pidFile)
+	procs := cgroupFile(t, "pids", cgPath, "cgroup.procs")
+	if !strings.Contains(procs, strconv.Itoa(pid)) {
+		t.Errorf("the container's process %d is not in its group (cgroup.procs %q)", pid, procs)
+	}
+	o.must("start", id)
+	// The process works with the default devices despite deny-all.
+	if r := o.cmd(nil, "exec", id, "sh", "-c", "echo x > /dev/null && head -c 4 /dev/urandom | wc -c"); r.code != 0 || strings.TrimSpace(r.stdout) != "4" {
+		t.Errorf("exec using /dev/null and /dev/urandom: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	var ps []int
+	if err := json.Unmarshal([]byte(o.must("ps", "--format", "json", id)), &ps); err != nil || len(ps) < 3 {
+		t.Errorf("ps --format json: %v, %v: want the shell and its two sleeps", ps, err)
+	}
+	o.must("pause", id)
+	if s := o.status(id); s != "paused" {
+		t.Errorf("status after pause %q", s)
+	}
+	if r := o.cmd(nil, "exec", id, "true"); r.code == 0 {
+		t.Errorf("exec into a paused container succeeded")
+	}
+	o.must("resume", id)
+	if s := o.status(id); s != "running" {
+		t.Errorf("status after resume %q", s)
+	}
+	o.must("update", "--pids-limit", "40", "--memory", strconv.FormatInt(mem*2, 10), id)
+	if !v2 {
+		if got := cgroupFile(t, "pids", cgPath, "pids.max"); got != "40" {
+			t.Errorf("pids.max after update %q", got)
+		}
+		if got := cgroupFile(t, "memory", cgPath, "memory.limit_in_bytes"); got != strconv.FormatInt(mem*2, 10) {
+			t.Errorf("memory.limit_in_bytes after update %q", got)
+		}
+	}
+	o.must("kill", "--all", id, "KILL")
+	o.waitStatus(id, "stopped")
+	for _, p := range ps {
+		if !procGone(p) {
+			t.Errorf("process %d of the container survived kill --all", p)
+		}
+	}
+	o.must("delete", id)
+	for _, h := range []string{"memory", "pids", "cpu", "devices", "freezer", ""} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", h, cgPath)); err == nil {
+			t.Errorf("group %s left in %s after delete", cgPath, h)
+		}
+	}
+	for _, h := range []string{"memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""} {
+		_ = os.Remove(filepath.Join("/sys/fs/cgroup", h, "caisson-oci-test"))
+	}
+	// A limit the host cannot enforce is one error naming the field, and nothing is left.
+	bad := o.bundle(func(s *specs.Spec) {
+		s.Linux.CgroupsPath = "/caisson-oci-test/bad"
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Swappiness: ptrU64(500)}}
+	})
+	if _, r := o.create(containerID(t, "cgbad"), bad); r.code != 1 || !strings.Contains(r.stderr, "memory.swappiness") {
+		t.Errorf("an invalid swappiness: exit %d %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/caisson-oci-test/bad"); err == nil {
+		t.Errorf("the failed create left its group")
+	}
+	for _, h := range []string{"memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""} {
+		_ = os.Remove(filepath.Join("/sys/fs/cgroup", h, "caisson-oci-test"))
+	}
+}
+
+func ptrU64(v uint64) *uint64 { return &v }
+
+// As root, process.oomScoreAdj is written; a value this root may not set (lowering needs CAP_SYS_RESOURCE, which
+// this machine's root lacks) is an error naming the field and the capability, not runc's riddle.
+func TestRootModeOCIOOMScoreAdj(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs root (run-integration.sh runs it in its root phase)")
+	}
+	o := newOCI(t)
+	up := 500
+	b := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"cat", "/proc/self/oom_score_adj"}
+		s.Process.OOMScoreAdj = &up
+	})
+	r := o.cmd(nil, "run", "--bundle", b, containerID(t, "oom"))
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "500" {
+		t.Errorf("oomScoreAdj 500: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	down := -998
+	b2 := o.bundle(func(s *specs.Spec) { s.Process.OOMScoreAdj = &down })
+	_, r = o.create(containerID(t, "oom2"), b2)
+	capSysResource := hasCap(24)
+	switch {
+	case capSysResource && r.code != 0:
+		t.Errorf("oomScoreAdj -998 with CAP_SYS_RESOURCE: exit %d %q", r.code, r.stderr)
+	case !capSysResource && (r.code != 1 || !strings.Contains(r.stderr, "process.oomScoreAdj -998") || !strings.Contains(r.stderr, "CAP_SYS_RESOURCE")):
+		t.Errorf("oomScoreAdj -998 without CAP_SYS_RESOURCE: exit %d %q: want an error naming the field and the capability", r.code, r.stderr)
+	}
+}
+
+// hasCap reports whether this process's bounding set holds capability c.
+func hasCap(c int) bool {
+	v, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+	return err == nil && v == 1
 }
