@@ -126,6 +126,7 @@ func StartUserNS(o UserNSOptions) (*UserNSProcess, int) {
 		}
 		return nil, code
 	}
+	<-p.notified // the command starts once caisson forwards signals to it
 	if _, err := release.Write([]byte{1}); err != nil {
 		// The process is gone already (killed meanwhile): its status says how.
 		return p, 0
