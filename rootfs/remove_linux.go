@@ -35,14 +35,15 @@ func tryLockPersist(fd int) error {
 }
 
 // isPersistDir reports whether the directory open at dirfd is a --persist directory: a regular lock file, next to
-// the layers or their metadata.
+// the layers or their metadata. The look-ups trigger no automount (rm-tree looks into /home and the like).
 func isPersistDir(dirfd int) bool {
 	var st unix.Stat_t
-	if unix.Fstatat(dirfd, PersistLock, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	const flags = unix.AT_SYMLINK_NOFOLLOW | unix.AT_NO_AUTOMOUNT
+	if unix.Fstatat(dirfd, PersistLock, &st, flags) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false
 	}
 	for _, n := range []string{PersistMeta, PersistUpper} {
-		if unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if unix.Fstatat(dirfd, n, &st, flags) == nil {
 			return true
 		}
 	}

@@ -443,3 +443,23 @@ func TestPersistForeignEntries(t *testing.T) {
 		t.Errorf("rm-tree: %d %q", r.code, r.stderr)
 	}
 }
+
+// As host root (which the user namespace would not map) rm-tree removes the tree itself: root's and other users'
+// entries, unreadable directories included; its refusals stay.
+func TestRootModeRmTree(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs to run as host root (tests/run-integration.sh runs it so)")
+	}
+	top := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(top, "a", "b", "c"), 0o755)
+	os.WriteFile(filepath.Join(top, "a", "b", "c", "f"), nil, 0o644)
+	os.Chown(filepath.Join(top, "a", "b"), 12345, 12345)
+	os.Chmod(filepath.Join(top, "a", "b"), 0)
+	if r := caisson(t, "rm-tree", top); r.code != 0 || r.stderr != "" {
+		t.Errorf("rm-tree as root: %d %q", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(top); err == nil {
+		t.Errorf("%s is still there", top)
+	}
+	wantFail(t, caisson(t, "rm-tree", "/"), "refusing to remove /")
+}

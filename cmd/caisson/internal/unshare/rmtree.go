@@ -14,6 +14,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
+	"github.com/moby/sys/userns"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ const rmTreeHelp = `Usage: ` + rmTreeUsage + `
 Removes each DIR and everything below it: a --persist directory, a root unpacked by 'caisson rootfs unpack', any
 tree your sandboxes wrote, with the entries that belong to your subordinate ids (which your own rm cannot remove)
 and directories of mode 0500 or 0000. It removes them as root of a user namespace with the maps 'caisson run'
-writes (see 'caisson unshare').
+writes (see 'caisson unshare'); host root removes them itself.
 
 Before removing anything it refuses a DIR that is not a directory (a symbolic link is not), /, your home
 directory or a directory holding it, '.' and '..', a DIR owned by neither you nor one of your subordinate ids, a
@@ -91,6 +92,14 @@ func RmTreeMain(args []string) int {
 		if err := locks.take(p, int(dir.Fd())); err != nil {
 			return fail("rm-tree: %v", err)
 		}
+	}
+	if caller.UID == 0 && !userns.RunningInUserNS() {
+		// Host root needs no user namespace (where it would not even be mapped): it removes the trees itself.
+		trees := make([]tree, len(paths))
+		for i, p := range paths {
+			trees[i] = tree{parent: int(extra[2*i].Fd()), dir: int(extra[2*i+1].Fd()), path: p}
+		}
+		return removeAll(trees)
 	}
 	proc, code := parent.StartUserNS(parent.UserNSOptions{Name: "rm-tree", Plan: plan, Stage: StageName,
 		Args: append([]string{stageRemove}, paths...), Extra: extra})

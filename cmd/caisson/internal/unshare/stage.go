@@ -129,18 +129,30 @@ const maxReported = 20
 // removeTrees removes each tree of paths: path i has the descriptors 4+2i (its parent directory) and 5+2i (the
 // directory itself), opened and checked by the parent, which holds the trees' own --persist locks meanwhile.
 func removeTrees(paths []string) int {
-	reported, failed := 0, 0
+	trees := make([]tree, len(paths))
 	for i, p := range paths {
-		parentFD, dirFD := parent.UserNSStartFD+1+2*i, parent.UserNSStartFD+2+2*i
-		for _, err := range rootfs.RemoveTree(parentFD, dirFD, p) {
+		trees[i] = tree{parent: parent.UserNSStartFD + 1 + 2*i, dir: parent.UserNSStartFD + 2 + 2*i, path: p}
+	}
+	return removeAll(trees)
+}
+
+// tree is a directory rm-tree removes: descriptors of its parent directory and of itself, and its path.
+type tree struct {
+	parent, dir int
+	path        string
+}
+
+// removeAll removes the trees, reporting what it could not remove, and returns rm-tree's exit code.
+func removeAll(trees []tree) int {
+	reported, failed := 0, 0
+	for _, t := range trees {
+		for _, err := range rootfs.RemoveTree(t.parent, t.dir, t.path) {
 			failed++
 			if reported < maxReported {
 				reported++
 				fmt.Fprintf(os.Stderr, "caisson: rm-tree: %v%s\n", err, ownerHint(err))
 			}
 		}
-		unix.Close(parentFD)
-		unix.Close(dirFD)
 	}
 	if failed > reported {
 		fmt.Fprintf(os.Stderr, "caisson: rm-tree: %d more entries could not be removed\n", failed-reported)
