@@ -463,3 +463,55 @@ func TestRootModeRmTree(t *testing.T) {
 	}
 	wantFail(t, caisson(t, "rm-tree", "/"), "refusing to remove /")
 }
+
+// An extraction that ends half-way (here: caisson is sent SIGTERM while it writes) leaves files of subordinate
+// ids behind; caisson names the command that removes them, and that command does.
+func TestRootfsUnpackInterrupted(t *testing.T) {
+	requireSandbox(t)
+	var entries []tar.Header
+	for d := 0; d < 100; d++ {
+		dir := fmt.Sprintf("data/d%03d", d)
+		entries = append(entries, tar.Header{Name: dir + "/", Typeflag: tar.TypeDir, Uid: 1000, Gid: 1000, Mode: 0o700})
+		for f := 0; f < 200; f++ {
+			entries = append(entries, file(fmt.Sprintf("%s/f%03d", dir, f), strings.Repeat("x", 512), 1000))
+		}
+	}
+	img, err := mutate.AppendLayers(empty.Image, tarLayer(t, entries...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := writeArchives(t, img)["docker-save"]
+	for attempt := 0; attempt < 3; attempt++ {
+		dir := filepath.Join(t.TempDir(), "u")
+		sandboxCleanup(t, dir)
+		c := exec.Command(bin(t), "rootfs", "unpack", archive, dir)
+		var stderr strings.Builder
+		c.Stderr = &stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Once the extraction has written its first directory, stop it.
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			if ents, _ := os.ReadDir(filepath.Join(dir, "data")); len(ents) > 0 {
+				break
+			}
+		}
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+		if c.ProcessState.ExitCode() == 0 {
+			continue // the extraction was faster than the signal: try again
+		}
+		want := "caisson: hint: " + dir + " holds a partial extraction; remove it with: caisson rm-tree " + dir + "\n"
+		if !strings.HasSuffix(stderr.String(), want) {
+			t.Fatalf("interrupted unpack: %s, stderr %q; want it to end with %q", c.ProcessState, stderr.String(), want)
+		}
+		if err := exec.Command("rm", "-rf", dir).Run(); err == nil {
+			t.Fatalf("the user's own rm removed the partial extraction: nothing to hint at")
+		}
+		if r := caisson(t, "rm-tree", dir); r.code != 0 {
+			t.Fatalf("rm-tree: %d %q", r.code, r.stderr)
+		}
+		return
+	}
+	t.Fatalf("every extraction finished before the signal")
+}
