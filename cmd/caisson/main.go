@@ -77,9 +77,9 @@ Usage:
   caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
   caisson diff DIR [--json]                   list what sandboxes changed in a --persist DIR (A/C/D lines)
   caisson rootfs unpack ARCHIVE DIR           unpack an OCI layout/tar or docker-save archive into DIR
-  caisson unshare [--map MODE] [COMMAND...]   run COMMAND (default: your shell) as root of a user namespace
-                                              with run's ID maps, nothing else isolated (chown/rm your sandboxes' files)
-  caisson rm-tree DIR...                      remove a --persist directory or unpacked root, subordinate-owned files included
+  caisson unshare [--map MODE] [COMMAND...]   run COMMAND (default: your shell) as root of a user namespace with
+                                              run's ID maps, to rm/chown your sandboxes' files; isolates nothing else
+  caisson rm-tree DIR...                      remove a --persist DIR or an unpacked root, subordinate-owned files too
   caisson version                             print the version
 
 Run 'caisson run --help' for the run flags.
