@@ -59,42 +59,16 @@ func writeBeneath(dirfd int, name string, data []byte) error {
 	return unix.Renameat(dirfd, tmp, dirfd, name)
 }
 
-// removeAt removes name in dirfd and, when it is a directory, everything below it, never following a symlink.
+// removeAt removes name in dirfd and, when it is a directory, everything below it, never following a symlink. It
+// stops at the first entry it cannot remove.
 func removeAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
-		return err
-	}
-	sub, oerr := openBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
-	if oerr != nil {
-		return err
-	}
-	err = removeChildren(sub)
-	unix.Close(sub)
-	if err != nil {
-		return err
-	}
-	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
-		return err
-	}
-	return nil
+	return (&remover{}).removeAt(dirfd, name, name)
 }
 
-// removeChildren empties the directory open at dirfd (an fd opened for reading).
+// removeChildren empties the directory open at dirfd (an fd opened for reading), stopping at the first entry it
+// cannot remove.
 func removeChildren(dirfd int) error {
-	names, err := readDirNames(dirfd)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if err := removeAt(dirfd, n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return (&remover{}).removeChildren(dirfd, "")
 }
 
 // readDirNames lists the entries of the directory dirfd (without "." and "..").

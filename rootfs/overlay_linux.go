@@ -326,8 +326,12 @@ func (b *builder) layerError(mountpoint string, err error) error {
 	if b.spec.Persist != "" {
 		where = b.spec.Persist
 	}
-	return fmt.Errorf("rootfs: overlay of %s with its upper layer in %s (on %s): %w", mountpoint, where,
-		fsTypeName(b.persist), err)
+	hint := ""
+	if b.spec.Persist != "" {
+		hint = PersistHint(b.spec.Persist, err)
+	}
+	return fmt.Errorf("rootfs: overlay of %s with its upper layer in %s (on %s): %w%s", mountpoint, where,
+		fsTypeName(b.persist), err, hint)
 }
 
 // overlayMount creates the overlay of lower (a directory of the read-only clone) for mountpoint, with userxattr
@@ -448,23 +452,23 @@ func firstErr(errs ...error) error {
 func (b *builder) openPersist() error {
 	p := b.spec.Persist
 	if err := unix.Mkdir(p, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("rootfs: --persist %s: %w", p, err)
+		return fmt.Errorf("rootfs: --persist %s: %w%s", p, err, PersistHint(p, err))
 	}
 	fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("rootfs: --persist %s: %w", p, err)
+		return fmt.Errorf("rootfs: --persist %s: %w%s", p, err, PersistHint(p, err))
 	}
 	b.persist = fd
 	lock, err := openBeneath(fd, PersistLock, unix.O_RDWR|unix.O_CREAT)
 	if err != nil {
-		return fmt.Errorf("rootfs: --persist %s: lock: %w", p, err)
+		return fmt.Errorf("rootfs: --persist %s: lock: %w%s", p, err, PersistHint(p, err))
 	}
-	if err := unix.Flock(lock, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLockPersist(lock); err != nil {
 		unix.Close(lock)
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, ErrPersistInUse) {
 			return fmt.Errorf("rootfs: --persist %s is in use by another sandbox", p)
 		}
-		return fmt.Errorf("rootfs: --persist %s: lock: %w", p, err)
+		return fmt.Errorf("rootfs: --persist %s: %w", p, err)
 	}
 	heldLock = lock
 	want := b.spec.Root
@@ -477,14 +481,41 @@ func (b *builder) openPersist() error {
 			return fmt.Errorf("rootfs: --persist %s: %w", p, err)
 		}
 		if pi.Lower != want {
-			return fmt.Errorf("rootfs: --persist %s holds changes to %s, not to %s", p, describeLower(pi.Lower), describeLower(want))
+			return fmt.Errorf("rootfs: --persist %s holds changes to %s, not to %s (use another directory, or discard them with: caisson rm-tree %s)",
+				p, describeLower(pi.Lower), describeLower(want), ShellQuote(p))
 		}
 		b.persistInfo = &pi
 		return nil
 	} else if !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("rootfs: --persist %s: %w", p, err)
+		return fmt.Errorf("rootfs: --persist %s: %w%s", p, err, PersistHint(p, err))
 	}
 	return nil
+}
+
+// PersistHint is the hint for an error met in the --persist directory p: when access was refused, the entries at
+// fault belong to ids this sandbox's map does not cover (another --map than the one that wrote them, subordinate
+// ranges changed since, another user's sandbox); the hint names the command that removes the directory.
+func PersistHint(p string, err error) string {
+	if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+		return ""
+	}
+	return fmt.Sprintf(" (it holds files of ids this sandbox's --map does not cover: run with the --map that wrote them, "+
+		"or remove the directory with: caisson rm-tree %s)", ShellQuote(p))
+}
+
+// ShellQuote quotes s for a POSIX shell when it needs it, for commands quoted in hints.
+func ShellQuote(s string) string {
+	safe := s != ""
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._-+,=@%:", c)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // writePersistInfo records, in a new --persist directory, the root its layers belong to and their driver.

@@ -97,8 +97,14 @@ func userProcesses(t testing.TB, marker string) []string {
 	var out []string
 	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
+	uid := uint32(os.Getuid())
 	for _, e := range ents {
 		if e.Name()[0] < '0' || e.Name()[0] > '9' || e.Name() == strconv.Itoa(self) {
+			continue
+		}
+		// Other users' sandboxes (several test users share a machine) are not this test's.
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) != nil || st.Uid != uid {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")

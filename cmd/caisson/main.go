@@ -13,6 +13,8 @@
 //	caisson doctor [--json]
 //	caisson inspect [--json] [NAME]
 //	caisson idmap [--user NAME|UID] [--map MODE] [--json]
+//	caisson unshare [--map MODE] [--] [COMMAND [ARG...]]
+//	caisson rm-tree DIR...
 //	caisson version
 //
 // The same binary is also the sandbox's init: main dispatches on argv[0] before parsing any flag.
@@ -35,6 +37,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/imagecmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/unshare"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -55,6 +58,8 @@ func main() {
 		os.Exit(initproc.Main())
 	case doctor.ProbeName:
 		os.Exit(doctor.ProbeMain())
+	case unshare.StageName:
+		os.Exit(unshare.StageMain())
 	}
 	os.Exit(cliMain(os.Args[1:]))
 }
@@ -72,6 +77,9 @@ Usage:
   caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
   caisson diff DIR [--json]                   list what sandboxes changed in a --persist DIR (A/C/D lines)
   caisson rootfs unpack ARCHIVE DIR           unpack an OCI layout/tar or docker-save archive into DIR
+  caisson unshare [--map MODE] [COMMAND...]   run COMMAND (default: your shell) as root of a user namespace with
+                                              run's ID maps, to rm/chown your sandboxes' files; isolates nothing else
+  caisson rm-tree DIR...                      remove a --persist DIR or an unpacked root, subordinate-owned files too
   caisson version                             print the version
 
 Run 'caisson run --help' for the run flags.
@@ -103,6 +111,10 @@ func cliMain(args []string) int {
 		return imagecmd.DiffMain(args[1:])
 	case "rootfs":
 		return imagecmd.RootfsMain(args[1:])
+	case "unshare":
+		return unshare.Main(args[1:])
+	case "rm-tree":
+		return unshare.RmTreeMain(args[1:])
 	case "version", "--version":
 		fmt.Printf("caisson %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

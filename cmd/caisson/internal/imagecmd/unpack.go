@@ -87,8 +87,16 @@ func RootfsMain(args []string) int {
 		return fail("rootfs unpack: %v", err)
 	}
 	code := parent.Run(r)
-	if code != 0 && created {
-		_ = os.Remove(dir) // emptied by the extraction on failure
+	if code != 0 {
+		// The extraction empties DIR when it fails; what it could not remove (or a killed extraction's partial
+		// tree) belongs to subordinate ids, which the caller cannot remove directly.
+		if created {
+			_ = os.Remove(dir)
+		}
+		if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+			fmt.Fprintf(os.Stderr, "caisson: hint: %s holds a partial extraction; remove it with: caisson rm-tree %s\n",
+				dir, rootfs.ShellQuote(dir))
+		}
 	}
 	return code
 }
@@ -106,7 +114,8 @@ func prepareDir(dir string) (created bool, err error) {
 		return false, err
 	}
 	if len(ents) > 0 {
-		return false, fmt.Errorf("%s is not empty", dir)
+		return false, fmt.Errorf("%s is not empty (to unpack there again, remove it first with: caisson rm-tree %s)",
+			dir, rootfs.ShellQuote(dir))
 	}
 	return false, nil
 }

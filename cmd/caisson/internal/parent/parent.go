@@ -133,6 +133,48 @@ func cloneHint(err error) string {
 	return ""
 }
 
+// announcePlan prints the plan's notice (a fallback to another mode) and warnings (lines of /etc/subuid that the
+// helpers would ignore) on stderr.
+func announcePlan(plan *idmap.Plan) {
+	if plan.Notice != "" {
+		fmt.Fprintln(os.Stderr, plan.Notice)
+	}
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(os.Stderr, "caisson: warning: %s\n", w)
+	}
+}
+
+// becomeRoot reports whether the first process in the new user namespace must switch to uid and gid 0 once the
+// maps are written: host root's own ids are never mapped, so it would otherwise run unmapped.
+func becomeRoot(c Caller) bool {
+	return (c.UID == 0 || c.GID == 0) && !userns.RunningInUserNS()
+}
+
+// startFailure describes a failed clone of a process in new namespaces: the cause and what refused it.
+func startFailure(err error) string {
+	var cause error = err
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		cause = pe.Err // "fork/exec /proc/self/exe" says nothing to the user
+	}
+	return cause.Error() + cloneHint(err)
+}
+
+// applyMaps writes the plan's maps for pid, giving the helpers 10 seconds. The pid cannot be reused meanwhile as
+// long as the process is not reaped, so the helpers write the maps of the right process.
+func applyMaps(ctx context.Context, plan *idmap.Plan, pid int) error {
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return plan.Apply(mctx, pid)
+}
+
+// mapHint is the fix of a failure to write the maps, when the helpers were used and one is known.
+func mapHint(plan *idmap.Plan, err error) string {
+	if !plan.UseHelpers {
+		return ""
+	}
+	return idmap.HintFor(err)
+}
+
 // cloneFlags returns the namespaces init is created in.
 func cloneFlags(sb *config.Sandbox) uintptr {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS)
@@ -204,18 +246,13 @@ func Run(r *config.Run) int {
 	if err != nil {
 		return errorf("%v", err)
 	}
-	if plan.Notice != "" {
-		fmt.Fprintln(os.Stderr, plan.Notice)
-	}
-	for _, w := range plan.Warnings {
-		fmt.Fprintf(os.Stderr, "caisson: warning: %s\n", w)
-	}
+	announcePlan(plan)
 	sb := &r.Sandbox
 	if plan.Mode == idmap.ModeKeepID {
 		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
 		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
 	}
-	sb.BecomeRoot = (caller.UID == 0 || caller.GID == 0) && !userns.RunningInUserNS()
+	sb.BecomeRoot = becomeRoot(caller)
 	if mappedInside(plan.GIDMap, 5) {
 		sb.Rootfs.TTYGID = 5
 	}
@@ -300,11 +337,7 @@ func Run(r *config.Run) int {
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
 	if err := cmd.Start(); err != nil {
 		initSock.Close()
-		var cause error = err
-		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
-			cause = pe.Err // "fork/exec /proc/self/exe" says nothing to the user
-		}
-		return errorf("cannot create the sandbox: %v%s", cause, cloneHint(err))
+		return errorf("cannot create the sandbox: %s", startFailure(err))
 	}
 	initSock.Close()
 	pid := cmd.Process.Pid
@@ -379,9 +412,7 @@ func Run(r *config.Run) int {
 	go func() { entered <- group.Enter(pid) }()
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
-	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = plan.Apply(mctx, pid)
-	cancel()
+	err = applyMaps(ctx, plan, pid)
 	if err := <-entered; err != nil {
 		return fail("%v", err)
 	}
@@ -389,7 +420,7 @@ func Run(r *config.Run) int {
 		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
 		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		ours := !cmd.ProcessState.Exited() // init did not fail first: the error printed is ours
-		if hint := idmap.HintFor(err); hint != "" && ours && plan.UseHelpers {
+		if hint := mapHint(plan, err); hint != "" && ours {
 			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
 		}
 		return code
@@ -512,7 +543,11 @@ func exitCode(ps *os.ProcessState, err error) int {
 	if ps == nil {
 		return errorf("wait for the sandbox: %v", err)
 	}
-	ws := ps.Sys().(syscall.WaitStatus)
+	return statusCode(ps.Sys().(syscall.WaitStatus))
+}
+
+// statusCode turns a wait status into an exit code: the process's own code, or 128+N when signal N killed it.
+func statusCode(ws syscall.WaitStatus) int {
 	switch {
 	case ws.Exited():
 		return ws.ExitStatus()
