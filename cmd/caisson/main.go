@@ -195,6 +195,9 @@ func printPlan(p *idmap.Plan) {
 	for _, w := range p.Warnings {
 		fmt.Printf("warning: %s\n", w)
 	}
+	for _, w := range p.OtherWarnings {
+		fmt.Printf("warning: %s (another user's line: run does not show it)\n", w)
+	}
 	printRanges := func(name string, rs []idmap.Range) {
 		fmt.Printf("%s:", name)
 		if len(rs) == 0 {

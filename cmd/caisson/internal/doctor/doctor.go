@@ -138,6 +138,7 @@ func Run(ctx context.Context) *Report {
 			c.Fix = fmt.Sprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", nonEmpty(caller.User, strconv.Itoa(int(caller.UID))))
 		}
 		add(c)
+		add(subIDLinesCheck(plan))
 	}
 	add(probe.procCheck())
 	add(probe.overlayCheck())
@@ -155,6 +156,22 @@ func Run(ctx context.Context) *Report {
 		}
 	}
 	return r
+}
+
+// subIDLinesCheck lists the problems found in /etc/subuid and /etc/subgid, other users' invalid lines included
+// (which `caisson run` does not show).
+func subIDLinesCheck(p *idmap.Plan) Check {
+	c := Check{Name: "subuid/subgid files", Status: OK, Detail: "no problem found"}
+	all := append(append([]string{}, p.Warnings...), p.OtherWarnings...)
+	if len(all) > 0 {
+		c.Status = Warn
+		c.Detail = strings.Join(all, "; ")
+		if len(p.OtherWarnings) > 0 {
+			c.Detail += fmt.Sprintf(" (%d of these are other users' lines, which caisson run does not show)", len(p.OtherWarnings))
+		}
+		c.Fix = "as root, fix or remove the lines named: newuidmap ignores them as well"
+	}
+	return c
 }
 
 func oneLine(maps []idmap.Mapping) string {
