@@ -12,9 +12,16 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// ExtractorName is the program that reads image archives, installed next to caisson. The image formats' libraries
-// live there rather than in caisson, whose every sandbox start would otherwise pay for their initialisation.
+// ExtractorName is the program that reads image archives, installed next to caisson (or found on $PATH). The image
+// formats' libraries live there rather than in caisson, whose every sandbox start would otherwise pay for their
+// initialisation.
 const ExtractorName = "caisson-image"
+
+// ExtractorPackage is the Go package of ExtractorName, for `go install` (static, as caisson itself).
+const ExtractorPackage = "github.com/caisson-sandbox/caisson/cmd/caisson/caisson-image"
+
+// InstallExtractor is the command line that installs ExtractorName alone.
+const InstallExtractor = "CGO_ENABLED=0 go install " + ExtractorPackage + "@latest"
 
 // Where the unpacking sandbox sees the archive, the target directory and the extractor.
 const (
@@ -23,17 +30,41 @@ const (
 	innerBinary  = "/run/caisson-unpack/" + ExtractorName
 )
 
-// extractor finds caisson-image next to the running caisson binary.
+// extractor finds caisson-image for the running caisson binary (findExtractor).
 func extractor() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("find the caisson binary: %w", err)
 	}
-	p := filepath.Join(filepath.Dir(exe), ExtractorName)
-	if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s not found next to %s (make build installs both)", ExtractorName, exe)
+	return findExtractor(exe, os.Getenv("PATH"))
+}
+
+// findExtractor finds ExtractorName next to the caisson binary exe (where make install and `go install .../cmd/...`
+// put it) or else in a directory of path (a $PATH value; `go install` of caisson alone leaves the two apart when
+// caisson-image is installed later, or elsewhere). Only absolute directories of path are searched: an empty or
+// relative entry would mean the current directory. The error says how to install it.
+func findExtractor(exe, path string) (string, error) {
+	next := filepath.Join(filepath.Dir(exe), ExtractorName)
+	if isExecutable(next) {
+		return next, nil
 	}
-	return p, nil
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		if p := filepath.Join(dir, ExtractorName); isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found next to %s nor on $PATH (it reads the image archives): install it with `%s`, "+
+		"or everything with `CGO_ENABLED=0 go install github.com/caisson-sandbox/caisson/cmd/...@latest` or make install",
+		ExtractorName, exe, InstallExtractor)
+}
+
+// isExecutable reports whether p is a regular file with an execute bit.
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
 // RootfsMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
