@@ -56,11 +56,17 @@ type Report struct {
 	IDMap *idmap.Plan `json:"idmap,omitempty"`
 }
 
+// Flags defines the flags of `caisson doctor` (read by Main, completion and the man pages).
+func Flags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
+	fs.Bool("json", false, "print JSON")
+	return fs
+}
+
 // Main runs `caisson doctor [--json]` and returns the exit code: 0 when run will work, 1 otherwise, 125 on a
 // usage error.
 func Main(args []string) int {
-	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
+	fs := Flags()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -69,7 +75,7 @@ func Main(args []string) int {
 		return 125
 	}
 	r := Run(context.Background())
-	if *asJSON {
+	if asJSON, _ := fs.GetBool("json"); asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/spf13/pflag"
 )
@@ -67,6 +69,14 @@ func isExecutable(p string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
+// UnpackFlags defines the flags of `caisson rootfs unpack` (read by RootfsMain, completion and the man pages).
+func UnpackFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("rootfs unpack", pflag.ContinueOnError)
+	fs.String("map", "auto", "ID mapping `MODE` of the extraction: auto (subordinate ranges; owners kept) or single (everything yours)")
+	flagmeta.Values(fs, "map", string(idmap.ModeAuto), string(idmap.ModeSingle))
+	return fs
+}
+
 // RootfsMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
 //
 // The extraction runs inside a caisson sandbox (caisson-image, bound read-only), as root of a user namespace
@@ -77,9 +87,8 @@ func RootfsMain(args []string) int {
 	if len(args) == 0 || args[0] != "unpack" {
 		return fail("rootfs: unknown command (usage: caisson rootfs unpack [--map MODE] ARCHIVE DIR)")
 	}
-	fs := pflag.NewFlagSet("rootfs unpack", pflag.ContinueOnError)
+	fs := UnpackFlags()
 	fs.SetOutput(os.Stderr)
-	mode := fs.String("map", "auto", "ID mapping of the extraction: auto (subordinate ranges; owners kept) or single (everything yours)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -108,7 +117,8 @@ func RootfsMain(args []string) int {
 	if err != nil {
 		return fail("rootfs unpack: %v", err)
 	}
-	runArgs := []string{"--no-cwd", "--map", *mode, "--clearenv",
+	mode, _ := fs.GetString("map")
+	runArgs := []string{"--no-cwd", "--map", mode, "--clearenv",
 		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
 		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,
 		"--bind", rootfs.EscapeBind(dir) + ":" + innerRoot,
