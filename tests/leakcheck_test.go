@@ -41,28 +41,6 @@ var caissonComms = map[string]bool{
 	"slirp4netns": true, "newuidmap": true, "newgidmap": true, "fuse-overlayfs": true,
 }
 
-// procStat returns a process's command name, state, parent PID and start time (in clock ticks since boot).
-func procStat(pid int) (comm string, state byte, ppid int, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", 0, 0, 0, err
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return "", 0, 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	comm = s[open+1 : closing]
-	f := strings.Fields(s[closing+1:])
-	if len(f) < 20 {
-		return "", 0, 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	state = f[0][0]
-	ppid, _ = strconv.Atoi(f[1])
-	start, _ = strconv.ParseUint(f[19], 10, 64)
-	return comm, state, ppid, start, nil
-}
-
 // userPIDs lists the PIDs of the processes whose real uid is the caller's.
 func userPIDs() []int {
 	ents, _ := os.ReadDir("/proc")
@@ -134,7 +112,7 @@ func snapshotHost(t testing.TB) hostState {
 	}
 	s.fds = selfFDs()
 	for _, pid := range userPIDs() {
-		comm, _, _, start, err := procStat(pid)
+		comm, _, _, start, err := testenv.ProcStat(pid)
 		if err != nil {
 			continue
 		}
@@ -179,7 +157,7 @@ func compareHost(t testing.TB, before hostState) []string {
 		if pid == os.Getpid() {
 			continue
 		}
-		comm, state, ppid, start, err := procStat(pid)
+		comm, state, ppid, start, err := testenv.ProcStat(pid)
 		if err != nil || before.procs[fmt.Sprintf("%d %d", pid, start)] {
 			continue
 		}
@@ -219,7 +197,7 @@ next:
 // isDescendant reports whether pid descends from ancestor (bounded walk up the parent chain).
 func isDescendant(pid, ancestor int) bool {
 	for i := 0; i < 64 && pid > 1; i++ {
-		_, _, ppid, _, err := procStat(pid)
+		_, _, ppid, _, err := testenv.ProcStat(pid)
 		if err != nil {
 			return false
 		}
@@ -277,13 +255,25 @@ type subreaper struct {
 }
 
 // newSubreaper turns the test process into a child subreaper until t ends.
-func newSubreaper(t testing.TB) *subreaper {
+func newSubreaper(t testing.TB) *subreaper { return startSubreaper(t, true) }
+
+// newZombieKeeper turns the test process into a child subreaper that reaps no orphan until t ends: an orphan that
+// exits stays a zombie, as under a container's PID 1 that is a shell or an application and never waits.
+func newZombieKeeper(t testing.TB) *subreaper { return startSubreaper(t, false) }
+
+// startSubreaper turns the test process into a child subreaper, which reaps the exited orphans as they come when
+// reaping is set, and all of them at the end of t in any case.
+func startSubreaper(t testing.TB, reaping bool) *subreaper {
 	t.Helper()
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
 	}
 	r := &subreaper{started: map[int]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go r.loop()
+	if reaping {
+		go r.loop()
+	} else {
+		close(r.done)
+	}
 	t.Cleanup(func() {
 		close(r.stop)
 		<-r.done
@@ -341,7 +331,7 @@ func (r *subreaper) reap() {
 		if r.started[pid] {
 			continue
 		}
-		if _, state, _, _, err := procStat(pid); err == nil && state == 'Z' {
+		if _, state, _, _, err := testenv.ProcStat(pid); err == nil && state == 'Z' {
 			var ws unix.WaitStatus
 			for {
 				_, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
@@ -374,7 +364,7 @@ func (r *subreaper) aliveOrphans(limit time.Duration) []string {
 		r.reap()
 		var alive []string
 		for _, pid := range r.orphans() {
-			comm, state, _, _, err := procStat(pid)
+			comm, state, _, _, err := testenv.ProcStat(pid)
 			if err != nil || state == 'Z' {
 				continue
 			}

@@ -410,12 +410,12 @@ func (h helperKill) String() string {
 func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 	limit := time.Now().Add(10 * time.Second)
 	for time.Now().Before(limit) {
-		if _, state, _, _, err := procStat(pid); err != nil || state == 'Z' {
+		if _, state, _, _, err := testenv.ProcStat(pid); err != nil || state == 'Z' {
 			return false, false
 		}
 		helper, running := 0, false
 		for _, c := range testenv.Children(pid) {
-			comm, _, _, _, err := procStat(c)
+			comm, _, _, _, err := testenv.ProcStat(c)
 			switch {
 			case err != nil:
 			case isNetworkHelper(c):
@@ -424,7 +424,7 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 				// The command has started once init has a child other than its fuse-overlayfs daemon (and other
 				// than a child init has forked but not executed yet, which still has init's name).
 				for _, k := range testenv.Children(c) {
-					if kc, _, _, _, err := procStat(k); err == nil && kc != "fuse-overlayfs" && kc != "caisson-init" {
+					if kc, _, _, _, err := testenv.ProcStat(k); err == nil && kc != "fuse-overlayfs" && kc != "caisson-init" {
 						running = true
 					}
 				}
@@ -490,7 +490,7 @@ func isHelperComm(comm string) bool {
 // gives the helper it runs for a sandbox, not those of its slirp4netns feature probe (--help, --version), which
 // runs, briefly, while the sandbox is created.
 func isNetworkHelper(pid int) bool {
-	comm, _, _, _, err := procStat(pid)
+	comm, _, _, _, err := testenv.ProcStat(pid)
 	if err != nil || !isHelperComm(comm) {
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
 	"github.com/spf13/pflag"
@@ -104,17 +105,39 @@ type SecFlags struct {
 }
 
 func (f *SecFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Security, "security", PostureDefault, "posture: default (root keeps its namespaced capabilities but CAP_SYS_PTRACE) or strict (untrusted code: no capabilities, no nested namespaces)")
-	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp profile: default, strict, unconfined or FILE.json (default: the --security posture)")
-	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this capability (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
-	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this capability from the command (repeatable, comma-separated; all for none)")
-	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel)")
+	fs.StringVar(&f.Security, "security", PostureDefault, "`POSTURE`: default (root keeps its namespaced capabilities but CAP_SYS_PTRACE) or strict (untrusted code: no capabilities, no nested namespaces)")
+	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp `PROFILE`: default, strict, unconfined or FILE.json (default: the --security posture)")
+	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this `CAPABILITY` (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
+	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this `CAPABILITY` from the command (repeatable, comma-separated; all for none)")
+	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock `MODE`: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel)")
 	fs.Lookup("landlock").NoOptDefVal = LandlockOn
-	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath PATH (as seen inside; repeatable)")
-	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit NAME=SOFT[:HARD] for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
-	fs.StringVar(&f.Memory, "memory", "", "memory limit (e.g. 512m; no swap beyond it) in a cgroup of the sandbox's own under your delegated one")
-	fs.StringVar(&f.Pids, "pids", "", "limit on processes and threads, in a cgroup of the sandbox's own under your delegated one")
-	fs.StringVar(&f.CPUs, "cpus", "", "CPU time limit in CPUs (e.g. 1.5), in a cgroup of the sandbox's own under your delegated one")
+	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath `PATH` (as seen inside; repeatable)")
+	flagmeta.Values(fs, "security", PostureDefault, PostureStrict)
+	flagmeta.Values(fs, "seccomp", "default", "strict", "unconfined")
+	flagmeta.Complete(fs, "seccomp", flagmeta.Files)
+	capNames := []string{"all"}
+	for _, c := range CapNames {
+		capNames = append(capNames, strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	for _, n := range []string{"cap-add", "cap-drop"} {
+		flagmeta.Values(fs, n, capNames...)
+		flagmeta.List(fs, n)
+	}
+	flagmeta.Values(fs, "landlock", LandlockOn, LandlockBestEffort)
+}
+
+// registerLimits registers the resource limits: rlimits and cgroup limits.
+func (f *SecFlags) registerLimits(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit `NAME=SOFT[:HARD]` for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
+	var names []string
+	for n := range rlimitResources {
+		names = append(names, n+"=")
+	}
+	slices.Sort(names)
+	flagmeta.Values(fs, "rlimit", names...)
+	fs.StringVar(&f.Memory, "memory", "", "memory `LIMIT` (e.g. 512m; no swap beyond it) in a cgroup of the sandbox's own under your delegated one")
+	fs.StringVar(&f.Pids, "pids", "", "`LIMIT` on processes and threads, in a cgroup of the sandbox's own under your delegated one")
+	fs.StringVar(&f.CPUs, "cpus", "", "CPU time limit in `CPUS` (e.g. 1.5), in a cgroup of the sandbox's own under your delegated one")
 	fs.BoolVar(&f.Cgroup, "cgroup", false, "run in a cgroup v2 group of the sandbox's own under your delegated one, even without limits")
 }
 

@@ -56,11 +56,17 @@ type Report struct {
 	IDMap *idmap.Plan `json:"idmap,omitempty"`
 }
 
+// Flags defines the flags of `caisson doctor` (read by Main, completion and the man pages).
+func Flags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
+	fs.Bool("json", false, "print JSON")
+	return fs
+}
+
 // Main runs `caisson doctor [--json]` and returns the exit code: 0 when run will work, 1 otherwise, 125 on a
 // usage error.
 func Main(args []string) int {
-	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
+	fs := Flags()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -69,7 +75,7 @@ func Main(args []string) int {
 		return 125
 	}
 	r := Run(context.Background())
-	if *asJSON {
+	if asJSON, _ := fs.GetBool("json"); asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)
@@ -138,6 +144,7 @@ func Run(ctx context.Context) *Report {
 			c.Fix = fmt.Sprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", nonEmpty(caller.User, strconv.Itoa(int(caller.UID))))
 		}
 		add(c)
+		add(subIDLinesCheck(plan))
 	}
 	add(probe.procCheck())
 	add(probe.overlayCheck())
@@ -155,6 +162,22 @@ func Run(ctx context.Context) *Report {
 		}
 	}
 	return r
+}
+
+// subIDLinesCheck lists the problems found in /etc/subuid and /etc/subgid, other users' invalid lines included
+// (which `caisson run` does not show).
+func subIDLinesCheck(p *idmap.Plan) Check {
+	c := Check{Name: "subuid/subgid files", Status: OK, Detail: "no problem found"}
+	all := append(append([]string{}, p.Warnings...), p.OtherWarnings...)
+	if len(all) > 0 {
+		c.Status = Warn
+		c.Detail = strings.Join(all, "; ")
+		if len(p.OtherWarnings) > 0 {
+			c.Detail += fmt.Sprintf(" (%d of these are other users' lines, which caisson run does not show)", len(p.OtherWarnings))
+		}
+		c.Fix = "as root, fix or remove the lines named: newuidmap ignores them as well"
+	}
+	return c
 }
 
 func oneLine(maps []idmap.Mapping) string {

@@ -82,11 +82,17 @@ type Mount struct {
 	Source string `json:"source"`
 }
 
+// InspectFlags defines the flags of `caisson inspect` (read by InspectMain, completion and the man pages).
+func InspectFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
+	fs.Bool("json", false, "print JSON")
+	return fs
+}
+
 // InspectMain runs `caisson inspect [--json]` and returns the exit code.
 func InspectMain(args []string) int {
-	fs := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
+	fs := InspectFlags()
 	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Print("Usage: caisson inspect [--json] [NAME]\n\nInside a sandbox: prints the isolation in force for this process. With NAME, from outside: the isolation of that\nsandbox's command, compared with your own namespaces.\n")
@@ -119,7 +125,7 @@ func InspectMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
 		return 1
 	}
-	if *asJSON {
+	if asJSON, _ := fs.GetBool("json"); asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)

@@ -29,6 +29,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
@@ -473,7 +474,7 @@ func newGroup(r *config.Run) (*cgroup.Group, error) {
 			return nil, fmt.Errorf("--cgroup: cannot read your cgroups: %v", err)
 		}
 	}
-	st, err := state.StartTime(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
@@ -515,7 +516,7 @@ func createEntry(r *config.Run) (*state.Entry, error) {
 	if name == "" {
 		name = "caisson-" + strconv.Itoa(os.Getpid())
 	}
-	st, err := state.StartTime(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
