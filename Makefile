@@ -17,9 +17,9 @@ BINDIR    := $(DESTDIR)$(PREFIX)/bin
 MANDIR    := $(DESTDIR)$(PREFIX)/share/man/man1
 SHAREDIR  := $(DESTDIR)$(PREFIX)/share
 # The programs make install copies from bin/ (more go here, e.g. links to caisson, as they come).
-INSTALL_BINS := caisson caisson-image
+INSTALL_BINS := caisson caisson-image caisson-oci
 
-.PHONY: all build man install test unit integration lint bench soak clean help
+.PHONY: all build man install test unit integration lint bench soak conformance clean help
 
 all: build ## build bin/caisson
 
@@ -59,6 +59,9 @@ test: lint unit integration ## everything CI runs: lint, unit tests, integration
 
 bench: build ## one comparative report bench/report.md + bench/*.png: caisson vs bubblewrap, unshare, rootlesskit, podman
 	./tests/bench.sh
+
+conformance: build ## the OCI runtime-tools suite against caisson-oci beside runc (as root); fails below the floor
+	./tests/conformance.sh
 
 soak: build ## 1000 sandboxes, 50 at a time, with random kills of caisson and its network helpers; nothing may leak
 	CAISSON_SOAK_N=1000 CAISSON_SOAK_PAR=50 CAISSON_TEST_RUN='^TestSoak$$' CAISSON_TEST_PKGS=./tests ./tests/run-integration.sh
