@@ -322,3 +322,47 @@ func TestStdioStrictOffsets(t *testing.T) {
 		})
 	}
 }
+
+// `caisson exec` into a strict sandbox relays the caller's files as `run` does; into a default one it passes
+// them (the documented behaviour: the reopened stdin is written).
+func TestStdioStrictExec(t *testing.T) {
+	lifeEnv(t)
+	mustRun(t, "run", "-d", "--name", "strictbox", "--security", "strict", "--no-cwd", "--", "sleep", "60")
+	mustRun(t, "run", "-d", "--name", "defaultbox", "--no-cwd", "--", "sleep", "60")
+	for _, c := range []struct{ box, want string }{{"strictbox", "original\n"}, {"defaultbox", "pwned\n"}} {
+		path := writeFile(t, filepath.Join(t.TempDir(), "victim"), "original\n")
+		code, stdout, stderr := runStdio(t, stdio{in: openFile(t, path, redirIn)},
+			"exec", c.box, "--", "sh", "-c", "cat; echo pwned > /proc/self/fd/0")
+		if code != 0 || stdout != "original\n" {
+			t.Errorf("%s: exit %d, output %q (stderr %q), want the file's content", c.box, code, stdout, stderr)
+		}
+		if got := readFile(t, path); got != c.want {
+			t.Errorf("%s: the file holds %q after exec, want %q", c.box, got, c.want)
+		}
+	}
+	// Output appended to a file, its earlier content kept, and the exit status passed through.
+	path := writeFile(t, filepath.Join(t.TempDir(), "log"), "keep\n")
+	code, _, stderr := runStdio(t, stdio{out: openFile(t, path, redirAppend)},
+		"exec", "strictbox", "--", "sh", "-c", "echo new; : > /proc/self/fd/1; readlink /proc/$$/fd/1 | cut -d: -f1; exit 5")
+	if got := readFile(t, path); code != 5 || got != "keep\nnew\npipe\n" {
+		t.Errorf("exec >> file: exit %d, file %q (stderr %q), want 5 and \"keep\\nnew\\npipe\\n\"", code, got, stderr)
+	}
+	mustRun(t, "stop", "--time", "0", "strictbox")
+	mustRun(t, "stop", "--time", "0", "defaultbox")
+}
+
+// A detached strict sandbox writes its log through a relay too: the command holds pipes, not the log file.
+func TestStdioStrictDetached(t *testing.T) {
+	lifeEnv(t)
+	mustRun(t, "run", "-d", "--name", "logged", "--security", "strict", "--no-cwd", "--", "sh", "-c",
+		"echo hello; echo err >&2; readlink /proc/$$/fd/1 | cut -d: -f1; echo done; sleep 60")
+	var logs string
+	for i := 0; i < 200 && !strings.Contains(logs, "done"); i++ {
+		logs = mustRun(t, "logs", "logged")
+		time.Sleep(25 * time.Millisecond)
+	}
+	if logs != "hello\nerr\npipe\ndone\n" {
+		t.Errorf("logs %q, want hello, err, pipe (fd 1 is a pipe) and done", logs)
+	}
+	mustRun(t, "stop", "--time", "0", "logged")
+}
