@@ -662,11 +662,13 @@ func TestLandlock(t *testing.T) {
 			c.Close()
 		}
 	}()
-	got := runProbe(t, []string{"--net", "host", "--security", "strict", "--landlock"}, "connect-abstract", name)
-	if got["connect"] != "EPERM" {
-		t.Errorf("N5: strict --landlock connect to a host abstract socket: %v, want EPERM", got)
+	for _, flags := range [][]string{{"--landlock"}, nil} { // nil: the strict posture's own Landlock
+		got := runProbe(t, append([]string{"--net", "host", "--security", "strict"}, flags...), "connect-abstract", name)
+		if got["connect"] != "EPERM" {
+			t.Errorf("N5: strict %v connect to a host abstract socket: %v, want EPERM", flags, got)
+		}
 	}
-	got = runProbe(t, []string{"--net", "host", "--security", "strict"}, "connect-abstract", name)
+	got := runProbe(t, []string{"--net", "host", "--security", "strict", "--landlock=off"}, "connect-abstract", name)
 	if got["connect"] != "OK" {
 		t.Errorf("N5 control: strict without Landlock: %v, want OK", got)
 	}

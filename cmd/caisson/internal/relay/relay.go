@@ -374,7 +374,7 @@ func (c *copier) feed() {
 			case serr == nil:
 				c.moved += n
 			case errors.Is(serr, unix.EINTR):
-			case errors.Is(serr, unix.EINVAL):
+			case noSplice(serr):
 				c.useRW = true // a file system without splice support
 			default:
 				c.readFailed(serr)
@@ -476,7 +476,7 @@ func (c *copier) move(fd int, buf []byte) (more, again bool, _ []byte) {
 			return true, true, buf
 		case errors.Is(err, unix.EINTR):
 			return true, false, buf
-		case errors.Is(err, unix.EINVAL):
+		case noSplice(err):
 			c.useRW = true // the file cannot take splice (or was opened O_APPEND behind our back)
 			return true, false, make([]byte, bufSize)
 		case err != nil:
@@ -516,6 +516,12 @@ func (c *copier) writeFailed(err error) {
 		path = "the file"
 	}
 	c.err = fmt.Errorf("%s: writing the command's output to %s: %w", c.name, path, err)
+}
+
+// noSplice reports whether a splice failed because the file cannot be spliced (its file system, or O_APPEND): the
+// copy goes on with read and write.
+func noSplice(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
 // splice moves up to chunk bytes from in to out without waiting for the pipe (the file side may still block).
