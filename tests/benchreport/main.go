@@ -8,6 +8,7 @@
 //	benchreport rows -unit U [-higher] [-tsv FILE]      "label<TAB>value" lines on stdin: ratio to the best peer
 //	benchreport conc -label L -n 1,5,50 -rounds R -- CMD...   N concurrent starts: p50, p99 per N (TSV)
 //	benchreport mem -label L -n 1,10 [-skip COMM,...] -- CMD... memory (PSS) of the processes of N sandboxes
+//	benchreport throughput -bytes N -base CMD RESULTS.json   hyperfine results of moving N bytes: MiB/s, ratio to CMD
 //	benchreport serve -addr HOST:PORT -d DURATION       accept loop writing one byte per connection
 //	benchreport connrate -addr 127.0.0.1:PORT -d DURATION -c CONNS   TCP connections per second
 //
@@ -41,7 +42,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fatalf("usage: benchreport table|targets|floor|rows|conc|mem|serve|connrate ...")
+		fatalf("usage: benchreport table|targets|floor|rows|throughput|conc|mem|serve|connrate ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -54,6 +55,8 @@ func main() {
 		err = floorMain(args)
 	case "rows":
 		err = rowsMain(args)
+	case "throughput":
+		err = throughputMain(args)
 	case "conc":
 		err = concMain(args)
 	case "mem":
@@ -565,6 +568,42 @@ func connrateMain(args []string) error {
 		fmt.Fprintf(os.Stderr, "benchreport: connrate: %d of %d connections failed\n", failed.Load(), ok.Load()+failed.Load())
 	}
 	fmt.Printf("%.0f\n", float64(ok.Load())/el)
+	return nil
+}
+
+// throughputMain reports hyperfine results of commands that each move the same number of bytes: the median time,
+// the throughput it gives, and the ratio of that throughput to the base command's (1.00: as fast; 0.50: half).
+// Unlike the other tables, every row may be caisson's: the reference is named, not the best peer.
+func throughputMain(args []string) error {
+	fs := flag.NewFlagSet("throughput", flag.ContinueOnError)
+	n := fs.Float64("bytes", 0, "bytes each command moves")
+	base := fs.String("base", "", "the command the others are compared with")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n <= 0 || fs.NArg() != 1 {
+		return errors.New("usage: throughput -bytes N -base CMD RESULTS.json")
+	}
+	median, err := hyperfineMedians(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	results, err := readHyperfine(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	ref, ok := median[*base]
+	if !ok || ref <= 0 {
+		return fmt.Errorf("the base command %q is not in %s", *base, fs.Arg(0))
+	}
+	mib := *n / (1 << 20)
+	cell := func(cmd string) string { return "`" + strings.ReplaceAll(cmd, "|", "\\|") + "`" } // a | would end the cell
+	fmt.Printf("| command | median ms | MiB/s | runs | throughput ratio to %s |\n|---|---:|---:|---:|---:|\n", cell(*base))
+	for _, r := range results {
+		m := median[r.Command]
+		fmt.Printf("| %s | %s | %s | %d | %.2f |\n", cell(r.Command), fmtNum(m), fmtNum(mib/(m/1000)), len(r.Times), ref/m)
+	}
+	fmt.Println()
 	return nil
 }
 

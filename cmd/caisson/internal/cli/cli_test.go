@@ -44,7 +44,7 @@ func TestComplete(t *testing.T) {
 		{line: "run --share net,pid,", want: []string{"net,pid,ipc", "net,pid,uts", "net,pid,cgroup", "net,pid,time"}},
 		{line: "run --cap-add net_a", want: []string{"net_admin"}},
 		{line: "run --rlimit n", want: []string{"nofile=", "nproc="}},
-		{line: "run --landlock=", want: []string{"--landlock=on", "--landlock=best-effort"}},
+		{line: "run --landlock=", want: []string{"--landlock=on", "--landlock=best-effort", "--landlock=off"}},
 		{line: "run --seccomp ", want: []string{"default", "strict", "unconfined"}},
 		{line: "run --seccomp ./p", kind: flagmeta.Files},
 		{line: "run --rootfs ", kind: flagmeta.Dirs},

@@ -163,19 +163,35 @@ func ExecMain(args []string) int {
 			fmt.Fprintln(os.Stderr, "caisson: warning: --tty given but standard input is not a terminal; running without one")
 		}
 	}
+	rec, err := state.Lookup(name)
+	if err != nil {
+		return errorf("exec: %v", err)
+	}
 	conn, err := parent.Dial(name)
 	if err != nil {
 		return errorf("exec: %v", err)
 	}
 	defer conn.Close()
+	// Into a strict sandbox, a file or directory of the caller's goes in as a pipe this process relays, as for run.
+	posture := rec.Posture
+	if req.TTY {
+		posture = config.PostureDefault // the command's stdio is its new terminal: nothing of the caller's goes in
+	}
+	stdio, err := parent.OpenStdio(posture)
+	if err != nil {
+		return errorf("exec: %v", err)
+	}
+	defer stdio.Finish()
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, parent.CommonSignals...)
 	late := time.After(parent.LateSignalDelay)
 	var fds []int
 	if !req.TTY {
-		fds = []int{0, 1, 2}
+		fds = stdio.FDs()
 	}
-	if err := wire.Send(conn, wire.Message{Type: "exec", Exec: req}, fds...); err != nil {
+	err = wire.Send(conn, wire.Message{Type: "exec", Exec: req}, fds...)
+	stdio.Started()
+	if err != nil {
 		return errorf("exec: %v", err)
 	}
 	var t *term.Terminal
@@ -186,7 +202,7 @@ func ExecMain(args []string) int {
 		if t != nil {
 			t.Close()
 		}
-		return code
+		return parent.FinishStdio(stdio, code)
 	}
 	msgs := make(chan wire.Message)
 	go func() {

@@ -26,11 +26,15 @@ const (
 	PostureStrict = "strict"
 )
 
-// Landlock modes accepted by --landlock.
+// Landlock modes: --landlock's values, and the strict posture's own.
 const (
 	LandlockOff        = ""
 	LandlockOn         = "on"
 	LandlockBestEffort = "best-effort"
+	// LandlockAuto is what --security strict applies unless --landlock is given: best-effort and silent, writes
+	// allowed beneath every mount of the sandbox's view that is read-write, so that it refuses only what the
+	// mounts do not govern: host files and directories reached through a descriptor or a /proc magic link.
+	LandlockAuto = "auto"
 )
 
 // Security is the hardening init applies to the command, on the thread that forks it (harden.Apply).
@@ -44,7 +48,8 @@ type Security struct {
 	// CapAdd and CapDrop are canonical capability names ("CAP_NET_ADMIN") or "ALL", in flag order.
 	CapAdd  []string `json:"cap_add,omitempty"`
 	CapDrop []string `json:"cap_drop,omitempty"`
-	// Landlock is LandlockOff, LandlockOn or LandlockBestEffort; RW are the extra writable paths (inside view).
+	// Landlock is LandlockOff, LandlockOn, LandlockBestEffort or LandlockAuto; RW are the extra writable paths
+	// (inside view) of the first two.
 	Landlock string   `json:"landlock,omitempty"`
 	RW       []string `json:"rw,omitempty"`
 	// Rlimits are applied with setrlimit before the command is forked.
@@ -109,7 +114,7 @@ func (f *SecFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp `PROFILE`: default, strict, unconfined or FILE.json (default: the --security posture)")
 	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this `CAPABILITY` (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
 	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this `CAPABILITY` from the command (repeatable, comma-separated; all for none)")
-	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock `MODE`: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel)")
+	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock `MODE`: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel); off: not even --security strict's own")
 	fs.Lookup("landlock").NoOptDefVal = LandlockOn
 	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath `PATH` (as seen inside; repeatable)")
 	flagmeta.Values(fs, "security", PostureDefault, PostureStrict)
@@ -123,7 +128,7 @@ func (f *SecFlags) register(fs *pflag.FlagSet) {
 		flagmeta.Values(fs, n, capNames...)
 		flagmeta.List(fs, n)
 	}
-	flagmeta.Values(fs, "landlock", LandlockOn, LandlockBestEffort)
+	flagmeta.Values(fs, "landlock", LandlockOn, LandlockBestEffort, "off")
 }
 
 // registerLimits registers the resource limits: rlimits and cgroup limits.
@@ -191,11 +196,17 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 	case "true":
 		sec.Landlock = LandlockOn
 	default:
-		return usagef("--landlock: unknown mode %q (want on or best-effort)", f.Landlock)
+		return usagef("--landlock: unknown mode %q (want on, best-effort or off)", f.Landlock)
+	}
+	if sec.Posture == PostureStrict && !fs.Changed("landlock") {
+		sec.Landlock = LandlockAuto
 	}
 	for _, p := range f.RW {
-		if sec.Landlock == LandlockOff {
+		switch sec.Landlock {
+		case LandlockOff:
 			return usagef("--rw %s needs --landlock (without it, writability is decided by the mounts alone)", p)
+		case LandlockAuto:
+			return usagef("--rw %s needs --landlock: --security strict's own Landlock already allows writes beneath every read-write mount (--bind, --tmpfs)", p)
 		}
 		if !filepath.IsAbs(p) {
 			return usagef("--rw: %q must be an absolute path (as seen inside the sandbox)", p)

@@ -517,13 +517,13 @@ func landlockCheck() Check {
 	c := Check{Name: "landlock", Status: OK, Detail: fmt.Sprintf("ABI %d", abi)}
 	switch {
 	case err != nil:
-		c.Status, c.Detail = Warn, fmt.Sprintf("unavailable (%v): --landlock works only as --landlock=best-effort, which then restricts nothing", err)
+		c.Status, c.Detail = Warn, fmt.Sprintf("unavailable (%v): --landlock works only as --landlock=best-effort, which then restricts nothing, and --security strict runs without its own Landlock", err)
 		c.Fix = "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and landlock in lsm= (Linux 5.13+)"
 	case abi < 3:
-		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock needs ABI 3 (truncate); only --landlock=best-effort works", abi)
+		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock needs ABI 3 (truncate); only --landlock=best-effort works, and --security strict's own Landlock cannot refuse truncate", abi)
 		c.Fix = "upgrade the kernel (Linux 6.2+ has ABI 3)"
 	case abi < 6:
-		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock works; with --security strict it needs ABI 6 for socket and signal scoping", abi)
+		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock works; --security strict needs ABI 6 for socket and signal scoping (its own Landlock runs without them)", abi)
 		c.Fix = "upgrade the kernel (Linux 6.12+ has ABI 6)"
 	}
 	return c

@@ -80,6 +80,7 @@ type Mount struct {
 	Target string `json:"target"`
 	FSType string `json:"fstype"`
 	Source string `json:"source"`
+	ID     int    `json:"-"` // the mount's ID in mountinfo
 }
 
 // InspectFlags defines the flags of `caisson inspect` (read by InspectMain, completion and the man pages).
@@ -345,7 +346,8 @@ func WritableMounts(mountinfo string) []Mount {
 			rw = rw || o == "rw"
 		}
 		if rw {
-			out = append(out, Mount{Target: unescapeMount(f[4]), FSType: g[0], Source: unescapeMount(g[1])})
+			id, _ := strconv.Atoi(f[0])
+			out = append(out, Mount{Target: unescapeMount(f[4]), FSType: g[0], Source: unescapeMount(g[1]), ID: id})
 		}
 	}
 	return out
@@ -417,8 +419,15 @@ func (r *Report) WriteText(w io.Writer) {
 		p("landlock:       not enforced: %s (kernel ABI %d)\n", list(r.Record.Landlock.Missing), r.LandlockKernelABI)
 	default:
 		ll := r.Record.Landlock
-		p("landlock:       ABI %d enforced (kernel ABI %d, --landlock=%s); writable beneath: %s; scopes: %s\n",
-			ll.ABI, ll.KernelABI, ll.Mode, list(ll.Writable), list(ll.Scopes))
+		mode := "--landlock=" + ll.Mode
+		if ll.Mode == config.LandlockAuto {
+			mode = "--security strict's own: the read-write mounts"
+		}
+		p("landlock:       ABI %d enforced (kernel ABI %d, %s); writable beneath: %s; scopes: %s\n",
+			ll.ABI, ll.KernelABI, mode, list(ll.Writable), list(ll.Scopes))
+		if len(ll.Stdio) > 0 {
+			p("                reopenable: %s\n", strings.Join(ll.Stdio, "; "))
+		}
 		if len(ll.Missing) > 0 {
 			p("                not enforced on this kernel: %s\n", list(ll.Missing))
 		}

@@ -156,7 +156,7 @@ func Main() int {
 		}
 	}
 	<-notified
-	if err := harden.Apply(cfg, attr); err != nil {
+	if err := harden.Apply(cfg, attr, fdsOf(files)); err != nil {
 		return fail(ExitSetup, "%v", err)
 	}
 	if cfg.AsPID1 {

@@ -30,6 +30,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/relay"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
@@ -302,6 +303,11 @@ func Run(r *config.Run) int {
 			return errorf("%v", err)
 		}
 	}
+	stdio, err := OpenStdio(sb.Security.Posture)
+	if err != nil {
+		return errorf("%v", err)
+	}
+	defer stdio.Finish() // on every path, once init is gone: what it and the command wrote reaches the files
 
 	parentSock, initSock, err := wire.Pair()
 	if err != nil {
@@ -319,13 +325,14 @@ func Run(r *config.Run) int {
 		extra = append(extra, portChild) // fd 4 in init
 		sb.Extra.PortChild = true
 	}
+	std := stdio.Files() // in the strict posture, pipes in place of the caller's files
 	cmd := &exec.Cmd{
 		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
 		Args:       []string{initproc.StageName},
 		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
-		Stdin:      os.Stdin,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
+		Stdin:      std[0],
+		Stdout:     std[1],
+		Stderr:     std[2],
 		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags:  cloneFlags(sb),
@@ -341,6 +348,7 @@ func Run(r *config.Run) int {
 		return errorf("cannot create the sandbox: %s", startFailure(err))
 	}
 	initSock.Close()
+	stdio.Started()
 	pid := cmd.Process.Pid
 	// The state directories of caissons killed with SIGKILL go now, while the sandbox is set up (not before init's
 	// clone, whose start it would delay); the exit waits for it.
@@ -462,7 +470,27 @@ func Run(r *config.Run) int {
 	if network != nil {
 		netExited = network.Exited()
 	}
-	return sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() })
+	return FinishStdio(stdio, sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() }))
+}
+
+// OpenStdio returns the standard descriptors a sandbox in posture gets: in the strict posture, a file or directory
+// of the caller's is replaced by a pipe that this process relays (relay.New), so that no descriptor of a host
+// file-system object reaches the command; in the default posture the caller's own, as bubblewrap passes them.
+func OpenStdio(posture string) (*relay.Stdio, error) {
+	return relay.New([3]*os.File{os.Stdin, os.Stdout, os.Stderr}, posture == config.PostureStrict)
+}
+
+// FinishStdio ends the relays once the command has ended with code, and returns caisson's exit code: a failed
+// write of the command's output to the caller's file is reported, and turns a success into ExitSetup (the output
+// is incomplete).
+func FinishStdio(stdio *relay.Stdio, code int) int {
+	if err := stdio.Finish(); err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: %v\n", err)
+		if code == 0 {
+			return ExitSetup
+		}
+	}
+	return code
 }
 
 // newGroup creates the sandbox's cgroups for --memory, --pids, --cpus and --cgroup.
@@ -523,6 +551,7 @@ func createEntry(r *config.Run) (*state.Entry, error) {
 	return state.Create(state.Record{
 		Name: name, PID: os.Getpid(), StartTime: st, Created: time.Now().UTC(),
 		Command: r.Sandbox.Args, Net: r.Net.Mode, Ports: r.Net.Publish, Detached: r.Life.Detach, Joined: r.Life.Join,
+		Posture: r.Sandbox.Security.Posture,
 	})
 }
 

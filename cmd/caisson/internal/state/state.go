@@ -38,6 +38,8 @@ type Record struct {
 	Detached   bool      `json:"detached,omitempty"`
 	// Joined names the sandbox whose namespaces this one shares, if any.
 	Joined string `json:"joined,omitempty"`
+	// Posture is the sandbox's --security posture: `caisson exec` relays its stdio in the strict one.
+	Posture string `json:"posture,omitempty"`
 }
 
 // ValidName reports whether name can name a sandbox: it is a directory name and shows up in ps, so letters,
