@@ -24,6 +24,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
+	"github.com/caisson-sandbox/caisson/slirp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -165,6 +166,12 @@ func create(sock *os.File, st *Start, fifo, console *os.File) error {
 	if p.PropagationAfter != 0 {
 		if err := c.SetPropagation(p.PropagationAfter); err != nil {
 			return err
+		}
+	}
+	if p.NS.New&unix.CLONE_NEWNET != 0 {
+		// A new network namespace has its loopback down; runc brings it up, and a pod's containers talk over it.
+		if err := slirp.BringUpLoopback(); err != nil {
+			return fmt.Errorf("loopback: %w", err)
 		}
 	}
 	if p.Hostname != "" {
