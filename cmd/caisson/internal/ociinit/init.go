@@ -292,6 +292,11 @@ func becomeProcess(pr *ocispec.Process, ttyGuard bool) (string, error) {
 	for _, rl := range pr.Rlimits {
 		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
 		if err := syscall.Setrlimit(rl.Resource, &lim); err != nil {
+			var cur syscall.Rlimit
+			if errors.Is(err, unix.EPERM) && syscall.Getrlimit(rl.Resource, &cur) == nil && rl.Hard > cur.Max {
+				return "", fmt.Errorf("process.rlimits %s: hard limit %d is above the runtime's own (%d), which only "+
+					"CAP_SYS_RESOURCE may raise: %w", rl.Name, rl.Hard, cur.Max, err)
+			}
 			return "", fmt.Errorf("process.rlimits %s: %w", rl.Name, err)
 		}
 	}
