@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,6 +180,23 @@ func TestRootModeContainerd(t *testing.T) {
 	}
 	if code != 7 || !strings.Contains(string(out), "/dev/pts/") {
 		t.Errorf("ctr run -t: exit %d %q", code, out)
+	}
+	// The shim killed with SIGKILL: containerd cleans up after it (its delete, which runs caisson-oci delete
+	// --force): no container process is left and the ID works again.
+	e.mustCtr(ns, append(run, "-d", "localhost/bb:latest", "k1", "sleep", "123")...)
+	time.Sleep(300 * time.Millisecond)
+	shims := pidsMatching("containerd-shim-runc-v2", "-id k1")
+	if len(shims) == 0 {
+		t.Fatalf("no shim of k1 found")
+	}
+	for _, pid := range shims {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	noRuntimeLeft(t, "sleep 123")
+	e.ctr(ns, "tasks", "rm", "-f", "k1")
+	e.ctr(ns, "containers", "rm", "k1")
+	if r := e.ctr(ns, append(run, "--rm", "localhost/bb:latest", "k1", "true")...); r.code != 0 {
+		t.Errorf("k1 after its shim was killed: exit %d %s", r.code, r.stderr)
 	}
 	// A command the image lacks: an error naming it, and nothing left.
 	r = e.ctr(ns, append(run, "--rm", "localhost/bb:latest", "s2", "no-such-command")...)

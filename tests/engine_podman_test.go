@@ -249,6 +249,55 @@ func podmanSuite(t *testing.T) {
 			p.must("rm", "-f", "-t", "0", name)
 		}
 	})
+	t.Run("conmon-killed-mid-create", func(t *testing.T) {
+		// A prestart hook holds create mid-way; conmon (the runtime's parent) is killed with SIGKILL then. The
+		// runtime goes with it, no container process is left, and the name can be used again.
+		hooks := filepath.Join(p.dir, "hooks")
+		os.Mkdir(hooks, 0o755)
+		marker := filepath.Join(p.dir, "hook-in")
+		hook := fmt.Sprintf(`{"version": "1.0.0", "hook": {"path": "/bin/sh", "args": ["sh", "-c", "touch %s; exec sleep 60"]},
+ "when": {"always": true}, "stages": ["prestart"]}`, marker)
+		os.WriteFile(filepath.Join(hooks, "hold.json"), []byte(hook), 0o644)
+		c := exec.Command("podman", append(append([]string{}, p.global...), "--hooks-dir", hooks, "run", "-d", "--name", "k1",
+			"--network", "none", "localhost/bb", "sleep", "100")...)
+		c.Env = p.env
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(marker); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		conmons := pidsMatching("conmon", "k1")
+		if len(conmons) == 0 {
+			t.Fatalf("no conmon of k1 found while its create was held")
+		}
+		for _, pid := range conmons {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		// The runtime's create and its stage end with conmon, while the hook still runs.
+		noRuntimeLeft(t, "create --bundle")
+		for _, pid := range pidsMatching("sleep 60", "") {
+			syscall.Kill(pid, syscall.SIGKILL) // the hook, which belongs to the test
+		}
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+			t.Errorf("podman run did not end after its conmon was killed")
+		}
+		noRuntimeLeft(t, "sleep 100")
+		p.cmd(nil, "rm", "-f", "-t", "0", "k1")
+		if r := p.cmd(nil, "run", "--rm", "--name", "k1", "--network", "none", "localhost/bb", "true"); r.code != 0 {
+			t.Errorf("the name after the killed create: exit %d %s", r.code, r.stderr)
+		}
+	})
 	if !p.rootless {
 		t.Run("limits", func(t *testing.T) {
 			out := p.must("run", "--rm", "--memory", "64m", "--pids-limit", "50", "--network", "none", "localhost/bb", "sh", "-c",
@@ -265,6 +314,27 @@ func podmanSuite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pidsMatching returns the PIDs whose command line contains both a and b (b may be empty).
+func pidsMatching(a, b string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid := atoiOr(e.Name())
+		if pid == 0 || pid == os.Getpid() {
+			continue
+		}
+		cl, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		s := strings.ReplaceAll(string(cl), "\x00", " ")
+		if strings.Contains(s, a) && strings.Contains(s, b) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // podmanHasPasta reports whether this Podman knows the pasta network mode (4.4 and later).
