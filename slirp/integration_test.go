@@ -501,6 +501,32 @@ func TestHelperExitsWithInit(t *testing.T) {
 	})
 }
 
+// TestReleaseWait: after Release the helper is killed at once, and once Wait has returned it has been reaped (it is
+// no longer a process at all, not even a zombie), so that caisson can exit leaving nothing behind (issue 18).
+func TestReleaseWait(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		fi := startInit(t, "A", false)
+		n := startNet(t, Options{Mode: mode, PID: fi.pid})
+		pid := n.HelperPID()
+		start := time.Now()
+		n.Release()
+		if err := n.Wait(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Fatalf("%s (pid %d) still exists after Release and Wait", mode, pid)
+		}
+		t.Logf("%s reaped %v after Release", mode, time.Since(start).Round(time.Microsecond))
+		if err := n.Wait(time.Millisecond); err != nil {
+			t.Errorf("a second Wait: %v", err)
+		}
+	})
+	var none *Network
+	if err := none.Wait(time.Millisecond); err != nil {
+		t.Errorf("Wait on no network: %v", err)
+	}
+}
+
 func TestHelperKilled(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode Mode) {
 		fi := startInit(t, "A", false)
