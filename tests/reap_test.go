@@ -184,7 +184,9 @@ func TestReapDetached(t *testing.T) {
 	requireNet(t, "pasta")
 	h := testenv.NewSubreaper(t)
 	name := fmt.Sprintf("reap-%d", os.Getpid())
-	t.Cleanup(func() { _, _, _, _ = h.Run(runLimit, testenv.Command{Args: []string{bin(t), "stop", "--time", "0", name}}) })
+	t.Cleanup(func() {
+		_, _, _, _ = h.Run(runLimit, testenv.Command{Args: []string{bin(t), "stop", "--time", "0", name}})
+	})
 	stdout, _ := harnessRun(t, h, 0, "run", "-d", "--name", name, "--net", "pasta", "-p",
 		fmt.Sprintf("127.0.0.1:%d:8080", freeLowPort()), "--", "sleep", "60")
 	if strings.TrimSpace(stdout) != name {

@@ -98,10 +98,13 @@ type Proc struct {
 	Command bool `json:"command,omitempty"`
 }
 
+// Zombie reports whether the process has exited and waits to be reaped.
+func (p Proc) Zombie() bool { return p.State == "Z" }
+
 // String describes the process for a test failure.
 func (p Proc) String() string {
 	kind := "alive"
-	if p.State == "Z" {
+	if p.Zombie() {
 		kind = "zombie"
 	}
 	return fmt.Sprintf("pid %d %s (%s, state %s): %s", p.PID, p.Comm, kind, p.State, p.Cmdline)
