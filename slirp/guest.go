@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+
+	"golang.org/x/sys/unix"
 )
 
 // Fixed addresses of the sandbox network (the slirp default 10.0.2.0/24,
@@ -121,4 +123,31 @@ func validHostname(s string) bool {
 		}
 	}
 	return label > 0 && s[len(s)-1] != '-'
+}
+
+// PrepareTap creates the sandbox's interface (tap0) as a persistent tap device. It runs inside the sandbox's
+// network namespace with CAP_NET_ADMIN there (init, before the helper starts); the helper then attaches to the
+// device instead of creating it. The point is the sandbox's end: a device the helper created is removed when the
+// helper's last descriptor of it closes, in the helper's own exit, which then waits for RCU grace periods (15-30
+// ms measured here), and caisson waits for its helper before it exits; a persistent device stays when the helper
+// dies and goes with the network namespace, in the kernel's background clean-up. pasta and slirp4netns both open
+// tap0 with IFF_TAP|IFF_NO_PI, and attach to an existing device of that name.
+func PrepareTap() error {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("slirp: open /dev/net/tun: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(guestIfName)
+	if err != nil {
+		return fmt.Errorf("slirp: %w", err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return fmt.Errorf("slirp: create %s: %w", guestIfName, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		return fmt.Errorf("slirp: make %s persistent: %w", guestIfName, err)
+	}
+	return nil
 }

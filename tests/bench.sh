@@ -36,6 +36,8 @@ chmod 0777 "$dir/out"
 cp bin/caisson bin/caisson-image "$dir/"
 CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/emptygo" ./tests/emptygo
+# The same caisson without its exit wait for the network helper (build tag caisson_nowait): what that wait costs.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -tags caisson_nowait -o "$dir/caisson-nowait" ./cmd/caisson
 
 as_user=()
 if [ "$(id -u)" = 0 ]; then
@@ -164,6 +166,26 @@ if have bwrap; then
 	echo
 	"$dir/benchreport" floor "$out/parts.json" "$bw" "bwrap --version" "$c version" "./emptygo"
 fi
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: exit wait" >&2
+{
+echo "### What leaving nothing behind costs (issue 18)"
+echo
+echo "Before it exits, caisson waits until its network helper, killed when the sandbox ends, has been reaped, and"
+echo "reaps any other child, so that it leaves no zombie to a parent that never reaps. Against the same build"
+echo "without that wait (build tag \`caisson_nowait\`, which leaves the helper a zombie as caisson did before), run"
+echo "alternately $runs times each (benchreport pair): the paired difference is the wait's cost. \`--net none\` has"
+echo "no helper: its row shows the noise."
+echo
+run timeout 900 $br pair -n "$runs" -a "$c run -- true" -b "./caisson-nowait run -- true" \
+	-a "$c run --net pasta -- true" -b "./caisson-nowait run --net pasta -- true" \
+	-a "$c run --net slirp4netns -- true" -b "./caisson-nowait run --net slirp4netns -- true" || echo "(not measured)"
+echo "The helper's exit is slow in the kernel, not in caisson: closing its tap device unregisters the interface,"
+echo "which waits for RCU (\`rcu_barrier\` in \`netdev_run_todo\`, and \`synchronize_rcu_expedited\`), about 15-25 ms"
+echo "here (kernel $(uname -r))."
+echo
 } >>"$report"
 
 # ---------------------------------------------------------------------------------------------------------------

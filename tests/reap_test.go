@@ -18,6 +18,9 @@ import (
 // runLimit bounds each caisson command of these tests.
 const runLimit = 60 * time.Second
 
+// tapPersistent is a shell test, run in a sandbox, that its tap0 is a persistent tap device.
+const tapPersistent = `[ $(( $(cat /sys/class/net/tap0/tun_flags) & 0x800 )) -ne 0 ]`
+
 // requireLeftNothing fails the test when the harness holds anything but its own running commands.
 func requireLeftNothing(t *testing.T, h *testenv.Subreaper, after string) {
 	t.Helper()
@@ -97,8 +100,10 @@ func TestReapRunNetworks(t *testing.T) {
 		want         int
 		args         []string
 	}{
-		{"pasta", "pasta", 0, []string{"run", "--net", "pasta", "--", "sh", "-c", "[ -e /sys/class/net/tap0 ]"}},
-		{"slirp4netns", "slirp4netns", 0, []string{"run", "--net", "slirp4netns", "--", "sh", "-c", "[ -e /sys/class/net/tap0 ]"}},
+		// tap0 is persistent (IFF_PERSIST, 0x800): init created it for the helper (slirp.PrepareTap), so the helper's
+		// exit does not wait for the device's removal.
+		{"pasta", "pasta", 0, []string{"run", "--net", "pasta", "--", "sh", "-c", tapPersistent}},
+		{"slirp4netns", "slirp4netns", 0, []string{"run", "--net", "slirp4netns", "--", "sh", "-c", tapPersistent}},
 		{"none -p", "", 0, []string{"run", "--net", "none", "-p", fmt.Sprintf("127.0.0.1:%d:8080", freeLowPort()), "--", "true"}},
 		{"pasta -p", "pasta", 3, []string{"run", "--net", "pasta", "-p", fmt.Sprintf("127.0.0.1:%d:8080", freeLowPort()), "--", "sh", "-c", "exit 3"}},
 		{"pasta, command not found", "pasta", 127, []string{"run", "--net", "pasta", "--", "/no/such/command"}},
@@ -123,7 +128,9 @@ func TestReapHelperKilled(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			requireNet(t, mode)
 			h := testenv.NewSubreaper(t)
-			p, err := h.Start(testenv.Command{Args: []string{bin(t), "run", "--net", mode, "--", "sh", "-c", "echo up; sleep 1; exit 7"}})
+			// The device stays when its helper dies (it goes with the sandbox's network namespace).
+			p, err := h.Start(testenv.Command{Args: []string{bin(t), "run", "--net", mode, "--", "sh", "-c",
+				"echo up; sleep 1; " + tapPersistent + " && exit 7"}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -32,6 +32,10 @@ import (
 // StageName is init's argv[0]; main dispatches on it before parsing any flag.
 const StageName = "caisson-init"
 
+// PrepareTapArg, as init's argv[1], asks init to create the sandbox's tap device first thing and then close fd
+// wire.TapFD (see slirp.PrepareTap).
+const PrepareTapArg = "--prepare-tap"
+
 // Exit codes shared with the parent.
 const (
 	ExitSetup      = 125 // caisson's own error
@@ -70,6 +74,12 @@ func Main() int {
 		dropSignals()
 		close(notified)
 	}()
+	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
+		// The parent starts the network helper once fd TapFD is closed: the helper attaches to this device (see
+		// slirp.PrepareTap). On failure the helper creates it itself, or reports why it cannot.
+		_ = slirp.PrepareTap()
+		unix.Close(wire.TapFD)
+	}
 	unix.CloseOnExec(wire.InitFD)
 	sock := wire.Pollable(wire.InitFD, "caisson-init")
 	msg, _, err := wire.Recv(sock)

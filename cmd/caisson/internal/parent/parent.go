@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -291,9 +292,25 @@ func Run(r *config.Run) int {
 		extra = append(extra, portChild) // fd 4 in init
 		sb.Extra.PortChild = true
 	}
+	// With a helper, init creates the sandbox's tap device first (slirp.PrepareTap), so that the helper's exit at
+	// the end does not wait for the device's removal (and caisson for the helper); the helper starts once init has
+	// closed fd 5.
+	initArgs := []string{initproc.StageName}
+	var tapDone, tapInit *os.File
+	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
+		if tapDone, tapInit, err = os.Pipe(); err != nil {
+			return errorf("%v", err)
+		}
+		defer tapDone.Close()
+		if len(extra) == 1 {
+			extra = append(extra, nil) // no fd 4
+		}
+		extra = append(extra, tapInit) // fd 5 in init
+		initArgs = append(initArgs, initproc.PrepareTapArg)
+	}
 	cmd := &exec.Cmd{
 		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
-		Args:       []string{initproc.StageName},
+		Args:       initArgs,
 		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
@@ -308,7 +325,11 @@ func Run(r *config.Run) int {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if tapInit != nil {
+		tapInit.Close() // init holds the write end alone: its close (or death) ends the helper's wait
+	}
+	if err != nil {
 		initSock.Close()
 		var cause error = err
 		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
@@ -343,6 +364,12 @@ func Run(r *config.Run) int {
 		go func() {
 			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
+			if tapDone != nil {
+				// Until init has closed its end (or died): bounded like the helper's start.
+				deadline, _ := nctx.Deadline()
+				_ = tapDone.SetReadDeadline(deadline)
+				_, _ = io.Copy(io.Discard, tapDone)
+			}
 			var err error
 			network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
 				AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output
@@ -453,6 +480,9 @@ func Run(r *config.Run) int {
 // any other child left (killing it first if it still runs: a slirp4netns feature probe still running after an early
 // error, an orphan of a helper). Only a failure to do so within exitWait is reported.
 func leaveNothing(network *slirp.Network) {
+	if !waitAtExit {
+		return
+	}
 	if err := network.Wait(exitWait); err != nil {
 		fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
 	}
