@@ -501,6 +501,30 @@ func TestHelperExitsWithInit(t *testing.T) {
 	})
 }
 
+// TestPrepareTap: init's persistent tap0 (see roleTap), in a user and network namespace of its own.
+func TestPrepareTap(t *testing.T) {
+	requireRootless(t)
+	if fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
+		skipOrFail(t, "/dev/net/tun is not usable: %v", err)
+	} else {
+		syscall.Close(fd)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), roleEnv+"=tap")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) == 0 {
+		skipOrFail(t, "cannot create a user+network namespace as uid %d: %v", os.Getuid(), err)
+	}
+	if strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
 // TestReleaseWait: after Release the helper is killed at once, and once Wait has returned it has been reaped (it is
 // no longer a process at all, not even a zombie), so that caisson can exit leaving nothing behind (issue 18).
 func TestReleaseWait(t *testing.T) {

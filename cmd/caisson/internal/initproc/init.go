@@ -32,8 +32,8 @@ import (
 // StageName is init's argv[0]; main dispatches on it before parsing any flag.
 const StageName = "caisson-init"
 
-// PrepareTapArg, as init's argv[1], asks init to create the sandbox's tap device first thing and then close fd
-// wire.TapFD (see slirp.PrepareTap).
+// PrepareTapArg, as init's argv[1], asks init to create the sandbox's tap device first thing (see
+// slirp.PrepareTap).
 const PrepareTapArg = "--prepare-tap"
 
 // Exit codes shared with the parent.
@@ -75,10 +75,9 @@ func Main() int {
 		close(notified)
 	}()
 	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
-		// The parent starts the network helper once fd TapFD is closed: the helper attaches to this device (see
-		// slirp.PrepareTap). On failure the helper creates it itself, or reports why it cannot.
+		// The network helper, started at the same time, attaches to this device (see slirp.PrepareTap). On any
+		// failure (the helper was first) it creates the device itself, or reports why it cannot.
 		_ = slirp.PrepareTap()
-		unix.Close(wire.TapFD)
 	}
 	unix.CloseOnExec(wire.InitFD)
 	sock := wire.Pollable(wire.InitFD, "caisson-init")

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -292,20 +291,10 @@ func Run(r *config.Run) int {
 		extra = append(extra, portChild) // fd 4 in init
 		sb.Extra.PortChild = true
 	}
-	// With a helper, init creates the sandbox's tap device first (slirp.PrepareTap), so that the helper's exit at
-	// the end does not wait for the device's removal (and caisson for the helper); the helper starts once init has
-	// closed fd 5.
+	// With a helper, init creates the sandbox's tap device first thing (slirp.PrepareTap), so that the helper's
+	// exit at the end does not wait for the device's removal, nor caisson for the helper.
 	initArgs := []string{initproc.StageName}
-	var tapDone, tapInit *os.File
 	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
-		if tapDone, tapInit, err = os.Pipe(); err != nil {
-			return errorf("%v", err)
-		}
-		defer tapDone.Close()
-		if len(extra) == 1 {
-			extra = append(extra, nil) // no fd 4
-		}
-		extra = append(extra, tapInit) // fd 5 in init
 		initArgs = append(initArgs, initproc.PrepareTapArg)
 	}
 	cmd := &exec.Cmd{
@@ -325,11 +314,7 @@ func Run(r *config.Run) int {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
-	err = cmd.Start()
-	if tapInit != nil {
-		tapInit.Close() // init holds the write end alone: its close (or death) ends the helper's wait
-	}
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		initSock.Close()
 		var cause error = err
 		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
@@ -364,12 +349,6 @@ func Run(r *config.Run) int {
 		go func() {
 			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if tapDone != nil {
-				// Until init has closed its end (or died): bounded like the helper's start.
-				deadline, _ := nctx.Deadline()
-				_ = tapDone.SetReadDeadline(deadline)
-				_, _ = io.Copy(io.Discard, tapDone)
-			}
 			var err error
 			network, err = slirp.Start(nctx, slirp.Options{Mode: netMode, PID: pid, Publish: publish,
 				AllowHostLoopback: r.Net.AllowHostLoopback, ChildConn: portParent}) // its errors quote the helper's output

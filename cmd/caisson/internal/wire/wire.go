@@ -21,12 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InitFD is the fd number of init's end of the socket pair; PortFD carries the port forwarder's socket; TapFD,
-// when open, asks init to create the sandbox's tap device before anything else, and init closes it once it has.
+// InitFD is the fd number of init's end of the socket pair; PortFD carries the port forwarder's socket.
 const (
 	InitFD = 3
 	PortFD = 4
-	TapFD  = 5
 )
 
 // inlineMax is the largest message sent inside its datagram; larger ones go in a memfd (see Send).
