@@ -676,8 +676,8 @@ func readHyperfine(file string) ([]hyperfineResult, error) {
 }
 
 // pairMain measures what one change costs a command: each -a command and the -b command after it (pairs are given
-// in order: -a A1 -b B1 -a A2 -b B2) run alternately, n times each after 3 warm-ups, so that the machine's drift
-// weighs on both alike. For every pair it prints one Markdown row: the median wall time of A and of B, and the
+// in order: -a A1 -b B1 -a A2 -b B2) run alternately (A B, B A, A B, ...), n times each after 3 warm-ups, so that
+// the machine's drift and what one run leaves to the next weigh on both alike. For every pair it prints one Markdown row: the median wall time of A and of B, and the
 // median of the n paired differences A − B with the interval between its 25th and 75th percentiles.
 func pairMain(args []string) error {
 	fs := flag.NewFlagSet("pair", flag.ContinueOnError)
@@ -705,13 +705,23 @@ func pairMain(args []string) error {
 	for i := range as {
 		var ta, tb, d []float64
 		for k := -3; k < *n; k++ {
-			a, err := run(as[i])
+			// A then B, then B then A: whatever a run leaves to the next (the kernel's clean-up of its namespaces)
+			// weighs on both alike.
+			first, second := as[i], bs[i]
+			if k%2 != 0 {
+				first, second = second, first
+			}
+			x, err := run(first)
 			if err != nil {
 				return err
 			}
-			b, err := run(bs[i])
+			y, err := run(second)
 			if err != nil {
 				return err
+			}
+			a, b := x, y
+			if k%2 != 0 {
+				a, b = y, x
 			}
 			if k >= 0 {
 				ta, tb, d = append(ta, a), append(tb, b), append(d, a-b)
