@@ -38,6 +38,8 @@ chmod 0777 "$dir/out"
 cp bin/caisson bin/caisson-image "$dir/"
 CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/emptygo" ./tests/emptygo
+# The same caisson without its exit wait for the network helper (build tag caisson_nowait): what that wait costs.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -tags caisson_nowait -o "$dir/caisson-nowait" ./cmd/caisson
 
 as_user=()
 if [ "$(id -u)" = 0 ]; then
@@ -166,6 +168,39 @@ if have bwrap; then
 	echo
 	"$dir/benchreport" floor "$out/parts.json" "$bw" "bwrap --version" "$c version" "./emptygo"
 fi
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: exit wait" >&2
+{
+echo "### What leaving nothing behind costs (issue 18)"
+echo
+echo "Before it exits, caisson waits until its network helper, killed as soon as init reports the sandbox's end,"
+echo "has been reaped, and reaps any other child: it leaves no zombie to a parent that never reaps. The comparison"
+echo "build \`caisson-nowait\` (build tag \`caisson_nowait\`) skips that wait and leaves its helper to its parent, as"
+echo "caisson did before. Run $runs times as a child subreaper's command (benchreport tail), each build shows in how"
+echo "many runs it left something and how long that lived on after caisson's exit: for \`caisson-nowait\`, what the"
+echo "wait costs."
+echo
+echo "| command | runs that left something | median ms it lived on | p90 ms |"
+echo "|---|---:|---:|---:|"
+for n in pasta slirp4netns; do
+	for b in "$c" ./caisson-nowait; do
+		run timeout 600 $br tail -n "$runs" -label "$b run --net $n -- true" -- $b run --net $n -- true || echo "| \`$b run --net $n\` | not measured | | |"
+	done
+done
+echo
+echo "The same builds run alternately $runs times each (benchreport pair): the paired difference of the end-to-end"
+echo "times (\`--net none\` has no helper: its row shows the noise)."
+echo
+run timeout 900 $br pair -n "$runs" -a "$c run -- true" -b "./caisson-nowait run -- true" \
+	-a "$c run --net pasta -- true" -b "./caisson-nowait run --net pasta -- true" \
+	-a "$c run --net slirp4netns -- true" -b "./caisson-nowait run --net slirp4netns -- true" || echo "(not measured)"
+echo "The wait is short because init creates the sandbox's tap device as a persistent one before the helper attaches"
+echo "to it (slirp.PrepareTap): when the helper dies the device stays and goes with the network namespace in the"
+echo "kernel's background clean-up. A helper that creates the device itself removes it in its own exit, which waits"
+echo "for RCU grace periods (\`rcu_barrier\` in \`netdev_run_todo\`): 15-25 ms more per sandbox here."
+echo
 } >>"$report"
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ type obj = map[string]any
 func podConfig(name string, network, pid int, logDir string) obj {
 	c := obj{"metadata": obj{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 1},
 		"log_directory": logDir,
-		"linux": obj{"security_context": obj{"namespace_options": obj{"network": network, "pid": pid}}}}
+		"linux":         obj{"security_context": obj{"namespace_options": obj{"network": network, "pid": pid}}}}
 	if network != 2 {
 		c["hostname"] = name + "-host" // a pod on the node's network has the node's name (and UTS namespace)
 	}

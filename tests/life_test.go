@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // lifeEnv gives the test its own state root, so sandboxes of other tests never show up.
@@ -249,6 +250,28 @@ func (z zombie) restore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(z.dir, "state.json"), z.record, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newZombieKeeper makes the test process a child subreaper that reaps no orphan until t ends: an orphan that exits
+// stays a zombie, as under a container's PID 1 that is a shell or an application and never waits. At the end it
+// kills and reaps what it holds, and stops being a subreaper.
+func newZombieKeeper(t testing.TB) {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for kids := testenv.Children(os.Getpid()); len(kids) > 0 && time.Now().Before(deadline); kids = testenv.Children(os.Getpid()) {
+			for _, pid := range kids {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				var ws unix.WaitStatus
+				_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	})
 }
 
 // zombieSandbox starts a detached sandbox named name (with more run flags), then kills its caisson, its init and

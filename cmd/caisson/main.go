@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cli"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/client"
@@ -38,6 +39,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/imagecmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/unshare"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -62,10 +64,22 @@ func main() {
 	os.Exit(cliMain(os.Args[1:]))
 }
 
+// reapWait bounds the wait for children left at the exit of a command other than run.
+const reapWait = 5 * time.Second
+
 func cliMain(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, cli.Usage())
 		return initproc.ExitSetup
+	}
+	if args[0] != "run" {
+		// Nothing a command started outlives it, not even as a zombie for a parent that never reaps (issue 18). run
+		// does this itself (parent.Run): the foreground of `run -d` leaves its sandbox's supervisor on purpose.
+		defer func() {
+			if _, err := reap.Children(reapWait); err != nil {
+				fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+			}
+		}()
 	}
 	switch args[0] {
 	case "run":

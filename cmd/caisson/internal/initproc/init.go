@@ -32,6 +32,10 @@ import (
 // StageName is init's argv[0]; main dispatches on it before parsing any flag.
 const StageName = "caisson-init"
 
+// PrepareTapArg, as init's argv[1], asks init to create the sandbox's tap device first thing (see
+// slirp.PrepareTap).
+const PrepareTapArg = "--prepare-tap"
+
 // Exit codes shared with the parent.
 const (
 	ExitSetup      = 125 // caisson's own error
@@ -70,6 +74,11 @@ func Main() int {
 		dropSignals()
 		close(notified)
 	}()
+	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
+		// The network helper, started at the same time, attaches to this device (see slirp.PrepareTap). On any
+		// failure (the helper was first) it creates the device itself, or reports why it cannot.
+		_ = slirp.PrepareTap()
+	}
 	unix.CloseOnExec(wire.InitFD)
 	sock := wire.Pollable(wire.InitFD, "caisson-init")
 	msg, _, err := wire.Recv(sock)

@@ -30,6 +30,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/relay"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
@@ -227,8 +228,17 @@ func mappedInside(maps []idmap.Mapping, inside uint32) bool {
 	return false
 }
 
-// Run runs a sandbox and returns the exit code for the caisson process.
+// exitWait bounds, at caisson's exit, the wait for the network helper and then the one for any other child.
+const exitWait = 5 * time.Second
+
+// Run runs a sandbox and returns the exit code for the caisson process. Nothing it started outlives it, not even as
+// a zombie: before it returns it waits for the network helper (killed when the sandbox ended, so that the helper's
+// exit overlapped the rest of the clean-up) and reaps every other child (leaveNothing).
 func Run(r *config.Run) int {
+	// Whatever a helper forks and orphans comes back to this process, to be reaped at the end.
+	_ = reap.Adopt()
+	var network *slirp.Network
+	defer func() { leaveNothing(network) }()
 	ctx := context.Background()
 	// Forward signals once the sandbox runs (CommonSignals now, the rest after LateSignalDelay); SIGWINCH is the
 	// terminal's. Registering costs round trips inside the Go runtime, so it runs alongside the setup and is
@@ -326,9 +336,15 @@ func Run(r *config.Run) int {
 		sb.Extra.PortChild = true
 	}
 	std := stdio.Files() // in the strict posture, pipes in place of the caller's files
+	// With a helper, init creates the sandbox's tap device first thing (slirp.PrepareTap), so that the helper's
+	// exit at the end does not wait for the device's removal, nor caisson for the helper.
+	initArgs := []string{initproc.StageName}
+	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
+		initArgs = append(initArgs, initproc.PrepareTapArg)
+	}
 	cmd := &exec.Cmd{
 		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
-		Args:       []string{initproc.StageName},
+		Args:       initArgs,
 		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
 		Stdin:      std[0],
 		Stdout:     std[1],
@@ -369,7 +385,6 @@ func Run(r *config.Run) int {
 	// The network helper starts while init builds the sandbox (its addresses are known in advance); init waits
 	// for the "net" message before it starts the command. pasta can join init's user namespace before its ID maps
 	// are written, so it starts at once; slirp4netns cannot (it fails to set its ids there): it starts after them.
-	var network *slirp.Network
 	var netStarted chan error
 	launchNet := func() {
 		netStarted = make(chan error, 1)
@@ -412,7 +427,7 @@ func Run(r *config.Run) int {
 			<-netStarted // every return path: a helper that is still starting is waited for, then released
 		}
 		if network != nil {
-			network.Release() // killed, reaped in the background: its tap device takes a while to go
+			network.Release() // killed now, reaped in the background while the rest is cleaned up (leaveNothing waits)
 		}
 	}()
 
@@ -454,6 +469,13 @@ func Run(r *config.Run) int {
 	if code, ok := awaitNet(); !ok {
 		return code
 	}
+	if network != nil {
+		// The helper dies as soon as the sandbox is ending, not after init: its exit (the kernel removes its tap
+		// device) then overlaps init's, and leaveNothing waits for less of it.
+		sess.mu.Lock()
+		sess.ending = network.Release
+		sess.mu.Unlock()
+	}
 	if sb.Extra.AwaitNet {
 		if err := wire.Send(parentSock, wire.Message{Type: "net"}); err != nil {
 			return fail("send network readiness to the sandbox: %v", err)
@@ -491,6 +513,21 @@ func FinishStdio(stdio *relay.Stdio, code int) int {
 		}
 	}
 	return code
+}
+
+// leaveNothing is the last step of Run: it waits (bounded) until the network helper has been reaped, then reaps
+// any other child left (killing it first if it still runs: a slirp4netns feature probe still running after an early
+// error, an orphan of a helper). Only a failure to do so within exitWait is reported.
+func leaveNothing(network *slirp.Network) {
+	if !waitAtExit {
+		return
+	}
+	if err := network.Wait(exitWait); err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+	}
+	if _, err := reap.Children(exitWait); err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+	}
 }
 
 // newGroup creates the sandbox's cgroups for --memory, --pids, --cpus and --cgroup.
