@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	benchreport table [-tsv FILE] RESULTS.json...      hyperfine results: median, p90, ratio to the best peer
+//	benchreport table [-cpu] [-tsv FILE] RESULTS.json... hyperfine results: median, p90, ratio to the best peer
 //	benchreport rows -unit U [-higher] [-tsv FILE]      "label<TAB>value" lines on stdin: ratio to the best peer
 //	benchreport conc -label L -n 1,5,50 -rounds R -- CMD...   N concurrent starts: p50, p99 per N (TSV)
 //	benchreport mem -label L -n 1,10 [-skip COMM,...] -- CMD... memory (PSS) of the processes of N sandboxes
@@ -180,6 +180,7 @@ func short(s string) string {
 func tableMain(args []string) error {
 	fs := flag.NewFlagSet("table", flag.ContinueOnError)
 	tsv := fs.String("tsv", "", "also write label<TAB>median<TAB>p90 (ms) to this file, for the charts")
+	cpu := fs.Bool("cpu", false, "add the mean CPU (user+system, ms) of each command and its children per run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -190,14 +191,21 @@ func tableMain(args []string) error {
 			return err
 		}
 		for _, r := range results {
-			rows = append(rows, row{label: r.Command, value: quantile(r.Times, 0.5) * 1000,
-				extra: []string{fmtNum(quantile(r.Times, 0.9) * 1000), strconv.Itoa(len(r.Times))}})
+			extra := []string{fmtNum(quantile(r.Times, 0.9) * 1000), strconv.Itoa(len(r.Times))}
+			if *cpu {
+				extra = append(extra, fmtNum((r.User+r.System)*1000))
+			}
+			rows = append(rows, row{label: r.Command, value: quantile(r.Times, 0.5) * 1000, extra: extra})
 		}
 	}
 	if len(rows) == 0 {
 		return errors.New("no results")
 	}
-	printRows(os.Stdout, []string{"command", "p90 ms", "runs"}, "median ms", rows, false)
+	head := []string{"command", "p90 ms", "runs"}
+	if *cpu {
+		head = append(head, "CPU ms")
+	}
+	printRows(os.Stdout, head, "median ms", rows, false)
 	if *tsv != "" {
 		return writeTSV(*tsv, rows)
 	}
@@ -697,6 +705,8 @@ func hyperfineMedians(file string) (map[string]float64, error) {
 type hyperfineResult struct {
 	Command string    `json:"command"`
 	Times   []float64 `json:"times"`
+	User    float64   `json:"user"`   // mean user CPU seconds per run (the command and its children)
+	System  float64   `json:"system"` // mean system CPU seconds per run
 }
 
 // readHyperfine reads a hyperfine --export-json file.
