@@ -329,6 +329,21 @@ func TestOCIHooks(t *testing.T) {
 				map[bool]string{true: "runtime", false: "container"}[w.host])
 		}
 	}
+	// A failing startContainer hook fails start (the program does not run), and the container ends stopped.
+	bs := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "echo program-ran"}
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 3"}}}}
+	})
+	sid := containerID(t, "starthook")
+	cs := o.mustCreate(sid, bs)
+	if r := o.cmd(nil, "start", sid); r.code != 1 || !strings.Contains(r.stderr, "startContainer") {
+		t.Errorf("start with a failing startContainer hook: exit %d %q", r.code, r.stderr)
+	}
+	o.waitStatus(sid, "stopped")
+	if strings.Contains(cs.output(t), "program-ran") {
+		t.Errorf("the program ran although its startContainer hook failed")
+	}
+	o.must("delete", sid)
 	// A failing prestart hook fails create; a hanging one past its timeout too; nothing is left.
 	one := 1
 	for name, h := range map[string]specs.Hook{
