@@ -977,3 +977,38 @@ func TestOCIHardeningAndFields(t *testing.T) {
 		t.Errorf("--preserve-fds 1: fd 3 gave %q", buf[:n])
 	}
 }
+
+// A full disk under --root (a 64 KiB tmpfs here): create fails with one line naming the state file, and leaves
+// no process and no state; the engines' next create (after freeing room) works.
+func TestRootModeOCIFullDisk(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs root to mount a small tmpfs (run-integration.sh runs it in its root phase)")
+	}
+	o := newOCI(t)
+	full := filepath.Join(t.TempDir(), "full")
+	os.Mkdir(full, 0o700)
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(full, syscall.MNT_DETACH)
+	filler, _ := os.Create(filepath.Join(full, "filler"))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	o.root = filepath.Join(full, "state")
+	b := o.bundle(args("true"))
+	_, r := o.create(containerID(t, "full"), b)
+	if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "no space left on device") {
+		t.Errorf("create on a full disk: exit %d %q: want one line saying no space is left", r.code, r.stderr)
+	}
+	noRuntimeLeft(t, "")
+	os.Remove(filepath.Join(full, "filler"))
+	if ents, _ := os.ReadDir(o.root); len(ents) != 0 {
+		t.Errorf("state left on the full disk: %v", ents)
+	}
+	o.must("run", "--bundle", b, containerID(t, "full2"))
+}
