@@ -932,12 +932,15 @@ func TestOCIHardeningAndFields(t *testing.T) {
 		t.Errorf("TIOCSTI under an allow-all profile: exit %d %q %q: want EPERM for both", r.code, r.stdout, r.stderr)
 	}
 	// The waiting process runs from a sealed copy of the runtime when the caller could write the binary (the
-	// tests' own copy: yes).
+	// tests' own copy: yes). It is not dumpable until it execs, so only root can read its /proc/PID/exe link.
 	id := containerID(t, "sealed")
 	c := o.mustCreate(id, o.bundle(args("true")))
-	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", readPid(t, c.pidFile)))
-	if !strings.HasPrefix(exe, "/memfd:") {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", readPid(t, c.pidFile)))
+	switch {
+	case os.Getuid() == 0 && !strings.HasPrefix(exe, "/memfd:"):
 		t.Errorf("the stage runs from %q, want a sealed memfd copy of the runtime", exe)
+	case os.Getuid() != 0 && err == nil:
+		t.Errorf("the waiting stage's /proc/PID/exe is readable by its unprivileged owner (%q): it must not be dumpable", exe)
 	}
 	o.must("delete", id)
 
