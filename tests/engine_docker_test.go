@@ -66,12 +66,13 @@ func TestRootModeDocker(t *testing.T) {
 		t.Errorf("docker info lists runtimes %q", rt)
 	}
 	script := testenv.RequireCommand(t, "script")
-	out, err := exec.Command(script, "-qec", "stty rows 21 cols 55; docker -H "+host+" run -it --rm --runtime caisson --network none localhost/bb sh -c 'tty; stty size; exit 3'", "/dev/null").CombinedOutput()
+	// Docker sets the terminal's size after the start (with runc too), so only the terminal itself is checked.
+	out, err := exec.Command(script, "-qec", "docker -H "+host+" run -it --rm --runtime caisson --network none localhost/bb sh -c 'tty; exit 3'", "/dev/null").CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	}
-	if code != 3 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "21 55") {
+	if code != 3 || !strings.Contains(string(out), "/dev/pts/") {
 		t.Errorf("docker run -it: exit %d %q", code, out)
 	}
 	must(append(run, "-d", "--name", "d1", "localhost/bb", "sh", "-c", `echo started; trap "echo got-term; exit 0" TERM; while :; do sleep 0.2; done`)...)
