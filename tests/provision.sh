@@ -6,7 +6,7 @@ set -euo pipefail
 user=${1:-caissontest}
 [ "$(id -u)" = 0 ] || { echo "provision.sh: must run as root" >&2; exit 1; }
 
-pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin fuse-overlayfs user-mode-linux)
+pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin fuse-overlayfs user-mode-linux podman runc)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
 	"github.com/spf13/pflag"
@@ -132,6 +133,7 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 		return usagef("--security: unknown posture %q (want default or strict)", f.Security)
 	}
 	sec.Seccomp = f.Security
+	r.Sandbox.Asked.Seccomp = fs.Changed("seccomp") || sec.Posture == PostureStrict
 	if fs.Changed("seccomp") {
 		p, err := seccomp.ParseProfile(f.Seccomp)
 		if err != nil {
@@ -212,6 +214,9 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 			hint := " (see 'caisson doctor'; or use --rlimit)"
 			if strings.Contains(err.Error(), "not delegated") {
 				hint = "; hint: " + cgroup.Hint
+			}
+			if o := r.Sandbox.Extra.Outer; o.In() {
+				hint += "; " + o.Why(outer.NeedCgroup) + "; fix: " + o.Fix(outer.NeedCgroup)
 			}
 			return usagef("%v%s", err, hint)
 		}

@@ -1,0 +1,464 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+)
+
+// caisson inside a CI job's container (issue 19): real Podman containers (podman_test.go), started the ways a
+// runner starts them, each with the static caisson bound in. In each, the seed's exercises run in a sandbox, `caisson
+// doctor --json` must say what the container allows, and explicit requests the container refuses must fail with
+// the engine's fix. What the container refuses by default is skipped with one notice line each, never a failure.
+
+// ciSetup is one way of starting the job's container, and what it lets caisson do.
+type ciSetup struct {
+	name  string
+	flags []string // podman run flags (the --security-opt seccomp= file is added from profile)
+	// profile is "" (Podman's default), "shipped" (cmd/caisson/profiles/ci-container-seccomp.json) or "refusing"
+	// (the shipped one without seccomp and unshare: caisson's filter and the time namespace are refused).
+	profile string
+	// What the container allows.
+	hostname  bool // sethostname (the shipped profile)
+	freshProc bool // a fresh procfs and sysfs (--security-opt unmask=ALL)
+	tun       bool // /dev/net/tun (--device)
+	route     bool // a network with a default route (--network slirp4netns), for pasta
+}
+
+var ciSetups = []ciSetup{
+	{name: "default", flags: []string{"--network", "none"}},
+	{name: "profile", flags: []string{"--network", "none"}, profile: "shipped", hostname: true},
+	{name: "tun", flags: []string{"--network", "none", "--device", "/dev/net/tun"}, tun: true},
+	{name: "all", flags: []string{"--network", "slirp4netns", "--security-opt", "unmask=ALL", "--device", "/dev/net/tun"},
+		profile: "shipped", hostname: true, freshProc: true, tun: true, route: true},
+	{name: "refusing", flags: []string{"--network", "none"}, profile: "refusing", hostname: true},
+}
+
+// refusing reports whether the setup's filter refuses seccomp(2) and unshare(2).
+func (s ciSetup) refusing() bool { return s.profile == "refusing" }
+
+// ciSeed is the seed's exercises (linux-namespaces module, parts 1-5, and user namespaces), run as
+// `caisson run -- sh /ci-seed.sh` in the container: one "key value" line each.
+const ciSeed = `echo "ns $(for n in cgroup ipc mnt net pid time user uts; do readlink /proc/self/ns/$n; done | tr '\n' ' ')"
+echo "ps $(ps -o pid,comm | awk 'NR > 1 && $1 == 1 {print $2}')"
+ip link set lo up
+echo "links $(ip -o link | wc -l) $(ip -o -4 addr show lo | awk '{print $4}')"
+mkdir -p /tmp/ns-test && mount -t tmpfs tmpfs /tmp/ns-test && echo "namespace secret" >/tmp/ns-test/secret.txt && echo "mount $(cat /tmp/ns-test/secret.txt)"
+echo "hostname $(hostname)"
+if hostname my-container 2>/dev/null; then echo "sethostname $(hostname)"; else echo "sethostname refused"; fi
+echo "userns $(unshare -U -r id -u 2>/dev/null)"
+echo "pidns $(unshare -p -f --mount-proc sh -c 'echo $$' 2>/dev/null)"
+`
+
+// ciCase is one caisson command the container runs.
+type ciCase struct {
+	name string
+	args []string
+}
+
+var ciCases = []ciCase{
+	{"seed", []string{"run", "--", "sh", "/ci-seed.sh"}},
+	{"doctor", []string{"doctor", "--json"}},
+	{"hostname", []string{"run", "--hostname", "web", "--", "hostname"}},
+	{"pasta", []string{"run", "--net", "pasta", "--", "sh", "-c", "ip -o -4 addr show tap0 | awk '{print $4}'; ip route | grep default"}},
+	{"time-offset", []string{"run", "--share", "uts", "--time-offset", "boottime=86400", "--", "cat", "/proc/uptime"}},
+	{"strict", []string{"run", "--share", "uts", "--security", "strict", "--", "echo", "strict-ok"}},
+}
+
+// ciScript is the container's command: the outer namespaces and host name, each case between markers, then what
+// the container sees after the sandboxes.
+func ciScript() string {
+	var b strings.Builder
+	b.WriteString("echo '@@@ outer'\nfor n in cgroup ipc mnt net pid time user uts; do readlink /proc/self/ns/$n; done | tr '\\n' ' '; echo; hostname\n")
+	for _, c := range ciCases {
+		b.WriteString("echo '@@@ " + c.name + "'\n/caisson")
+		for _, a := range c.args {
+			b.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+		}
+		b.WriteString(" 2>/tmp/ci-err\necho \"@@@ exit $?\"\ncat /tmp/ci-err\n")
+	}
+	b.WriteString("echo '@@@ after'\nif test -e /tmp/ns-test/secret.txt; then echo leaked; else echo gone; fi; hostname\n")
+	return b.String()
+}
+
+// ciOutput is one case's result.
+type ciOutput struct {
+	stdout, stderr string
+	code           int
+}
+
+// parseCI splits the container's output by the script's markers.
+func parseCI(t *testing.T, out string) map[string]*ciOutput {
+	t.Helper()
+	res := map[string]*ciOutput{}
+	var cur *ciOutput
+	inErr := false
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "@@@ "); ok {
+			if code, ok := strings.CutPrefix(name, "exit "); ok && cur != nil {
+				cur.code, _ = strconv.Atoi(code)
+				inErr = true
+				continue
+			}
+			cur, inErr = &ciOutput{code: -1}, false
+			res[name] = cur
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		if inErr {
+			cur.stderr += line
+		} else {
+			cur.stdout += line
+		}
+	}
+	for _, c := range ciCases {
+		if res[c.name] == nil || res[c.name].code < 0 {
+			t.Fatalf("case %s did not run; container output:\n%s", c.name, out)
+		}
+	}
+	return res
+}
+
+// shippedProfile is the path of cmd/caisson/profiles/ci-container-seccomp.json.
+func shippedProfile(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CAISSON_PROFILES")
+	if dir == "" {
+		dir, _ = filepath.Abs(filepath.Join("..", "cmd", "caisson", "profiles"))
+	}
+	p := filepath.Join(dir, "ci-container-seccomp.json")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the shipped seccomp profile: %v (set CAISSON_PROFILES)", err)
+	}
+	return p
+}
+
+// refusingProfile writes the shipped profile without the named calls to dir.
+func refusingProfile(t *testing.T, shipped, dir string, drop ...string) string {
+	t.Helper()
+	data, err := os.ReadFile(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prof map[string]any
+	if err := json.Unmarshal(data, &prof); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range prof["syscalls"].([]any) {
+		entry := e.(map[string]any)
+		entry["names"] = slices.DeleteFunc(entry["names"].([]any), func(n any) bool { return slices.Contains(drop, n.(string)) })
+	}
+	out, _ := json.Marshal(prof)
+	p := filepath.Join(dir, "refusing-seccomp.json")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ciImage builds the job's image: busybox (testenv.BusyboxRootfs) with pasta and its libraries, without /etc/passwd
+// (uid 0 has no user name, as in many CI images) and without newuidmap.
+func ciImage(t *testing.T, p *podman) string {
+	t.Helper()
+	dir := filepath.Join(p.dir, "rootfs")
+	testenv.BusyboxRootfs(t, dir)
+	for _, f := range []string{"etc/passwd", "etc/group"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyProgram(t, dir, "/usr/bin/passt", "pasta")
+	if err := os.WriteFile(filepath.Join(dir, "ci-seed.sh"), []byte(ciSeed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	return p.importRootfs(t, dir, "localhost/caisson-ci")
+}
+
+// TestCIContainer runs caisson in rootless Podman containers, as the test user (a hardened runner's setup).
+func TestCIContainer(t *testing.T) {
+	testenv.RequireUnprivileged(t)
+	testenv.RequireSubIDs(t)
+	testCIContainers(t)
+}
+
+// TestRootModeCIContainer runs caisson in rootful Podman containers (tests/run-integration.sh runs it as root).
+func TestRootModeCIContainer(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs to run as host root (tests/run-integration.sh runs it so)")
+	}
+	testCIContainers(t)
+}
+
+func testCIContainers(t *testing.T) {
+	caissonBin := bin(t)
+	testenv.RequireCommand(t, "passt")
+	shipped := shippedProfile(t)
+	p := newPodman(t)
+	img := ciImage(t, p)
+	refusing := refusingProfile(t, shipped, p.dir, "seccomp", "unshare")
+	script := filepath.Join(p.dir, "ci.sh")
+	if err := os.WriteFile(script, []byte(ciScript()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ciSetups {
+		t.Run(s.name, func(t *testing.T) {
+			if s.tun {
+				testenv.RequireTun(t)
+			}
+			args := []string{"run", "--rm", "--pull", "never", "-v", caissonBin + ":/caisson:ro", "-v", script + ":/ci.sh:ro"}
+			args = append(args, s.flags...)
+			switch s.profile {
+			case "shipped":
+				args = append(args, "--security-opt", "seccomp="+shipped)
+			case "refusing":
+				args = append(args, "--security-opt", "seccomp="+refusing)
+			}
+			r := p.run(t, append(args, img, "sh", "/ci.sh")...)
+			if r.code != 0 {
+				t.Fatalf("podman run: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			if os.Getenv("CAISSON_CI_DEBUG") != "" {
+				t.Logf("container output:\n%s", r.stdout)
+			}
+			res := parseCI(t, r.stdout)
+			outerNS := strings.Fields(res["outer"].stdout)
+			if len(outerNS) != 9 {
+				t.Fatalf("outer namespaces and host name: %q", res["outer"].stdout)
+			}
+			outerHost := outerNS[8]
+			checkCISeed(t, s, res["seed"], outerNS[:8], outerHost)
+			checkCIDoctor(t, s, res["doctor"], p.root)
+			checkCIRefusals(t, s, res)
+			if after := strings.Fields(res["after"].stdout); len(after) != 2 || after[0] != "gone" || after[1] != outerHost {
+				t.Errorf("after the sandboxes the container must have neither the sandbox's mount nor its host name: %q", res["after"].stdout)
+			}
+		})
+	}
+}
+
+// ciNotices are the notices an outer sandbox's refusals cause, by a word of each.
+var ciNotices = map[string]string{
+	"hostname": "caisson: notice: the sandbox keeps the host name ",
+	"proc":     "caisson: notice: the sandbox shows the outer /proc, read-only",
+	"sys":      "caisson: notice: the sandbox shows the outer /sys, read-only",
+	"time":     "caisson: notice: the sandbox shares the outer time namespace",
+	"seccomp":  "caisson: notice: the command runs without caisson's seccomp filter",
+}
+
+// checkCINotices checks that stderr has exactly the notices want (one line each, naming the fix) and nothing else
+// but what caisson says about the ID maps of uid 0 in a container (no passwd entry, no subordinate ranges).
+func checkCINotices(t *testing.T, name, stderr string, want map[string]bool) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if line == "" || strings.HasPrefix(line, "caisson: notice: uid 0 has no user name") ||
+			strings.HasPrefix(line, "caisson: warning: /etc/subuid: no range for root") ||
+			strings.HasPrefix(line, "caisson: warning: /etc/subgid: no range for root") {
+			continue
+		}
+		found := ""
+		for k, prefix := range ciNotices {
+			if strings.HasPrefix(line, prefix) {
+				found = k
+			}
+		}
+		switch {
+		case found == "":
+			t.Errorf("%s: unexpected line on stderr: %q", name, line)
+		case !want[found]:
+			t.Errorf("%s: unexpected %s notice: %q", name, found, line)
+		case !strings.Contains(line, "; fix: "):
+			t.Errorf("%s: the %s notice names no fix: %q", name, found, line)
+		}
+	}
+	for k, w := range want {
+		if n := strings.Count(stderr, ciNotices[k]); w && n != 1 {
+			t.Errorf("%s: want one %s notice, got %d in %q", name, k, n, stderr)
+		}
+	}
+}
+
+// checkCISeed checks the seed's exercises in the sandbox against what the container allows.
+func checkCISeed(t *testing.T, s ciSetup, o *ciOutput, outerNS []string, outerHost string) {
+	t.Helper()
+	if o.code != 0 {
+		t.Fatalf("seed: exit %d\nstdout: %s\nstderr: %s", o.code, o.stdout, o.stderr)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(o.stdout), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		got[k] = v
+	}
+	// Part 1: eight namespaces of the sandbox's own (the time namespace is the container's when refused).
+	inner := strings.Fields(got["ns"])
+	if len(inner) != 8 {
+		t.Fatalf("seed: namespaces %q", got["ns"])
+	}
+	for i, ns := range inner {
+		shared := ns == outerNS[i]
+		if wantShared := strings.HasPrefix(ns, "time:") && s.refusing(); shared != wantShared {
+			t.Errorf("seed: namespace %s shared with the container: %v, want %v", ns, shared, wantShared)
+		}
+	}
+	// Part 2: PID 1 of the sandbox's /proc is caisson's init with a fresh procfs; the container's shell otherwise.
+	wantPS := map[bool]string{true: "caisson-init", false: "sh"}[s.freshProc]
+	if got["ps"] != wantPS {
+		t.Errorf("seed: PID 1 in the sandbox's /proc is %q, want %q", got["ps"], wantPS)
+	}
+	// Part 3: only the loopback interface, up.
+	if got["links"] != "1 127.0.0.1/8" {
+		t.Errorf("seed: network namespace: %q, want only lo with 127.0.0.1/8", got["links"])
+	}
+	// Part 4: a private mount.
+	if got["mount"] != "namespace secret" {
+		t.Errorf("seed: mount namespace: %q", got["mount"])
+	}
+	// Part 5: the sandbox's own host name, which root inside may change, where the container's filter allows it.
+	wantHost, wantSet := "caisson", "my-container"
+	if !s.hostname {
+		wantHost, wantSet = outerHost, "refused"
+	}
+	if got["hostname"] != wantHost || got["sethostname"] != wantSet {
+		t.Errorf("seed: host name %q, sethostname %q; want %q and %q", got["hostname"], got["sethostname"], wantHost, wantSet)
+	}
+	// Nested user and PID namespaces need a writable, fresh /proc.
+	if (got["userns"] == "0") != s.freshProc || (got["pidns"] == "1") != s.freshProc {
+		t.Errorf("seed: nested unshare -U -r: %q, unshare -p -f --mount-proc: %q (fresh /proc: %v)", got["userns"], got["pidns"], s.freshProc)
+	}
+	checkCINotices(t, "seed", o.stderr, map[string]bool{"hostname": !s.hostname, "proc": !s.freshProc, "sys": !s.freshProc,
+		"time": s.refusing(), "seccomp": s.refusing()})
+}
+
+// ciDoctor is the part of `caisson doctor --json` the test reads.
+type ciDoctor struct {
+	Checks []struct {
+		Name, Status, Detail, Fix string
+	} `json:"checks"`
+	RunWorks  bool `json:"run_works"`
+	Container struct {
+		Engine         string `json:"engine"`
+		Rootless       bool   `json:"rootless"`
+		SeccompFilters int    `json:"seccomp_filters"`
+	} `json:"container"`
+}
+
+// checkCIDoctor checks doctor's verdicts and fixes against what the container allows.
+func checkCIDoctor(t *testing.T, s ciSetup, o *ciOutput, root bool) {
+	t.Helper()
+	var d ciDoctor
+	if err := json.Unmarshal([]byte(o.stdout), &d); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, o.stdout)
+	}
+	if o.code != 0 || !d.RunWorks {
+		t.Errorf("doctor: exit %d, run_works %v: run works in every setup", o.code, d.RunWorks)
+	}
+	if d.Container.Engine != "podman" || d.Container.Rootless == root || d.Container.SeccompFilters < 1 {
+		t.Errorf("doctor: container %+v: want podman, rootless %v, a seccomp filter", d.Container, !root)
+	}
+	checks := map[string]int{}
+	for i, c := range d.Checks {
+		checks[c.Name] = i
+	}
+	for _, w := range []struct {
+		name string
+		ok   bool
+		fix  string
+	}{
+		{"container", true, ""},
+		{"user namespaces", true, ""},
+		{"mounts", true, ""},
+		{"setns", true, ""},
+		{"host name", s.hostname, "podman run --security-opt seccomp=ci-container-seccomp.json"},
+		{"fresh /proc", s.freshProc, "podman run --security-opt unmask=ALL"},
+		{"fresh /sys", s.freshProc, "podman run --security-opt unmask=ALL"},
+		{"/dev/net/tun", s.tun, "podman run --device /dev/net/tun"},
+		{"time namespace", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
+		{"seccomp stacking", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
+	} {
+		i, found := checks[w.name]
+		if !found {
+			t.Errorf("doctor: no %q check", w.name)
+			continue
+		}
+		c := d.Checks[i]
+		if (c.Status == "ok") != w.ok || (!w.ok && (c.Status != "warn" || !strings.HasPrefix(c.Fix, w.fix))) {
+			t.Errorf("doctor: %s: %s %q fix %q; want ok %v, else warn with fix %q", w.name, c.Status, c.Detail, c.Fix, w.ok, w.fix)
+		}
+	}
+}
+
+// checkCIRefusals checks the explicit requests: each works where the container allows it and otherwise fails
+// with one error line naming the container's restriction and the engine's fix.
+func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
+	t.Helper()
+	refused := func(name, prefix, fix string) {
+		t.Helper()
+		o := res[name]
+		errors := 0
+		for _, line := range strings.Split(strings.TrimSpace(o.stderr), "\n") {
+			if !strings.HasPrefix(line, "caisson: notice: ") && !strings.HasPrefix(line, "caisson: warning: ") {
+				errors++
+				if !strings.HasPrefix(line, prefix) || !strings.Contains(line, "; fix: "+fix) {
+					t.Errorf("%s: error line %q; want %q... with the fix %q", name, line, prefix, fix)
+				}
+			}
+		}
+		if o.code != 125 || errors != 1 {
+			t.Errorf("%s: exit %d with %d error lines: %q; want 125 and one line", name, o.code, errors, o.stderr)
+		}
+	}
+	worked := func(name string, want *regexp.Regexp) {
+		t.Helper()
+		o := res[name]
+		if o.code != 0 || !want.MatchString(o.stdout) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 0 and %s", name, o.code, o.stdout, o.stderr, want)
+		}
+	}
+	seccompFix := "podman run --security-opt seccomp=ci-container-seccomp.json"
+	if s.hostname {
+		worked("hostname", regexp.MustCompile(`^web\n$`))
+	} else {
+		refused("hostname", "caisson: --hostname web: operation not permitted: ", seccompFix)
+	}
+	switch {
+	case !s.tun:
+		refused("pasta", "caisson: --net pasta: /dev/net/tun: no such file or directory: ", "podman run --device /dev/net/tun")
+	case !s.route:
+		refused("pasta", "caisson: slirp: pasta exited before it was ready: ", "podman run --network slirp4netns")
+	default:
+		worked("pasta", regexp.MustCompile(`^10\.0\.2\.100/24\ndefault via 10\.0\.2\.2 dev tap0`))
+	}
+	switch {
+	case s.refusing():
+		refused("time-offset", "caisson: --time-offset: function not implemented: ", seccompFix)
+		refused("strict", "caisson: --security strict: function not implemented: ", seccompFix)
+	case !s.freshProc:
+		refused("time-offset", "caisson: --time-offset: ", "podman run --security-opt unmask=ALL")
+		refused("strict", "caisson: --security strict: ", "podman run --security-opt unmask=ALL")
+	default:
+		o := res["time-offset"]
+		f := strings.Fields(o.stdout)
+		if up, err := strconv.ParseFloat(strings.Join(f[:min(len(f), 1)], ""), 64); o.code != 0 || err != nil || up < 86400 {
+			t.Errorf("time-offset: exit %d, uptime %q: want at least the 86400 s offset; stderr %q", o.code, o.stdout, o.stderr)
+		}
+		worked("strict", regexp.MustCompile(`^strict-ok\n$`))
+	}
+	// A request that works says nothing but the notices of the defaults the container refuses (time-offset and
+	// strict share the UTS namespace: no host name to set).
+	for _, c := range []string{"hostname", "pasta", "time-offset", "strict"} {
+		if o := res[c]; o.code == 0 {
+			checkCINotices(t, c, o.stderr, map[string]bool{"hostname": !s.hostname && c == "pasta",
+				"proc": !s.freshProc, "sys": !s.freshProc, "time": s.refusing() && c != "time-offset",
+				"seccomp": s.refusing() && c != "strict"})
+		}
+	}
+}
