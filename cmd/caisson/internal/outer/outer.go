@@ -78,23 +78,26 @@ func Detect(userNS func() bool) Sandbox {
 }
 
 // Detect describes the sandbox seen through p. The innermost engine wins: a caisson sandbox inside a Podman
-// container is a caisson sandbox (its /run hides the container's marker anyway).
+// container is a caisson sandbox (its /run hides the container's marker anyway). On a host without markers it
+// costs a few stat calls (caisson run detects on every start); the seccomp and AppArmor state is read only inside
+// an outer sandbox.
 func (p Probe) Detect() Sandbox {
 	path := func(name string) string { return filepath.Join(p.Root+"/", name) }
 	exists := func(name string) bool { _, err := os.Stat(path(name)); return err == nil }
+	getenv := func(k string) string {
+		if p.Getenv == nil {
+			return ""
+		}
+		return p.Getenv(k)
+	}
 	var s Sandbox
 	if p.UserNS != nil {
 		s.UserNS = p.UserNS()
 	}
-	s.SeccompFilters, s.AppArmor = readStatus(path("/proc/self/status"), path("/proc/self/attr/apparmor/current"), path("/proc/self/attr/current"))
-	// A marker seen from the host's own namespaces is a leftover (a machine image made from a container image
-	// keeps its /.dockerenv), not a container: the host's kernel threads are visible only there.
-	host := !s.UserNS && initialPIDNamespace(path("/proc/2/stat"))
 	switch {
 	case exists(CaissonMarker):
 		s.Engine, s.Evidence = Caisson, CaissonMarker
-	case host:
-	case p.Getenv != nil && p.Getenv(KubernetesEnv) != "":
+	case getenv(KubernetesEnv) != "":
 		s.Engine, s.Evidence = Kubernetes, KubernetesEnv
 	case exists(KubernetesToken):
 		s.Engine, s.Evidence = Kubernetes, KubernetesToken
@@ -109,25 +112,28 @@ func (p Probe) Detect() Sandbox {
 		}
 	case exists(DockerMarker):
 		s.Engine, s.Evidence = Docker, DockerMarker
-	case p.Getenv != nil && p.Getenv("container") != "":
+	case getenv("container") != "":
 		// systemd's convention: LXC, systemd-nspawn and Podman set it in the container's first process.
-		s.Engine, s.Evidence = Unknown, "container="+p.Getenv("container")
+		s.Engine, s.Evidence = Unknown, "container="+getenv("container")
 	case s.UserNS:
 		s.Engine, s.Evidence = Unknown, "a user namespace"
+	}
+	// A marker seen from the host's own namespaces is a leftover (a machine image made from a container image
+	// keeps its /.dockerenv), not a container: the host's kernel threads are visible only there.
+	if s.Engine != None && s.Engine != Caisson && !s.UserNS && initialPIDNamespace(path("/proc/self/ns/pid")) {
+		return Sandbox{}
+	}
+	if s.Engine != None {
+		s.SeccompFilters, s.AppArmor = readStatus(path("/proc/self/status"), path("/proc/self/attr/apparmor/current"), path("/proc/self/attr/current"))
 	}
 	return s
 }
 
-// initialPIDNamespace reports whether stat, /proc/2/stat, is the kernel's kthreadd (a child of PID 0): only the
-// initial PID namespace shows kernel threads.
-func initialPIDNamespace(stat string) bool {
-	b, err := os.ReadFile(stat)
-	if err != nil {
-		return false
-	}
-	_, rest, ok := strings.Cut(string(b), " (kthreadd) ")
-	f := strings.Fields(rest)
-	return ok && len(f) > 1 && f[1] == "0"
+// initialPIDNamespace reports whether link, /proc/self/ns/pid, names the kernel's initial PID namespace, whose
+// inode number is fixed (PROC_PID_INIT_INO): only the host's own processes are there.
+func initialPIDNamespace(link string) bool {
+	target, err := os.Readlink(link)
+	return err == nil && target == "pid:[4026531836]"
 }
 
 // readContainerenv returns the engine and rootless lines of Podman's /run/.containerenv.
