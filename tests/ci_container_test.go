@@ -22,8 +22,9 @@ import (
 type ciSetup struct {
 	name  string
 	flags []string // podman run flags (the --security-opt seccomp= file is added from profile)
-	// profile is "" (Podman's default), "shipped" (cmd/caisson/profiles/ci-container-seccomp.json) or "refusing"
-	// (the shipped one without seccomp and unshare: caisson's filter and the time namespace are refused).
+	// profile is "" (Podman's default), "shipped" (cmd/caisson/profiles/ci-container-seccomp.json), "refusing"
+	// (the shipped one without seccomp and unshare: caisson's filter and the time namespace are refused) or
+	// "docker-like" (Docker's rule for namespaces: caisson cannot create its sandbox at all).
 	profile string
 	// What the container allows.
 	hostname  bool // sethostname (the shipped profile)
@@ -39,6 +40,7 @@ var ciSetups = []ciSetup{
 	{name: "all", flags: []string{"--network", "slirp4netns", "--security-opt", "unmask=ALL", "--device", "/dev/net/tun"},
 		profile: "shipped", hostname: true, freshProc: true, tun: true, route: true},
 	{name: "refusing", flags: []string{"--network", "none"}, profile: "refusing", hostname: true},
+	{name: "docker-like", flags: []string{"--network", "none"}, profile: "docker-like", hostname: true},
 }
 
 // refusing reports whether the setup's filter refuses seccomp(2) and unshare(2).
@@ -142,8 +144,8 @@ func shippedProfile(t *testing.T) string {
 	return p
 }
 
-// refusingProfile writes the shipped profile without the named calls to dir.
-func refusingProfile(t *testing.T, shipped, dir string, drop ...string) string {
+// variantProfile writes, as dir/name.json, the shipped profile without the calls drop and with the entries add.
+func variantProfile(t *testing.T, shipped, dir, name string, drop []string, add ...map[string]any) string {
 	t.Helper()
 	data, err := os.ReadFile(shipped)
 	if err != nil {
@@ -153,13 +155,36 @@ func refusingProfile(t *testing.T, shipped, dir string, drop ...string) string {
 	if err := json.Unmarshal(data, &prof); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range prof["syscalls"].([]any) {
+	syscalls := prof["syscalls"].([]any)
+	for _, e := range syscalls {
 		entry := e.(map[string]any)
 		entry["names"] = slices.DeleteFunc(entry["names"].([]any), func(n any) bool { return slices.Contains(drop, n.(string)) })
 	}
+	for _, e := range add {
+		syscalls = append(syscalls, e)
+	}
+	prof["syscalls"] = syscalls
 	out, _ := json.Marshal(prof)
-	p := filepath.Join(dir, "refusing-seccomp.json")
+	p := filepath.Join(dir, name+".json")
 	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// dockerLikeProfile is the shipped profile with Docker's default rule for namespaces (moby's profile, for a
+// container without CAP_SYS_ADMIN): clone only without namespace flags, clone3 answering ENOSYS (so that the C
+// library falls back to clone), unshare refused, EPERM for what it does not list.
+func dockerLikeProfile(t *testing.T, shipped, dir string) string {
+	t.Helper()
+	const namespaceFlags = 0x7E020000 // CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET
+	p := variantProfile(t, shipped, dir, "docker-like", []string{"clone", "clone3", "unshare"},
+		map[string]any{"names": []string{"clone"}, "action": "SCMP_ACT_ALLOW",
+			"args": []map[string]any{{"index": 0, "value": namespaceFlags, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}}},
+		map[string]any{"names": []string{"clone3"}, "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
+	data, _ := os.ReadFile(p)
+	data = []byte(strings.Replace(string(data), `"defaultErrnoRet":38`, `"defaultErrnoRet":1`, 1))
+	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -205,7 +230,9 @@ func testCIContainers(t *testing.T) {
 	shipped := shippedProfile(t)
 	p := newPodman(t)
 	img := ciImage(t, p)
-	refusing := refusingProfile(t, shipped, p.dir, "seccomp", "unshare")
+	profiles := map[string]string{"shipped": shipped,
+		"refusing":    variantProfile(t, shipped, p.dir, "refusing", []string{"seccomp", "unshare"}),
+		"docker-like": dockerLikeProfile(t, shipped, p.dir)}
 	script := filepath.Join(p.dir, "ci.sh")
 	if err := os.WriteFile(script, []byte(ciScript()), 0o644); err != nil {
 		t.Fatal(err)
@@ -217,11 +244,8 @@ func testCIContainers(t *testing.T) {
 			}
 			args := []string{"run", "--rm", "--pull", "never", "-v", caissonBin + ":/caisson:ro", "-v", script + ":/ci.sh:ro"}
 			args = append(args, s.flags...)
-			switch s.profile {
-			case "shipped":
-				args = append(args, "--security-opt", "seccomp="+shipped)
-			case "refusing":
-				args = append(args, "--security-opt", "seccomp="+refusing)
+			if s.profile != "" {
+				args = append(args, "--security-opt", "seccomp="+profiles[s.profile])
 			}
 			r := p.run(t, append(args, img, "sh", "/ci.sh")...)
 			if r.code != 0 {
@@ -236,6 +260,10 @@ func testCIContainers(t *testing.T) {
 				t.Fatalf("outer namespaces and host name: %q", res["outer"].stdout)
 			}
 			outerHost := outerNS[8]
+			if s.profile == "docker-like" {
+				checkCINoNamespaces(t, res)
+				return
+			}
 			checkCISeed(t, s, res["seed"], outerNS[:8], outerHost)
 			checkCIDoctor(t, s, res["doctor"], p.root)
 			checkCIRefusals(t, s, res)
@@ -460,5 +488,39 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 				"proc": !s.freshProc, "sys": !s.freshProc, "time": s.refusing() && c != "time-offset",
 				"seccomp": s.refusing() && c != "strict"})
 		}
+	}
+}
+
+// checkCINoNamespaces: where the container refuses new user namespaces (Docker's default profile) caisson cannot
+// run at all; every run fails with one line naming the filter and the fix, and doctor says so.
+func checkCINoNamespaces(t *testing.T, res map[string]*ciOutput) {
+	t.Helper()
+	fix := "podman run --security-opt seccomp=ci-container-seccomp.json"
+	for _, c := range []string{"seed", "hostname", "time-offset", "strict"} {
+		o := res[c]
+		var errs []string
+		for _, line := range strings.Split(strings.TrimSpace(o.stderr), "\n") {
+			if !strings.HasPrefix(line, "caisson: notice: ") && !strings.HasPrefix(line, "caisson: warning: ") {
+				errs = append(errs, line)
+			}
+		}
+		if o.code != 125 || len(errs) != 1 || !strings.HasPrefix(errs[0], "caisson: cannot create the sandbox: ") ||
+			!strings.Contains(errs[0], "seccomp filter refuses new user namespaces; fix: "+fix) {
+			t.Errorf("%s: exit %d, stderr %q; want 125 and one line naming the filter and %q", c, o.code, o.stderr, fix)
+		}
+	}
+	var d ciDoctor
+	if err := json.Unmarshal([]byte(res["doctor"].stdout), &d); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, res["doctor"].stdout)
+	}
+	ok := false
+	for _, c := range d.Checks {
+		if c.Name == "user namespaces" {
+			ok = c.Status == "fail" && strings.HasPrefix(c.Fix, fix)
+		}
+	}
+	if res["doctor"].code != 1 || d.RunWorks || !ok {
+		t.Errorf("doctor: exit %d, run_works %v, user namespaces check right: %v; want 1, false, a failure with %q\n%s",
+			res["doctor"].code, d.RunWorks, ok, fix, res["doctor"].stdout)
 	}
 }

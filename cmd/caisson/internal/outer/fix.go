@@ -69,7 +69,11 @@ func (s Sandbox) Why(n Need) string {
 		return where + " refuses " + string(n)
 	case n == NeedProc || n == NeedSys:
 		dir := strings.TrimPrefix(string(n), "fresh ")
-		return where + " masks paths of " + dir + ", so the kernel refuses a new " + map[string]string{"/proc": "procfs", "/sys": "sysfs"}[dir] + " (\"mount too revealing\")"
+		fs := map[string]string{"/proc": "procfs", "/sys": "sysfs"}[dir]
+		if s.Engine == None {
+			return where + "'s " + dir + " has mounts on top of it, so the kernel refuses a new " + fs + " (\"mount too revealing\")"
+		}
+		return where + " masks paths of " + dir + ", so the kernel refuses a new " + fs + " (\"mount too revealing\")"
 	case n == NeedTun:
 		return where + " has no usable /dev/net/tun"
 	case n == NeedRoute:
@@ -98,6 +102,8 @@ func (s Sandbox) Fix(n Need) string {
 			return "the container's securityContext.procMount: Unmasked (needs the pod's hostUsers: false)"
 		case Caisson:
 			return "cannot be lifted: every caisson sandbox masks /proc and /sys paths (the inner sandbox shows the outer ones, read-only)"
+		case None:
+			return "run caisson where /proc and /sys are fully visible"
 		}
 		return "run the container without masked /proc and /sys paths (podman run --security-opt unmask=ALL, docker run --security-opt systempaths=unconfined)"
 	case NeedTun:
@@ -108,6 +114,8 @@ func (s Sandbox) Fix(n Need) string {
 			return "no pod setting gives it: a device plugin that offers /dev/net/tun, or a privileged container; or use --net none"
 		case Caisson:
 			return "cannot be lifted: a caisson sandbox's /dev has no net/tun; use --net none, or --net host to share the outer network"
+		case None:
+			return "as root: chmod 0666 /dev/net/tun (the distribution default)"
 		}
 		return "pass the host's /dev/net/tun into the container (podman/docker run --device /dev/net/tun)"
 	case NeedRoute:
@@ -116,6 +124,8 @@ func (s Sandbox) Fix(n Need) string {
 			return "podman run --network slirp4netns (or pasta, or a bridge), not --network none; or use --net slirp4netns, which needs no route"
 		case Docker:
 			return "docker run with a network other than --network none; or use --net slirp4netns, which needs no route"
+		case None:
+			return "give this host a default route, or use --net slirp4netns, which needs no route"
 		}
 		return "give the container a network with a default route; or use --net slirp4netns, which needs no route"
 	case NeedCgroup:
@@ -126,12 +136,16 @@ func (s Sandbox) Fix(n Need) string {
 			return "limit the whole container instead (resources.limits), or use --rlimit"
 		case Caisson:
 			return "give the outer sandbox the limits (--memory, --pids, --cpus), or use --rlimit"
+		case None:
+			return "run caisson in a delegated cgroup (systemd-run --user --scope -p Delegate=yes caisson run ...), or use --rlimit"
 		}
 		return "limit the whole container instead, or use --rlimit"
 	case NeedDevice:
 		switch s.Engine {
 		case Podman, Docker:
 			return string(s.Engine) + " run --device /dev/NAME"
+		case None:
+			return "create the device node (as root: mknod, or load its driver)"
 		}
 		return "give the container the device"
 	}
@@ -160,6 +174,8 @@ func (s Sandbox) filterFix(n Need) string {
 		}
 	case Caisson:
 		return "start the outer caisson with --security default (strict refuses " + string(n) + ") or --seccomp unconfined"
+	case None:
+		return "lift the seccomp filter or LSM policy that confines caisson (systemd's SystemCallFilter=, a parent sandbox)"
 	default:
 		fix = "run the container with a seccomp profile that allows " + string(n) + " (" + profile + "; README: Inside CI containers)"
 	}

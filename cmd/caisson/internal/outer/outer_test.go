@@ -127,6 +127,11 @@ func TestWhyAndFix(t *testing.T) {
 		{podman, NeedRoute, "no network interface with a default route", "podman run --network slirp4netns"},
 		{docker, NeedCgroup, "does not delegate a cgroup", "docker run --memory, --pids-limit, --cpus"},
 		{Sandbox{Engine: Unknown}, NeedSeccomp, "the outer container refuses seccomp(2)", ProfileFile},
+		// On a host (no container recognised), the fixes are the host's own.
+		{Sandbox{}, NeedTimeNS, "this host refuses new time namespaces", "SystemCallFilter="},
+		{Sandbox{}, NeedProc, "this host's /proc has mounts on top of it", "where /proc and /sys are fully visible"},
+		{Sandbox{}, NeedTun, "this host has no usable /dev/net/tun", "chmod 0666 /dev/net/tun"},
+		{Sandbox{}, NeedCgroup, "does not delegate a cgroup", "Delegate=yes"},
 	} {
 		why, fix := tc.s.Why(tc.n), tc.s.Fix(tc.n)
 		if !strings.Contains(why, tc.why) || !strings.Contains(fix, tc.fix) {
