@@ -72,6 +72,7 @@ var ciCases = []ciCase{
 	{"pasta", []string{"run", "--net", "pasta", "--", "sh", "-c", "ip -o -4 addr show tap0 | awk '{print $4}'; ip route | grep default"}},
 	{"time-offset", []string{"run", "--share", "uts", "--time-offset", "boottime=86400", "--", "cat", "/proc/uptime"}},
 	{"strict", []string{"run", "--share", "uts", "--security", "strict", "--", "echo", "strict-ok"}},
+	{"landlock", []string{"run", "--share", "uts", "--landlock", "--", "echo", "landlock-ok"}},
 }
 
 // ciScript is the container's command: the outer namespaces and host name, each case between markers, then what
@@ -231,7 +232,8 @@ func testCIContainers(t *testing.T) {
 	p := newPodman(t)
 	img := ciImage(t, p)
 	profiles := map[string]string{"shipped": shipped,
-		"refusing":    variantProfile(t, shipped, p.dir, "refusing", []string{"seccomp", "unshare"}),
+		"refusing": variantProfile(t, shipped, p.dir, "refusing", []string{"seccomp", "unshare",
+			"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"}),
 		"docker-like": dockerLikeProfile(t, shipped, p.dir)}
 	script := filepath.Join(p.dir, "ci.sh")
 	if err := os.WriteFile(script, []byte(ciScript()), 0o644); err != nil {
@@ -411,6 +413,7 @@ func checkCIDoctor(t *testing.T, s ciSetup, o *ciOutput, root bool) {
 		{"/dev/net/tun", s.tun, "podman run --device /dev/net/tun"},
 		{"time namespace", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
 		{"seccomp stacking", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
+		{"landlock", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
 	} {
 		i, found := checks[w.name]
 		if !found {
@@ -465,6 +468,12 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 	default:
 		worked("pasta", regexp.MustCompile(`^10\.0\.2\.100/24\ndefault via 10\.0\.2\.2 dev tap0`))
 	}
+	if s.refusing() {
+		// ENOSYS from the filter looks like a kernel without Landlock: the error names both.
+		refused("landlock", "caisson: harden: --landlock: this kernel has no Landlock (function not implemented)", seccompFix)
+	} else {
+		worked("landlock", regexp.MustCompile(`^landlock-ok\n$`))
+	}
 	switch {
 	case s.refusing():
 		refused("time-offset", "caisson: --time-offset: function not implemented: ", seccompFix)
@@ -482,7 +491,7 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 	}
 	// A request that works says nothing but the notices of the defaults the container refuses (time-offset and
 	// strict share the UTS namespace: no host name to set).
-	for _, c := range []string{"hostname", "pasta", "time-offset", "strict"} {
+	for _, c := range []string{"hostname", "pasta", "time-offset", "strict", "landlock"} {
 		if o := res[c]; o.code == 0 {
 			checkCINotices(t, c, o.stderr, map[string]bool{"hostname": !s.hostname && c == "pasta",
 				"proc": !s.freshProc, "sys": !s.freshProc, "time": s.refusing() && c != "time-offset",
@@ -496,7 +505,7 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 func checkCINoNamespaces(t *testing.T, res map[string]*ciOutput) {
 	t.Helper()
 	fix := "podman run --security-opt seccomp=ci-container-seccomp.json"
-	for _, c := range []string{"seed", "hostname", "time-offset", "strict"} {
+	for _, c := range []string{"seed", "hostname", "time-offset", "strict", "landlock"} {
 		o := res[c]
 		var errs []string
 		for _, line := range strings.Split(strings.TrimSpace(o.stderr), "\n") {
@@ -522,5 +531,26 @@ func checkCINoNamespaces(t *testing.T, res map[string]*ciOutput) {
 	if res["doctor"].code != 1 || d.RunWorks || !ok {
 		t.Errorf("doctor: exit %d, run_works %v, user namespaces check right: %v; want 1, false, a failure with %q\n%s",
 			res["doctor"].code, d.RunWorks, ok, fix, res["doctor"].stdout)
+	}
+}
+
+// Inside an outer sandbox whose /dev lacks nodes (here a caisson sandbox whose root removed /dev/full and
+// /dev/tty), the inner sandbox's /dev goes without them, with one notice naming them; the rest works.
+func TestOuterMissingDevices(t *testing.T) {
+	requireSandbox(t)
+	r := caisson(t, "run", "--no-cwd", "--ro-bind", bin(t)+":/tmp/caisson", "--", "sh", "-c",
+		`umount /dev/full /dev/tty && rm /dev/full /dev/tty && /tmp/caisson run --no-cwd --share pid -- sh -c 'ls /dev | tr "\n" " "; echo x >/dev/null && echo null-ok'`)
+	if r.code != 0 || r.stdout != "core fd mqueue null ptmx pts random shm stderr stdin stdout urandom zero null-ok\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	var notices []string
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(line, "/dev") {
+			notices = append(notices, line)
+		}
+	}
+	if len(notices) != 1 || !strings.HasPrefix(notices[0], "caisson: notice: the sandbox's /dev has no /dev/full, /dev/tty ") ||
+		!strings.Contains(notices[0], "; fix: ") {
+		t.Errorf("want one notice naming both devices and the fix: %q", r.stderr)
 	}
 }

@@ -60,9 +60,11 @@ func keepHostname(cfg *config.Sandbox, name string) {
 	}
 }
 
-// reportFallbacks prints one notice for each step rootfs.Setup did without, and notes an outer /proc in cfg.
+// reportFallbacks prints one notice for each step rootfs.Setup did without (one for all the missing device
+// nodes), and notes an outer /proc in cfg.
 func reportFallbacks(cfg *config.Sandbox, fbs []rootfs.Fallback) {
 	o := cfg.Extra.Outer
+	var devices []string
 	for _, fb := range fbs {
 		switch {
 		case fb.Step == rootfs.FallbackProc:
@@ -72,10 +74,13 @@ func reportFallbacks(cfg *config.Sandbox, fbs []rootfs.Fallback) {
 		case fb.Step == rootfs.FallbackSys:
 			notice(o.Notice(outer.NeedSys, "the sandbox shows the outer /sys, read-only", ""))
 		case strings.HasPrefix(fb.Step, "/dev/"):
-			notice(o.Notice(outer.NeedDevice, "the sandbox has no "+fb.Step+" ("+errText(fb.Err)+")", ""))
+			devices = append(devices, fb.Step)
 		default:
 			notice(fmt.Sprintf("caisson: notice: the sandbox goes without %s: %s", fb.Step, errText(fb.Err)))
 		}
+	}
+	if len(devices) > 0 {
+		notice(o.Notice(outer.NeedDevice, "the sandbox's /dev has no "+strings.Join(devices, ", ")+" (not found outside)", ""))
 	}
 }
 

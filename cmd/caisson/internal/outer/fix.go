@@ -81,7 +81,7 @@ func (s Sandbox) Why(n Need) string {
 	case n == NeedCgroup:
 		return where + " does not delegate a cgroup to caisson"
 	case n == NeedDevice:
-		return where + " lacks the device"
+		return where + " lacks these devices"
 	}
 	return where + " refuses " + string(n)
 }
@@ -144,6 +144,8 @@ func (s Sandbox) Fix(n Need) string {
 		switch s.Engine {
 		case Podman, Docker:
 			return string(s.Engine) + " run --device /dev/NAME"
+		case Caisson:
+			return "leave the outer sandbox's /dev as caisson made it (null, zero, full, random, urandom, tty)"
 		case None:
 			return "create the device node (as root: mknod, or load its driver)"
 		}
