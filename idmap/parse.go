@@ -33,6 +33,8 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"unicode"
+	"unicode/utf8"
 )
 
 const (
@@ -73,6 +75,11 @@ type Warning struct {
 	File string `json:"file"`
 	Line int    `json:"line"`
 	Msg  string `json:"msg"`
+	// Foreign is true when the line is another user's: its owner field is a
+	// well-formed user name or uid that is not the owner's (see Parse). Such
+	// a line is none of the owner's business ("caisson run" does not show
+	// it; "caisson idmap" and "caisson doctor" do).
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 // String renders w as "FILE:LINE: MSG", or as "FILE: MSG" when Line is 0.
@@ -112,6 +119,12 @@ type otherRange struct {
 //     When that owner name is owner.Name with '#' or spaces added, Parse
 //     warns that the line does not apply.
 //   - Other invalid lines are skipped with a warning, whoever owns them.
+//     The warning is Foreign when the line's owner field (the text before
+//     its first ':') is well-formed (see wellFormedOwner) and is not the
+//     owner's by the rules below (nor owner.Name with '#' or blanks added).
+//     A line without ':', or whose owner field is empty or holds blanks or
+//     control characters, cannot be told apart: its warning is not
+//     Foreign, so every user sees it.
 //   - A line is the owner's when the field equals owner.Name exactly, or the
 //     field is all decimal digits and equal to owner.ID, or resolve(field) returns
 //     owner.ID. The last case is another user name with the same uid, as in
@@ -167,18 +180,25 @@ func Parse(r io.Reader, file string, owner Owner, resolve func(name string) (uin
 			}
 			break
 		}
+		// badLine warns about an invalid line, as Foreign when its owner field names another user.
+		badLine := func(format string, args ...any) {
+			warn(lineNo, format, args...)
+			if name, ok := ownerField(line); ok && wellFormedOwner(name) && !isOwner(name) && !looksLike(name, owner.Name) {
+				warns[len(warns)-1].Foreign = true
+			}
+		}
 		switch {
 		case long:
-			warn(lineNo, "line too long (limit %d bytes); ignored", maxLineLen-1)
+			badLine("line too long (limit %d bytes); ignored", maxLineLen-1)
 		case len(bytes.TrimSpace(line)) == 0:
 			// Blank: invalid for shadow too; skipped silently.
 		case bytes.IndexByte(line, 0) >= 0:
-			warn(lineNo, "line contains a NUL byte; ignored")
+			badLine("line contains a NUL byte; ignored")
 		default:
 			name, rg, msg := parseLine(line)
 			if msg != "" {
 				if line[0] != '#' { // comment-like invalid lines are skipped silently
-					warn(lineNo, "%s: %q; ignored", msg, clip(line))
+					badLine("%s: %q; ignored", msg, clip(line))
 				}
 				break
 			}
@@ -246,7 +266,8 @@ func ParseFile(path string, owner Owner, resolve func(string) (uint32, bool)) ([
 }
 
 // readLine reads one line into buf, without its '\n'. It keeps at most
-// maxLineLen+1 bytes and reports long=true if the line is longer. ok is false
+// maxLineLen+1 bytes (the start of a longer line) and reports long=true if
+// the line is longer. ok is false
 // when there was nothing left to read. err is the error that ended this line,
 // if any (io.EOF for an unterminated last line).
 func readLine(br *bufio.Reader, buf []byte) (line []byte, long, ok bool, err error) {
@@ -255,7 +276,8 @@ func readLine(br *bufio.Reader, buf []byte) (line []byte, long, ok bool, err err
 		frag, e := br.ReadSlice('\n')
 		n += len(frag)
 		if !long {
-			if len(buf)+len(frag) > maxLineLen+1 {
+			if room := maxLineLen + 1 - len(buf); len(frag) > room {
+				buf = append(buf, frag[:room]...) // the start, where the owner field is
 				long = true
 			} else {
 				buf = append(buf, frag...)
@@ -395,6 +417,33 @@ func decimalID(s string) (uint64, bool) {
 		return math.MaxUint64, true // all digits but too large: numeric, matches nobody
 	}
 	return v, true
+}
+
+// ownerField returns the owner field of a line: the text before its first
+// ':'. A line without ':' has none.
+func ownerField(line []byte) (string, bool) {
+	i := bytes.IndexByte(line, ':')
+	if i < 0 {
+		return "", false
+	}
+	return string(line[:i]), true
+}
+
+// wellFormedOwner reports whether an owner field can name a user, so that a
+// line it starts can be attributed: a uid, or a name as shadow's useradd
+// accepts even with --badname (which also covers NSS names such as
+// "alice@example.com"): not empty, valid UTF-8, no blank, control character
+// or ',', not starting with '-'.
+func wellFormedOwner(name string) bool {
+	if name == "" || name[0] == '-' || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // looksLike reports whether field is name with '#' or blanks added, as in a

@@ -297,3 +297,58 @@ func TestMerge(t *testing.T) {
 		})
 	}
 }
+
+// An invalid line is Foreign (another user's business, not shown by "caisson run") only when its owner field is a
+// well-formed name or uid that is not the owner's; an owner field that cannot be attributed is everyone's.
+func TestParseForeign(t *testing.T) {
+	cases := []struct {
+		name, input string
+		owner       Owner
+		warn        string // substring of the one warning
+		foreign     bool
+	}{
+		{"another user's CRLF line", "bob:600000:65536\r\n", alice, `invalid count "65536\r"`, true},
+		{"another user's garbage count", "carol:700000:65536x\n", alice, `invalid count "65536x"`, true},
+		{"another uid's garbage start", "1001:x:1\n", alice, `invalid start "x"`, true},
+		{"another user's extra field", "bob:1:2:3\n", alice, "got 4", true},
+		{"another user's missing field", "bob:100000\n", alice, "got 2", true},
+		{"another user's empty count", "bob:100000:\n", alice, "empty count", true},
+		{"another user's long line", "bob:1:" + strings.Repeat(" ", 2000) + "1\n", alice, "line too long", true},
+		{"another user's NUL byte", "bob:1:1\x00\n", alice, "NUL", true},
+		{"an NSS name", "carol@example.com:1:x\n", alice, `invalid count "x"`, true},
+		{"a uid without a name", "bob:1:x\n", Owner{ID: 1000}, `invalid count "x"`, true},
+		{"own CRLF line", "alice:100000:65536\r\n", alice, `invalid count "65536\r"`, false},
+		{"own uid", "1000:100000:65536x\n", alice, `invalid count "65536x"`, false},
+		{"own uid, leading zeros", "01000:1:x\n", alice, `invalid count "x"`, false},
+		{"alias of the owner's uid", "alias:1:x\n", alice, `invalid count "x"`, false},
+		{"empty owner", ":100000:65536\n", alice, "empty owner", false},
+		{"owner with a blank", "bob smith:1:2x\n", alice, `invalid count "2x"`, false},
+		{"owner with a tab", "bob\tx:1:2x\n", alice, `invalid count "2x"`, false},
+		{"owner with a control character", "b\x01ob:1:x\n", alice, `invalid count "x"`, false},
+		{"owner not UTF-8", "\xff\xfe:1:x\n", alice, `invalid count "x"`, false},
+		{"owner starting with '-'", "-bob:1:x\n", alice, `invalid count "x"`, false},
+		{"no owner field", "garbage\n", alice, "got 1", false},
+		{"long line without ':'", strings.Repeat("b", 2000) + "\n", alice, "line too long", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warns := Parse(strings.NewReader(tc.input), "subuid", tc.owner, resolveUsers)
+			if len(warns) != 1 || !strings.Contains(warns[0].Msg, tc.warn) {
+				t.Fatalf("warnings %q, want one containing %q", warns, tc.warn)
+			}
+			if warns[0].Foreign != tc.foreign {
+				t.Errorf("%q: Foreign = %v, want %v", warns[0], warns[0].Foreign, tc.foreign)
+			}
+		})
+	}
+	// The owner's own findings about valid lines are never Foreign.
+	_, warns := Parse(strings.NewReader("bob:150000:65536\nalice:100000:65536\nalice:1:0\n#alice:5:1\n"), "subuid", alice, resolveUsers)
+	if len(warns) != 3 {
+		t.Fatalf("warnings %q, want 3 (overlap, count 0, #alice)", warns)
+	}
+	for _, w := range warns {
+		if w.Foreign {
+			t.Errorf("%q is Foreign", w)
+		}
+	}
+}

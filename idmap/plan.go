@@ -24,7 +24,11 @@ type Plan struct {
 	SubGIDs []Range `json:"subgids"` // merged, own gid removed
 
 	Warnings []string `json:"warnings"` // "file:line: msg" and similar
-	Notice   string   `json:"notice,omitempty"`
+	// OtherWarnings are the warnings about invalid lines of other users'
+	// (Warning.Foreign): "caisson run" does not show them, "caisson idmap"
+	// and "caisson doctor" do.
+	OtherWarnings []string `json:"other_warnings,omitempty"`
+	Notice        string   `json:"notice,omitempty"`
 
 	UIDMap []Mapping `json:"uid_map"`
 	GIDMap []Mapping `json:"gid_map"`
@@ -154,7 +158,8 @@ func extentsForRelease(rel string) int {
 //
 // In that case auto falls back to single, and Notice says why in one line.
 // keep-id returns a *PlanError that names the cause and the fix. An unreadable
-// file, a getsubids failure and bad lines become Warnings.
+// file, a getsubids failure and bad lines become Warnings, except the bad
+// lines of other users (Warning.Foreign), which become OtherWarnings.
 func NewPlan(ctx context.Context, o PlanOptions) (*Plan, error) {
 	mode := o.Mode
 	if mode == "" {
@@ -325,7 +330,11 @@ func (p *Plan) subIDs(ctx context.Context, o PlanOptions, file string, owner Own
 
 func (p *Plan) addWarnings(ws []Warning, err error) {
 	for _, w := range ws {
-		p.Warnings = append(p.Warnings, w.String())
+		if w.Foreign {
+			p.OtherWarnings = append(p.OtherWarnings, w.String())
+		} else {
+			p.Warnings = append(p.Warnings, w.String())
+		}
 	}
 	if err != nil {
 		p.Warnings = append(p.Warnings, strings.TrimPrefix(err.Error(), "idmap: ")+"; treated as empty")

@@ -212,3 +212,51 @@ func TestNewPlanUnreadableFile(t *testing.T) {
 		t.Errorf("B24 unreadable: %v %+v", err, plan)
 	}
 }
+
+// "caisson run" shows the warnings about the caller's lines and about lines that cannot be attributed, and keeps
+// those about other users' lines apart (OtherWarnings, for "caisson idmap" and "caisson doctor").
+func TestNewPlanOtherUsersLines(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "subuid")
+	content := "bob:600000:65536\r\nalice:100000:65536\ncarol:700000:65536x\n:800000:65536\nalice:900000:1x\n"
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range []uint32{1000, 0} { // a user, and host root (whose plan reads the files another way)
+		user := map[uint32]string{1000: "alice", 0: "root"}[uid]
+		plan, err := NewPlan(context.Background(), PlanOptions{UID: uid, GID: uid, User: user, SubUIDFile: p, SubGIDFile: p,
+			FindHelper: goodHelper, GetSubIDs: func(context.Context, string, bool) ([]Range, error) { return nil, nil },
+			Resolve: resolveUsers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine []string
+		for _, w := range plan.Warnings {
+			if strings.HasSuffix(w, "; ignored") {
+				mine = append(mine, w)
+			}
+		}
+		// Each file (subuid, subgid) is read once: each line's warning comes twice.
+		wantMine := []string{p + ":4: empty owner field", p + ":4: empty owner field"}
+		wantOther := []string{p + ":1: invalid count", p + ":3: invalid count", p + ":1: invalid count", p + ":3: invalid count"}
+		if uid == 1000 {
+			wantMine = []string{p + ":4: empty owner field", p + ":5: invalid count", p + ":4: empty owner field", p + ":5: invalid count"}
+		} else {
+			wantOther = []string{p + ":1: invalid count", p + ":3: invalid count", p + ":5: invalid count",
+				p + ":1: invalid count", p + ":3: invalid count", p + ":5: invalid count"}
+		}
+		check := func(what string, got, want []string) {
+			if len(got) != len(want) {
+				t.Errorf("uid %d: %s = %q, want %d starting %q", uid, what, got, len(want), want)
+				return
+			}
+			for i := range want {
+				if !strings.HasPrefix(got[i], want[i]) {
+					t.Errorf("uid %d: %s[%d] = %q, want it to start with %q", uid, what, i, got[i], want[i])
+				}
+			}
+		}
+		check("Warnings", mine, wantMine)
+		check("OtherWarnings", plan.OtherWarnings, wantOther)
+	}
+}

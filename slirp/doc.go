@@ -78,6 +78,10 @@
 // goes away, [Start] also watches init through a pidfd and stops the network
 // as soon as init has exited, even if [Network.Close] is never called. When a
 // helper exits, its whole process group is killed before it is reaped.
+// [Network.Wait] waits until the helper has been reaped, so that a caller
+// that exits after it leaves no zombie behind; [PrepareTap], run by init,
+// keeps the helper's own exit short by making tap0 a persistent device that
+// goes with the network namespace rather than with the helper.
 //
 // # Debian bookworm's pasta (0.0~git20230309)
 //

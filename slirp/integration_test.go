@@ -501,6 +501,56 @@ func TestHelperExitsWithInit(t *testing.T) {
 	})
 }
 
+// TestPrepareTap: init's persistent tap0 (see roleTap), in a user and network namespace of its own.
+func TestPrepareTap(t *testing.T) {
+	requireRootless(t)
+	if fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_CLOEXEC, 0); err != nil {
+		skipOrFail(t, "/dev/net/tun is not usable: %v", err)
+	} else {
+		syscall.Close(fd)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), roleEnv+"=tap")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) == 0 {
+		skipOrFail(t, "cannot create a user+network namespace as uid %d: %v", os.Getuid(), err)
+	}
+	if strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// TestReleaseWait: after Release the helper is killed at once, and once Wait has returned it has been reaped (it is
+// no longer a process at all, not even a zombie), so that caisson can exit leaving nothing behind (issue 18).
+func TestReleaseWait(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		fi := startInit(t, "A", false)
+		n := startNet(t, Options{Mode: mode, PID: fi.pid})
+		pid := n.HelperPID()
+		start := time.Now()
+		n.Release()
+		if err := n.Wait(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Fatalf("%s (pid %d) still exists after Release and Wait", mode, pid)
+		}
+		t.Logf("%s reaped %v after Release", mode, time.Since(start).Round(time.Microsecond))
+		if err := n.Wait(time.Millisecond); err != nil {
+			t.Errorf("a second Wait: %v", err)
+		}
+	})
+	var none *Network
+	if err := none.Wait(time.Millisecond); err != nil {
+		t.Errorf("Wait on no network: %v", err)
+	}
+}
+
 func TestHelperKilled(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode Mode) {
 		fi := startInit(t, "A", false)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(roleProbe())
 	case "parent":
 		os.Exit(roleParent())
+	case "tap":
+		os.Exit(roleTap())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, os.Getenv(roleEnv))
 		os.Exit(2)
@@ -79,6 +82,31 @@ type probeInfo struct {
 	MTU      int
 	Addrs    []string
 	DefRoute string // gateway of the default route, from /proc/net/route
+}
+
+// roleTap runs PrepareTap twice in a new network namespace (TestPrepareTap) and prints "ok" or what went wrong:
+// the first call must leave a persistent tap0 and no device under the temporary name; the second finds tap0 taken,
+// as when the helper was first, and must report ErrTapTaken and remove its own device again.
+func roleTap() int {
+	has := func(name string) bool { _, err := net.InterfaceByName(name); return err == nil }
+	if err := PrepareTap(); err != nil {
+		fmt.Printf("first PrepareTap: %v\n", err)
+		return 1
+	}
+	if !has(guestIfName) || has(tapTempName) {
+		fmt.Printf("after PrepareTap: %s %v, %s %v\n", guestIfName, has(guestIfName), tapTempName, has(tapTempName))
+		return 1
+	}
+	if err := PrepareTap(); !errors.Is(err, ErrTapTaken) {
+		fmt.Printf("second PrepareTap: %v, want ErrTapTaken\n", err)
+		return 1
+	}
+	if !has(guestIfName) || has(tapTempName) {
+		fmt.Printf("after the second PrepareTap: %s %v, %s %v\n", guestIfName, has(guestIfName), tapTempName, has(tapTempName))
+		return 1
+	}
+	fmt.Println("ok")
+	return 0
 }
 
 // roleProbe runs inside the sandbox (via nsenter) and prints one line:

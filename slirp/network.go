@@ -359,12 +359,35 @@ func (n *Network) Close() error {
 	return n.closeErr
 }
 
-// Release is Close for caisson's exit path: the helper is killed (SIGKILL) but not waited for, so the sandbox's
-// end is not delayed by the kernel's removal of the helper's tap device; the process is reaped in the background
-// (by this process, or by whoever inherits it). Forwarders stop at once.
+// Release is Close for caisson's exit path: the helper is killed (SIGKILL) but not waited for, so that the
+// kernel's removal of the helper's tap device (tens of milliseconds) overlaps the caller's own clean-up; the
+// helper is reaped in the background by this process. Forwarders stop at once. Call Wait before the process
+// exits, so that the helper is not left behind as a zombie.
 func (n *Network) Release() {
 	n.release.Store(true)
 	n.shutdown(false)
+}
+
+// Wait waits, at most limit, until the helper (if any) has been reaped: after Release, Close, or the helper's own
+// death. It returns at once when there is no helper or it is gone already, and an error naming the helper when
+// limit passes first. It does not stop the helper.
+func (n *Network) Wait(limit time.Duration) error {
+	if n == nil || n.helper == nil {
+		return nil
+	}
+	select {
+	case <-n.helper.done:
+		return nil
+	default:
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-n.helper.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("slirp: %s (pid %d) has not exited after %v", n.helper.name, n.helper.pid(), limit)
+	}
 }
 
 // shutdown implements Close; wait is false when called from the init

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of caisson's hardening (make bench calls it after make build): start-up of the default posture against
-# --seccomp unconfined, --security strict and --landlock, and of a caller-writable binary (init from a sealed copy)
+# --seccomp unconfined, --security strict without and with its own Landlock (the default; --landlock=off takes it
+# away) and --landlock, and of a caller-writable binary (init from a sealed copy)
 # against a root-owned one; then the cost of a system call under each filter (getpid, and stat("/"), which also
 # walks Landlock's rules), measured by tests/probe inside the sandbox. Read the ratios: the machines are noisy.
 # As root it runs everything as the unprivileged test user (TEST_USER, default caissontest).
@@ -32,6 +33,7 @@ echo "== start-up: postures (hyperfine, $runs runs)"
 "${as_user[@]}" hyperfine -N -w 5 -r "$runs" \
 	"$c run --no-cwd -- true" \
 	"$c run --no-cwd --seccomp unconfined -- true" \
+	"$c run --no-cwd --security strict --landlock=off -- true" \
 	"$c run --no-cwd --security strict -- true" \
 	"$c run --no-cwd --landlock -- true" \
 	"$c run --no-cwd --security strict --landlock -- true"
@@ -64,7 +66,7 @@ for what in bench-getpid bench-stat; do
 	n=2000000
 	[ "$what" = bench-stat ] && n=500000
 	base=$(loop "$what" "$n" --seccomp unconfined)
-	for flags in "--seccomp unconfined" "" "--security strict" "--landlock" "--security strict --landlock"; do
+	for flags in "--seccomp unconfined" "" "--security strict --landlock=off" "--security strict" "--landlock" "--security strict --landlock"; do
 		# shellcheck disable=SC2086
 		v=$(loop "$what" "$n" $flags)
 		printf '%-14s %-32s %8s ns/op  x%s\n' "$what" "${flags:-(default)}" "$v" "$(awk -v a="$v" -v b="$base" 'BEGIN{printf "%.2f", a/b}')"

@@ -9,7 +9,8 @@
 #
 # Environment: BENCH_RUNS (hyperfine runs per command, default 40), BENCH_CONC (concurrency levels, default
 # 1,5,10,20,50), BENCH_MEM (sandbox counts for memory, default 1,10,30), BENCH_SECS (seconds per throughput
-# measurement, default 3), ROOTLESSKIT_VERSION (default: the version in go.mod, else v3.3.0), BENCH_OUT (where the
+# measurement, default 3), BENCH_RELAY_RUNS (runs per command of the stdio relay's 1 GiB, default 10),
+# ROOTLESSKIT_VERSION (default: the version in go.mod, else v3.3.0), BENCH_OUT (where the
 # report and charts go, default bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,13 +30,16 @@ cleanup() {
 	jobs -p | xargs -r kill 2>/dev/null || true
 	rm -rf "$dir"
 }
-trap cleanup EXIT
+relaydir=""
+trap 'cleanup; [ -z "$relaydir" ] || rm -rf "$relaydir"' EXIT
 chmod 0755 "$dir"
 mkdir -p "$dir/out" "$outdir"
 chmod 0777 "$dir/out"
 cp bin/caisson bin/caisson-image "$dir/"
 CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/emptygo" ./tests/emptygo
+# The same caisson without its exit wait for the network helper (build tag caisson_nowait): what that wait costs.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -tags caisson_nowait -o "$dir/caisson-nowait" ./cmd/caisson
 
 as_user=()
 if [ "$(id -u)" = 0 ]; then
@@ -167,6 +171,39 @@ fi
 } >>"$report"
 
 # ---------------------------------------------------------------------------------------------------------------
+echo "bench: exit wait" >&2
+{
+echo "### What leaving nothing behind costs (issue 18)"
+echo
+echo "Before it exits, caisson waits until its network helper, killed as soon as init reports the sandbox's end,"
+echo "has been reaped, and reaps any other child: it leaves no zombie to a parent that never reaps. The comparison"
+echo "build \`caisson-nowait\` (build tag \`caisson_nowait\`) skips that wait and leaves its helper to its parent, as"
+echo "caisson did before. Run $runs times as a child subreaper's command (benchreport tail), each build shows in how"
+echo "many runs it left something and how long that lived on after caisson's exit: for \`caisson-nowait\`, what the"
+echo "wait costs."
+echo
+echo "| command | runs that left something | median ms it lived on | p90 ms |"
+echo "|---|---:|---:|---:|"
+for n in pasta slirp4netns; do
+	for b in "$c" ./caisson-nowait; do
+		run timeout 600 $br tail -n "$runs" -label "$b run --net $n -- true" -- $b run --net $n -- true || echo "| \`$b run --net $n\` | not measured | | |"
+	done
+done
+echo
+echo "The same builds run alternately $runs times each (benchreport pair): the paired difference of the end-to-end"
+echo "times (\`--net none\` has no helper: its row shows the noise)."
+echo
+run timeout 900 $br pair -n "$runs" -a "$c run -- true" -b "./caisson-nowait run -- true" \
+	-a "$c run --net pasta -- true" -b "./caisson-nowait run --net pasta -- true" \
+	-a "$c run --net slirp4netns -- true" -b "./caisson-nowait run --net slirp4netns -- true" || echo "(not measured)"
+echo "The wait is short because init creates the sandbox's tap device as a persistent one before the helper attaches"
+echo "to it (slirp.PrepareTap): when the helper dies the device stays and goes with the network namespace in the"
+echo "kernel's background clean-up. A helper that creates the device itself removes it in its own exit, which waits"
+echo "for RCU grace periods (\`rcu_barrier\` in \`netdev_run_todo\`): 15-25 ms more per sandbox here."
+echo
+} >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
 echo "bench: concurrent start-up" >&2
 : >"$out/conc.tsv"
 run timeout 600 $br conc -label "caisson run" -n "$conc" -- $c run -- true >>"$out/conc.tsv"
@@ -276,6 +313,51 @@ echo "\`sleep\` with \`--net pasta\` (issue target: ≤ 10 MB for the supervisin
 echo
 run timeout 60 $br rss -- $c run --net pasta -- sleep 60 || echo "(not measured)"
 } >>"$report"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "bench: strict stdio relay" >&2
+# 1 GiB through the command's stdin, its stdout, and both, in the strict posture (caisson relays a file given as
+# stdio through a pipe) against the same command fed by a plain pipe (cat | caisson | cat), and against the default
+# posture (the command gets the file itself). The data lives on a tmpfs when /dev/shm is one, so that the disk
+# does not decide.
+relayruns=${BENCH_RELAY_RUNS:-10}
+relaydir=$(run mktemp -d /dev/shm/caisson-bench-relay.XXXXXX 2>/dev/null) || relaydir=$(run mktemp -d "$dir/out/relay.XXXXXX")
+gib=$((1 << 30))
+run sh -c "head -c $gib /dev/urandom > $relaydir/in && chmod a+r $relaydir/in"
+# The commands name the files $F and $O (set in hyperfine's environment), so that the report's rows stay short.
+rs="$c run --security strict --no-cwd"
+rd="$c run --no-cwd"
+for way in stdin stdout both; do
+	case $way in
+	stdin) cmds=("$rs -- cat < \$F > /dev/null" "cat \$F | $rs -- cat > /dev/null" "$rd -- cat < \$F > /dev/null") ;;
+	stdout) cmds=("$rs --ro-bind \$F:/tmp/in -- cat /tmp/in > \$O" "$rs --ro-bind \$F:/tmp/in -- cat /tmp/in | cat > \$O"
+		"$rd --ro-bind \$F:/tmp/in -- cat /tmp/in > \$O") ;;
+	both) cmds=("$rs -- cat < \$F > \$O" "cat \$F | $rs -- cat | cat > \$O" "$rd -- cat < \$F > \$O") ;;
+	esac
+	run env F="$relaydir/in" O="$relaydir/out" timeout 1200 hyperfine -w 1 -r "$relayruns" --export-json "$out/relay-$way.json" \
+		"${cmds[@]}" >/dev/null 2>&1 || echo "bench: the relay's $way runs failed" >&2
+	rm -f "$relaydir/out"
+done
+{
+echo "## The strict posture's stdio relay: 1 GiB through stdin, stdout and both ($relayruns runs each)"
+echo
+echo "In \`--security strict\` a file given as stdin or stdout reaches the command as a pipe that caisson relays"
+echo "(splice); the reference of each table is the same command fed by a plain pipe, and the last row is the default"
+echo "posture, where the command gets the file itself. \$F and \$O are on $(stat -f -c %T "$relaydir") ($relaydir)."
+echo
+for way in stdin stdout both; do
+	echo "### $way"
+	echo
+	case $way in
+	stdin) base="cat \$F | $rs -- cat > /dev/null" ;;
+	stdout) base="$rs --ro-bind \$F:/tmp/in -- cat /tmp/in | cat > \$O" ;;
+	both) base="cat \$F | $rs -- cat | cat > \$O" ;;
+	esac
+	"$dir/benchreport" throughput -bytes "$gib" -base "$base" "$out/relay-$way.json" || echo "(not measured)"
+done
+} >>"$report"
+rm -rf "$relaydir"
+relaydir=""
 
 # ---------------------------------------------------------------------------------------------------------------
 for extra in rootfs harden; do

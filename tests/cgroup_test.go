@@ -316,6 +316,27 @@ func TestCgroupSweepAfterKill(t *testing.T) {
 	}
 }
 
+// A group whose owning caisson is a zombie (killed with its sandbox, not reaped by a parent that never waits) is
+// removed by the next caisson that creates a group beside it: its owner will never remove it.
+func TestCgroupSweepZombieOwner(t *testing.T) {
+	dir := requireCgroup(t, "pids")
+	root := lifeEnv(t)
+	z := zombieSandbox(t, root, "cg-zombie", "--pids", "100")
+	var stale string
+	for _, g := range sandboxGroups(dir) {
+		if strings.HasPrefix(g, "caisson-"+strconv.Itoa(z.row.PID)+"-") {
+			stale = filepath.Join(dir, g)
+		}
+	}
+	if stale == "" {
+		t.Fatalf("no group for caisson %d in %s", z.row.PID, dir)
+	}
+	mustRun(t, "run", "--pids", "100", "--", "true")
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the group %s of a zombie caisson was not removed by the next run: %v", stale, err)
+	}
+}
+
 // Limits that cannot be enforced are errors, never silent no-ops: inside a sandbox, /sys/fs/cgroup is read-only
 // and offers no pids controller.
 func TestCgroupUndelegated(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"github.com/caisson-sandbox/caisson/tests/testenv"
 )
 
-// caisson inside a CI job's container (issue 19): real Podman containers (podman_test.go), started the ways a
+// caisson inside a CI job's container (issue 19): real Podman containers (podman_test.go: Podman with runc), started the ways a
 // runner starts them, each with the static caisson bound in. In each, the seed's exercises run in a sandbox, `caisson
 // doctor --json` must say what the container allows, and explicit requests the container refuses must fail with
 // the engine's fix. What the container refuses by default is skipped with one notice line each, never a failure.
@@ -193,7 +193,7 @@ func dockerLikeProfile(t *testing.T, shipped, dir string) string {
 
 // ciImage builds the job's image: busybox (testenv.BusyboxRootfs) with pasta and its libraries, without /etc/passwd
 // (uid 0 has no user name, as in many CI images) and without newuidmap.
-func ciImage(t *testing.T, p *podman) string {
+func ciImage(t *testing.T, p *runcPodman) string {
 	t.Helper()
 	dir := filepath.Join(p.dir, "rootfs")
 	testenv.BusyboxRootfs(t, dir)
@@ -229,7 +229,7 @@ func testCIContainers(t *testing.T) {
 	caissonBin := bin(t)
 	testenv.RequireCommand(t, "passt")
 	shipped := shippedProfile(t)
-	p := newPodman(t)
+	p := newRuncPodman(t)
 	img := ciImage(t, p)
 	profiles := map[string]string{"shipped": shipped,
 		"refusing": variantProfile(t, shipped, p.dir, "refusing", []string{"seccomp", "unshare",

@@ -2,8 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +86,7 @@ type faultRun struct {
 	stderr        string
 	hits          []faultHit // the injected calls
 	hung          bool
+	left          []testenv.Proc // what the run left to its non-reaping subreaper, alive or zombie
 }
 
 // faultHit is one call that got the injected error.
@@ -202,8 +200,8 @@ func TestFaultInjection(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	harness := testenv.SubreaperPath(t)
 	before := snapshotHost(t)
-	reaper := newSubreaper(t)
 	start := time.Now()
 
 	type job struct {
@@ -216,23 +214,8 @@ func TestFaultInjection(t *testing.T) {
 		// Count each traced thread's calls of every syscall of the mode in an undisturbed run.
 		log := filepath.Join(dir, "count-"+mode)
 		trace := strings.Join(faultSyscalls[mode], ",")
-		cmd := exec.Command(strace, straceArgs(t, log, trace, "", mode, command)...)
-		cmd.Dir = dir
-		var pid int
-		var startErr error
-		pid = reaper.Start(func() int {
-			if startErr = cmd.Start(); startErr != nil {
-				return 0
-			}
-			return cmd.Process.Pid
-		})
-		if startErr != nil {
-			t.Fatal(startErr)
-		}
-		err := cmd.Wait()
-		reaper.Done(pid)
-		if err != nil {
-			t.Fatalf("--net %s under strace without faults: %v", mode, err)
+		if r := runHarnessed(harness, dir, 60*time.Second, append([]string{strace}, straceArgs(t, log, trace, "", mode, command)...), nil); r.err != nil || r.status.ExitCode() != 0 || len(r.left) > 0 {
+			t.Fatalf("--net %s under strace without faults: %v %v; %s; stderr %q", mode, r.status, r.err, describeLeft(r.left), r.stderr)
 		}
 		perThread := map[[2]string]int{} // (thread, syscall) -> calls so far
 		most := map[string]int{}
@@ -303,14 +286,14 @@ func TestFaultInjection(t *testing.T) {
 		wg.Add(1)
 		go func(i int, j job) {
 			defer func() { <-sem; wg.Done() }()
-			r := injectOne(t, reaper, strace, dir, command, i, j.mode, j.syscall, j.when)
+			r := injectOne(t, harness, strace, dir, command, i, j.mode, j.syscall, j.when)
 			if straceFailed(r.stderr) {
 				// strace itself lost track of a tracee (seen with pasta's group stops): once more.
-				r = injectOne(t, reaper, strace, dir, command, i, j.mode, j.syscall, j.when)
+				r = injectOne(t, harness, strace, dir, command, i, j.mode, j.syscall, j.when)
 			}
 			if r.code != 0 && !r.hung {
 				// The next run works at once (no half-built state in the way).
-				if code, stderr := reapedRun(t, reaper, dir, "run", "--map", "single", "--net", j.mode, "--", command, "true"); code != 0 {
+				if code, stderr := nextRun(t, harness, dir, "run", "--map", "single", "--net", j.mode, "--", command, "true"); code != 0 {
 					r.stderr += fmt.Sprintf("\n[next run failed: exit %d: %s]", code, stderr)
 					r.code = -1000 - code
 				}
@@ -383,8 +366,28 @@ func TestFaultInjection(t *testing.T) {
 			}
 		}
 	}
+	// Nothing may be left behind, not even a zombie, except after an abort of the Go runtime (which exits at once,
+	// reaping nothing) or a hung run (killed): then only zombies, whose parent-death signal killed them.
+	judgeLeft := func(r faultRun) {
+		aborted := r.hung || straceFailed(r.stderr)
+		for _, h := range r.hits {
+			if processKind(h.comm) == "caisson" && isRuntimeCall(h.call) {
+				aborted = true
+			}
+		}
+		var bad []testenv.Proc
+		for _, p := range r.left {
+			if !aborted || !p.Zombie() {
+				bad = append(bad, p)
+			}
+		}
+		if len(bad) > 0 {
+			problems = append(problems, fmt.Sprintf("%v: exit %d, %s", r, r.code, describeLeft(bad)))
+		}
+	}
 	for _, r := range results {
 		judge(r)
+		judgeLeft(r)
 	}
 	// A critical call whose position moved out of the sweep's picks (the Go runtime's thread creations shift it)
 	// gets a bounded sweep of its own, one position after another until it is hit.
@@ -394,19 +397,17 @@ func TestFaultInjection(t *testing.T) {
 			sc = sc[:i]
 		}
 		for w := 1; w <= 40 && !covered[name] && contains(faultSyscalls["none"], sc); w++ {
-			r := injectOne(t, reaper, strace, dir, command, 100000+w, "none", sc, w)
+			r := injectOne(t, harness, strace, dir, command, 100000+w, "none", sc, w)
 			if r.code != 0 && !r.hung {
-				if code, stderr := reapedRun(t, reaper, dir, "run", "--map", "single", "--", command, "true"); code != 0 {
+				if code, stderr := nextRun(t, harness, dir, "run", "--map", "single", "--", command, "true"); code != 0 {
 					r.stderr += fmt.Sprintf("\n[next run failed: exit %d: %s]", code, stderr)
 					r.code = -1000 - code
 				}
 			}
 			results = append(results, r)
 			judge(r)
+			judgeLeft(r)
 		}
-	}
-	if alive := reaper.aliveOrphans(5 * time.Second); len(alive) > 0 {
-		problems = append(problems, fmt.Sprintf("%d processes outlived their run:\n  %s", len(alive), strings.Join(alive, "\n  ")))
 	}
 	if diffs := waitHostClean(t, before, 8*time.Second); len(diffs) > 0 {
 		problems = append(problems, "the host is not as it was before:\n  "+strings.Join(diffs, "\n  "))
@@ -432,33 +433,17 @@ func TestFaultInjection(t *testing.T) {
 	t.Logf("fault sweep: %d runs in %v: %v", len(results), time.Since(start).Round(time.Millisecond), stats)
 }
 
-// reapedRun runs caisson as a child known to the subreaper, and returns its exit code and stderr.
-func reapedRun(t testing.TB, reaper *subreaper, dir string, args ...string) (int, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin(t), args...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	var startErr error
-	pid := reaper.Start(func() int {
-		if startErr = cmd.Start(); startErr != nil {
-			return 0
-		}
-		return cmd.Process.Pid
-	})
-	if startErr != nil {
-		return -1, startErr.Error()
+// nextRun runs caisson under a harness of its own and returns its exit code and stderr, with a note on anything it
+// left behind.
+func nextRun(t testing.TB, harness, dir string, args ...string) (int, string) {
+	r := runHarnessed(harness, dir, 30*time.Second, append([]string{bin(t)}, args...), nil)
+	switch {
+	case r.err != nil:
+		return -2, fmt.Sprintf("%v: %s", r.err, r.stderr)
+	case len(r.left) > 0:
+		return -3, describeLeft(r.left) + ": " + r.stderr
 	}
-	err := cmd.Wait()
-	reaper.Done(pid)
-	if ctx.Err() != nil {
-		return -2, "timed out: " + stderr.String()
-	}
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), stderr.String()
-	}
-	return 0, stderr.String()
+	return r.status.ExitCode(), r.stderr
 }
 
 // straceFailed reports whether strace itself failed (its own error lines name it).
@@ -508,37 +493,18 @@ func forkOfCommand(hits []faultHit) bool {
 }
 
 // injectOne runs caisson under strace with one injected fault and collects what happened.
-func injectOne(t testing.TB, reaper *subreaper, strace, dir, command string, i int, mode, sc string, when int) faultRun {
+func injectOne(t testing.TB, harness, strace, dir, command string, i int, mode, sc string, when int) faultRun {
 	r := faultRun{mode: mode, syscall: sc, when: when}
 	log := filepath.Join(dir, "fault-"+strconv.Itoa(i))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, strace, straceArgs(t, log, sc, fmt.Sprintf("%s:error=EPERM:when=%d", sc, when), mode, command)...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	var startErr error
-	pid := reaper.Start(func() int {
-		if startErr = cmd.Start(); startErr != nil {
-			return 0
-		}
-		return cmd.Process.Pid
-	})
-	if startErr != nil {
-		r.code, r.stderr = -1, startErr.Error()
-		return r
+	argv := append([]string{strace}, straceArgs(t, log, sc, fmt.Sprintf("%s:error=EPERM:when=%d", sc, when), mode, command)...)
+	h := runHarnessed(harness, dir, 30*time.Second, argv, nil)
+	r.code, r.left, r.stderr = h.status.ExitCode(), h.left, h.stderr
+	switch {
+	case h.err != nil && strings.Contains(h.err.Error(), "has not exited"):
+		r.hung = true
+	case h.err != nil:
+		r.code, r.stderr = -1, h.err.Error()
 	}
-	err := cmd.Wait()
-	reaper.Done(pid)
-	r.hung = ctx.Err() != nil
-	if ee, ok := err.(*exec.ExitError); ok {
-		ws := ee.Sys().(syscall.WaitStatus)
-		r.code = ws.ExitStatus()
-		if ws.Signaled() {
-			r.code = 128 + int(ws.Signal())
-		}
-	}
-	r.stderr = stderr.String()
 	for _, c := range readStrace(log) {
 		if strings.Contains(c[3], "(INJECTED)") {
 			r.hits = append(r.hits, faultHit{c[1], c[3]})

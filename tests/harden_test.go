@@ -638,9 +638,12 @@ func TestLandlock(t *testing.T) {
 	}
 	defer func() { victim.Process.Kill(); victim.Wait() }()
 	pid := strconv.Itoa(victim.Process.Pid)
-	r = caisson(t, "run", "--share", "pid", "--security", "strict", "--landlock", "--", "sh", "-c", "kill -USR1 "+pid+" 2>&1; echo done")
-	if !strings.Contains(r.stdout, "not permitted") {
-		t.Errorf("S4: kill of a host process: %q %q", r.stdout, r.stderr)
+	for _, flags := range [][]string{{"--landlock"}, nil} { // nil: the strict posture's own Landlock
+		args := append(append([]string{"run", "--share", "pid", "--security", "strict"}, flags...), "--", "sh", "-c", "kill -USR1 "+pid+" 2>&1; echo done")
+		r = caisson(t, args...)
+		if !strings.Contains(r.stdout, "not permitted") {
+			t.Errorf("S4: strict %v: kill of a host process: %q %q", flags, r.stdout, r.stderr)
+		}
 	}
 	if err := victim.Process.Signal(unix.Signal(0)); err != nil {
 		t.Errorf("S4: the host process died: %v", err)
@@ -662,11 +665,13 @@ func TestLandlock(t *testing.T) {
 			c.Close()
 		}
 	}()
-	got := runProbe(t, []string{"--net", "host", "--security", "strict", "--landlock"}, "connect-abstract", name)
-	if got["connect"] != "EPERM" {
-		t.Errorf("N5: strict --landlock connect to a host abstract socket: %v, want EPERM", got)
+	for _, flags := range [][]string{{"--landlock"}, nil} { // nil: the strict posture's own Landlock
+		got := runProbe(t, append([]string{"--net", "host", "--security", "strict"}, flags...), "connect-abstract", name)
+		if got["connect"] != "EPERM" {
+			t.Errorf("N5: strict %v connect to a host abstract socket: %v, want EPERM", flags, got)
+		}
 	}
-	got = runProbe(t, []string{"--net", "host", "--security", "strict"}, "connect-abstract", name)
+	got := runProbe(t, []string{"--net", "host", "--security", "strict", "--landlock=off"}, "connect-abstract", name)
 	if got["connect"] != "OK" {
 		t.Errorf("N5 control: strict without Landlock: %v, want OK", got)
 	}

@@ -1,12 +1,12 @@
 package tests
 
 // Helpers shared by the soak and fault-injection tests: a snapshot of everything a sandbox could leave behind on
-// the host (processes, mounts, descriptors, state and temporary directories), and a child-subreaper guard that
-// makes every orphan of the sandboxes a child of the test process, so that a leaked helper or init cannot hide by
-// being re-parented to the host's PID 1.
+// the host (processes, mounts, descriptors, state and temporary directories), and runHarnessed, which runs each
+// caisson under a child subreaper that never reaps (tests/subreaper), so that a helper or init that caisson leaves
+// behind cannot hide by being re-parented to the host's PID 1 and reaped there: it stays, alive or as a zombie,
+// and is counted.
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -183,10 +182,10 @@ func compareHost(t testing.TB, before hostState) []string {
 		if err != nil || before.procs[fmt.Sprintf("%d %d", pid, start)] {
 			continue
 		}
-		// Any process descending from this test (the subreaper keeps the sandboxes' orphans there), and orphans of
-		// caisson or its helpers re-parented to the host's PID 1: other work of the same user elsewhere on the
-		// machine is not the sandboxes' doing.
-		if isDescendant(pid, os.Getpid()) || (caissonComms[comm] && ppid == 1 && state != 'Z') {
+		// Any process descending from this test (the harnesses keep the sandboxes' orphans there), and orphans of
+		// caisson or its helpers re-parented to the host's PID 1, alive or zombie: other work of the same user
+		// elsewhere on the machine is not the sandboxes' doing.
+		if isDescendant(pid, os.Getpid()) || (caissonComms[comm] && ppid == 1) {
 			diffs = append(diffs, fmt.Sprintf("process left: pid %d (%s, state %c, parent %d): %s", pid, comm, state, ppid, cmdline(pid)))
 		}
 	}
@@ -264,125 +263,72 @@ func stateRoot() string {
 	return filepath.Join(os.TempDir(), "caisson-"+strconv.Itoa(os.Getuid()))
 }
 
-// subreaper makes the test process the child subreaper of everything it starts, so that every orphan of a
-// sandbox (an init whose caisson was killed, a helper that outlived its caisson) becomes its child and is seen,
-// instead of being re-parented to the host's PID 1. Orphans that exited are reaped in the background; Start must
-// be used for every child started while the subreaper is on, so that the reaper never collects a status that
-// exec.Cmd.Wait is waiting for.
-type subreaper struct {
-	mu      sync.Mutex
-	started map[int]bool // children started (and not yet waited for) through Start
-	stop    chan struct{}
-	done    chan struct{}
+// harnessed is one command run under a non-reaping subreaper harness of its own (tests/subreaper): how it ended,
+// what it printed, and every process it left behind, alive or zombie. One harness per command attributes what is
+// left to that command even when many run at once.
+type harnessed struct {
+	status         testenv.Status
+	stdout, stderr string
+	err            error          // the harness's own: the command could not start, or did not end in time
+	left           []testenv.Proc // the harness's children once the command had ended
 }
 
-// newSubreaper turns the test process into a child subreaper until t ends.
-func newSubreaper(t testing.TB) *subreaper {
-	t.Helper()
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+// runHarnessed runs argv in dir under a harness of its own (harness is the path of tests/subreaper), bounded by
+// limit. during, when not nil, runs once the command has started, with the command (to disturb it). The harness is
+// closed before it returns (which kills and reaps what was left, after it was recorded).
+func runHarnessed(harness, dir string, limit time.Duration, argv []string, during func(p *testenv.Process)) harnessed {
+	var r harnessed
+	out, err := os.MkdirTemp(dir, "harness.")
+	if err != nil {
+		r.err = err
+		return r
 	}
-	r := &subreaper{started: map[int]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go r.loop()
-	t.Cleanup(func() {
-		close(r.stop)
-		<-r.done
-		// Kill and reap whatever is still there, so that no test after this one inherits it.
-		for _, pid := range r.orphans() {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-		deadline := time.Now().Add(5 * time.Second)
-		for len(r.orphans()) > 0 && time.Now().Before(deadline) {
-			r.reap()
-			time.Sleep(10 * time.Millisecond)
-		}
-		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	})
+	defer os.RemoveAll(out)
+	h, err := testenv.StartSubreaper(harness, out)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer h.Close()
+	p, err := h.Start(testenv.Command{Args: argv, Dir: dir})
+	if err != nil {
+		r.err = err
+		return r
+	}
+	if during != nil {
+		during(p)
+	}
+	r.status, r.err = p.Wait(limit)
+	if r.err != nil {
+		_ = p.Signal(unix.SIGKILL)
+		_, _ = p.Wait(10 * time.Second)
+	}
+	r.stdout, r.stderr = p.Stdout(), p.Stderr()
+	r.left, err = h.Left()
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	if slices.ContainsFunc(r.left, func(p testenv.Proc) bool { return !p.Zombie() }) {
+		// A process still running may be on its way out (a child of a SIGKILLed caisson dies by its parent-death
+		// signal): give it a moment. Whatever is left then, zombie or not, is reported.
+		r.left = settled(h, 5*time.Second)
+	}
 	return r
 }
 
-// Start starts a child under the reaper's lock: fn must start exactly one process and return its PID (0 when it
-// failed to start). Done must be called once the child was waited for.
-func (r *subreaper) Start(fn func() int) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	pid := fn()
-	if pid > 0 {
-		r.started[pid] = true
-	}
-	return pid
-}
-
-// Done forgets a child that exec.Cmd.Wait has collected.
-func (r *subreaper) Done(pid int) {
-	r.mu.Lock()
-	delete(r.started, pid)
-	r.mu.Unlock()
-}
-
-// orphans lists the children that were not started through Start (re-parented orphans), alive or zombie.
-func (r *subreaper) orphans() []int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []int
-	for _, pid := range testenv.Children(os.Getpid()) {
-		if !r.started[pid] {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// reap collects the orphans that have exited.
-func (r *subreaper) reap() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, pid := range testenv.Children(os.Getpid()) {
-		if r.started[pid] {
-			continue
-		}
-		if _, state, _, _, err := procStat(pid); err == nil && state == 'Z' {
-			var ws unix.WaitStatus
-			for {
-				_, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-				if !errors.Is(err, unix.EINTR) {
-					break
-				}
-			}
-		}
-	}
-}
-
-func (r *subreaper) loop() {
-	defer close(r.done)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-tick.C:
-			r.reap()
-		}
-	}
-}
-
-// aliveOrphans waits (bounded) until every orphan has exited and been reaped, and describes those still alive.
-func (r *subreaper) aliveOrphans(limit time.Duration) []string {
+// settled waits (bounded) until every process left to h is a zombie, and returns what is left then.
+func settled(h *testenv.Subreaper, limit time.Duration) []testenv.Proc {
 	deadline := time.Now().Add(limit)
 	for {
-		r.reap()
-		var alive []string
-		for _, pid := range r.orphans() {
-			comm, state, _, _, err := procStat(pid)
-			if err != nil || state == 'Z' {
-				continue
-			}
-			alive = append(alive, fmt.Sprintf("pid %d (%s, state %c): %s", pid, comm, state, cmdline(pid)))
-		}
-		if len(alive) == 0 || time.Now().After(deadline) {
-			return alive
+		left, err := h.Left()
+		if err != nil || time.Now().After(deadline) || !slices.ContainsFunc(left, func(p testenv.Proc) bool { return !p.Zombie() }) {
+			return left
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// describeLeft describes what a command left behind, for a failure message.
+func describeLeft(left []testenv.Proc) string {
+	return fmt.Sprintf("%d processes left to the subreaper: %s", len(left), testenv.FormatProcs(left))
 }

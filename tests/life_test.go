@@ -6,11 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // lifeEnv gives the test its own state root, so sandboxes of other tests never show up.
@@ -33,6 +37,7 @@ type psRow struct {
 	Name       string            `json:"name"`
 	PID        int               `json:"pid"`
 	InitPID    int               `json:"init_pid"`
+	CommandPID int               `json:"command_pid"`
 	Command    []string          `json:"command"`
 	Net        string            `json:"net"`
 	Ports      []string          `json:"ports"`
@@ -226,6 +231,131 @@ func TestLifeStaleState(t *testing.T) {
 		t.Errorf("ps trusts a record whose PID was reused")
 	}
 	mustRun(t, "run", "--name", "stale", "--", "true")
+}
+
+// zombie is a detached sandbox whose processes were killed and are held as zombies (see zombieSandbox).
+type zombie struct {
+	dir    string // its state directory, left by its killed caisson
+	record []byte // the state.json its caisson wrote
+	row    psRow
+}
+
+// restore puts the sandbox's state directory back as its killed caisson left it (a command that found the sandbox
+// dead removed it).
+func (z zombie) restore(t *testing.T) {
+	t.Helper()
+	if err := os.MkdirAll(z.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(z.dir, "state.json"), z.record, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newZombieKeeper makes the test process a child subreaper that reaps no orphan until t ends: an orphan that exits
+// stays a zombie, as under a container's PID 1 that is a shell or an application and never waits. At the end it
+// kills and reaps what it holds, and stops being a subreaper.
+func newZombieKeeper(t testing.TB) {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for kids := testenv.Children(os.Getpid()); len(kids) > 0 && time.Now().Before(deadline); kids = testenv.Children(os.Getpid()) {
+			for _, pid := range kids {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				var ws unix.WaitStatus
+				_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	})
+}
+
+// zombieSandbox starts a detached sandbox named name (with more run flags), then kills its caisson, its init and
+// its command with SIGKILL, as an OOM killer or an operator's kill -9 does, and returns once its caisson and init
+// are zombies: this test process is made their child subreaper, and does not reap them until the test ends (as a
+// container's PID 1 that is a shell never does).
+func zombieSandbox(t *testing.T, root, name string, flags ...string) zombie {
+	t.Helper()
+	newZombieKeeper(t)
+	args := append(append([]string{"run", "-d", "--name", name}, flags...), "--", "sleep", "1000")
+	mustRun(t, args...)
+	z := zombie{dir: filepath.Join(root, name)}
+	var err error
+	if z.record, err = os.ReadFile(filepath.Join(z.dir, "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(z.record, &z.row); err != nil {
+		t.Fatal(err)
+	}
+	cmdPID := z.row.CommandPID
+	if cmdPID <= 0 {
+		if kids := testenv.Children(z.row.InitPID); len(kids) > 0 {
+			cmdPID = kids[0]
+		}
+	}
+	if z.row.PID <= 0 || z.row.InitPID <= 0 || cmdPID <= 0 {
+		t.Fatalf("record %s: want the caisson, init and command PIDs", z.record)
+	}
+	if _, _, ppid, _, err := testenv.ProcStat(z.row.PID); err != nil || ppid != os.Getpid() {
+		t.Fatalf("the sandbox's caisson %d: parent %d (%v), want this test process %d (its subreaper)", z.row.PID, ppid, err, os.Getpid())
+	}
+	for _, pid := range []int{z.row.PID, z.row.InitPID, cmdPID} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %d: %v", pid, err)
+		}
+	}
+	for _, pid := range []int{z.row.PID, z.row.InitPID} {
+		if !testenv.WaitState(pid, 'Z', 10*time.Second) {
+			_, st, ppid, _, err := testenv.ProcStat(pid)
+			t.Fatalf("process %d of the sandbox is not a zombie of this test's: state %q, parent %d (%v)", pid, st, ppid, err)
+		}
+	}
+	return z
+}
+
+// A sandbox whose processes are all dead but not reaped (zombies of a parent that never waits) is dead at once:
+// ps does not list it; stop, exec, logs, inspect and --join say there is no such sandbox and remove its state
+// directory; its name can be used again; its --persist directory is free (the kernel released its lock when the processes exited).
+func TestLifeZombieSandbox(t *testing.T) {
+	root := lifeEnv(t)
+	persist := filepath.Join(t.TempDir(), "persist")
+	z := zombieSandbox(t, root, "dead", "--persist", persist)
+	noSandbox := regexp.MustCompile(`no running sandbox named "?dead"?`)
+	if _, ok := ps(t)["dead"]; ok {
+		t.Errorf("ps lists a sandbox whose processes are zombies")
+	}
+	if _, err := os.Stat(z.dir); err == nil {
+		t.Errorf("ps did not remove the dead sandbox's state directory")
+	}
+	for _, args := range [][]string{
+		{"stop", "--time", "0", "dead"},
+		{"exec", "dead", "true"},
+		{"logs", "dead"},
+		{"inspect", "dead"},
+		{"run", "--join", "dead", "--", "true"},
+	} {
+		z.restore(t)
+		r := caisson(t, args...)
+		if r.code != 125 || !noSandbox.MatchString(r.stderr) {
+			t.Errorf("caisson %s on a dead sandbox: exit %d, stderr %q; want 125 and %q",
+				strings.Join(args, " "), r.code, r.stderr, noSandbox)
+		}
+		if _, err := os.Stat(z.dir); err == nil {
+			t.Errorf("caisson %s left the dead sandbox's state directory", strings.Join(args, " "))
+		}
+	}
+	z.restore(t)
+	if out := mustRun(t, "run", "-d", "--name", "dead", "--persist", persist, "--", "sleep", "1000"); strings.TrimSpace(out) != "dead" {
+		t.Errorf("run -d --name dead printed %q", out)
+	}
+	if row, ok := ps(t)["dead"]; !ok || row.PID == z.row.PID {
+		t.Errorf("ps after reusing the name: %+v (listed %v), want the new sandbox", row, ok)
+	}
+	mustRun(t, "stop", "--time", "0", "dead")
 }
 
 // Twenty named sandboxes at once, each listed with its own namespaces, then all stopped.

@@ -369,20 +369,26 @@ func TestOCIJoinNamespaces(t *testing.T) {
 	o.must("start", first)
 	pid := readPid(t, c1.pidFile)
 	kinds := map[specs.LinuxNamespaceType]string{specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc",
-		specs.UTSNamespace: "uts", specs.PIDNamespace: "pid", specs.MountNamespace: "mnt", specs.CgroupNamespace: "cgroup"}
+		specs.UTSNamespace: "uts", specs.PIDNamespace: "pid", specs.CgroupNamespace: "cgroup"}
 	if o.rootless {
 		kinds[specs.UserNamespace] = "user"
 	}
 	b2 := o.bundle(func(s *specs.Spec) {
 		s.Process.Args = []string{"sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'; exec sleep 100"}
-		var ns []specs.LinuxNamespace
+		ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 		for t, f := range kinds {
 			ns = append(ns, specs.LinuxNamespace{Type: t, Path: fmt.Sprintf("/proc/%d/ns/%s", pid, f)})
 		}
 		s.Linux.Namespaces = ns
 		s.Linux.UIDMappings, s.Linux.GIDMappings = nil, nil
-		s.Mounts = nil // the mount namespace joined is the first container's, root and all
 		s.Hostname = ""
+		// The first container's /sys and mqueue are its own: a second instance is refused from outside the
+		// namespaces' owner; bind them as runc would fall back to.
+		for i := range s.Mounts {
+			if s.Mounts[i].Type == "sysfs" {
+				s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "ro"}}
+			}
+		}
 	})
 	second := containerID(t, "app")
 	c2 := o.mustCreate(second, b2)
@@ -410,6 +416,56 @@ func TestOCIJoinNamespaces(t *testing.T) {
 	}
 	o.must("delete", "--force", second)
 	o.must("delete", "--force", first)
+
+	// A mount namespace joined by path (made by unshare(1): a copy of the host's, where the bundle is visible) gets
+	// the container's root and mounts like a new one, as with runc; as an ordinary user with its user namespace.
+	holderArgs := []string{"--mount", "--propagation", "private", "sleep", "100"}
+	if o.rootless {
+		holderArgs = append([]string{"--user", "--map-root-user"}, holderArgs...)
+	}
+	holder := exec.Command("unshare", holderArgs...)
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
+	hp := holder.Process.Pid
+	deadline = time.Now().Add(5 * time.Second)
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	for {
+		cur, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", hp))
+		if (cur != "" && cur != self) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b3 := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "cat /proc/self/mountinfo | wc -l; exec sleep 100"}
+		var ns []specs.LinuxNamespace
+		for _, n := range s.Linux.Namespaces {
+			switch n.Type {
+			case specs.MountNamespace:
+				n.Path = fmt.Sprintf("/proc/%d/ns/mnt", hp)
+			case specs.UserNamespace:
+				n.Path = fmt.Sprintf("/proc/%d/ns/user", hp)
+			}
+			ns = append(ns, n)
+		}
+		s.Linux.Namespaces = ns
+		s.Linux.UIDMappings, s.Linux.GIDMappings = nil, nil
+	})
+	third := containerID(t, "mntjoin")
+	c3 := o.mustCreate(third, b3)
+	pid3 := readPid(t, c3.pidFile)
+	o.must("start", third)
+	for !strings.Contains(readCmdline(pid3), "sleep") && time.Now().Before(deadline.Add(5*time.Second)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	a, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", hp))
+	m3, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid3))
+	if a == "" || a != m3 {
+		t.Errorf("joined mount namespace %q, the holder's %q", m3, a)
+	}
+	o.must("delete", "--force", third)
 }
 
 func readCmdline(pid int) string {

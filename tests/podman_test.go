@@ -1,7 +1,8 @@
 package tests
 
-// Helpers that run Debian's Podman (apt package podman, with runc) for the tests, as the test user (rootless) or
-// as root, with state of its own and no network traffic leaving the machine. Each test gets its own storage, run
+// Helpers that run Debian's Podman (apt package podman) with runc, the host's own runtime (engine_podman_test.go
+// has Podman with caisson-oci as its runtime), for the tests, as the test user (rootless) or as root, with state of
+// its own and no network traffic leaving the machine. Each test gets its own storage, run
 // root, tmp, volume and network-configuration directories, containers.conf and, rootless, HOME and
 // XDG_RUNTIME_DIR; all are removed when the test ends, and Podman's rootless pause process with them.
 //
@@ -11,7 +12,7 @@ package tests
 //
 // Usage:
 //
-//	p := newPodman(t)                          // skips (fails in strict mode) without podman and runc
+//	p := newRuncPodman(t)                       // skips (fails in strict mode) without podman and runc
 //	img := p.importRootfs(t, dir, "localhost/x") // a root file system made by the test, e.g. with testenv.BusyboxRootfs
 //	r := p.run(t, "run", "--rm", "--network", "none", img, "sh", "-c", "...")
 
@@ -30,8 +31,8 @@ import (
 	"github.com/caisson-sandbox/caisson/tests/testenv"
 )
 
-// podman is one isolated Podman (see the file comment).
-type podman struct {
+// runcPodman is one isolated Podman with runc (see the file comment).
+type runcPodman struct {
 	dir  string   // everything of this Podman lives beneath it
 	args []string // global flags: state directories, storage driver, runtime, cgroup manager, events
 	env  []string // the environment Podman runs with
@@ -49,13 +50,13 @@ events_logger = "file"
 runtime = "runc"
 `
 
-// newPodman prepares an isolated Podman for the test's user and registers its removal.
-func newPodman(t *testing.T) *podman {
+// newRuncPodman prepares an isolated Podman with runc for the test's user and registers its removal.
+func newRuncPodman(t *testing.T) *runcPodman {
 	t.Helper()
 	exe := testenv.RequireCommand(t, "podman")
 	testenv.RequireCommand(t, "runc")
 	dir := t.TempDir()
-	p := &podman{dir: dir, root: os.Getuid() == 0}
+	p := &runcPodman{dir: dir, root: os.Getuid() == 0}
 	for _, d := range []string{"storage", "run", "tmp", "volumes", "net", "home", "xdg"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
@@ -85,7 +86,7 @@ func newPodman(t *testing.T) *podman {
 }
 
 // cmd is a podman command line with this Podman's state and environment, bounded by ctx.
-func (p *podman) cmd(ctx context.Context, args ...string) *exec.Cmd {
+func (p *runcPodman) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "podman", append(append([]string{}, p.args...), args...)...)
 	cmd.Env = p.env
 	cmd.Dir = p.dir
@@ -94,7 +95,7 @@ func (p *podman) cmd(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 // run runs podman with args (at most two minutes) and returns its output and exit code.
-func (p *podman) run(t testing.TB, args ...string) result {
+func (p *runcPodman) run(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -114,13 +115,14 @@ func (p *podman) run(t testing.TB, args ...string) result {
 	return result{out.String(), errb.String(), code}
 }
 
-// importRootfs makes image name (with PATH set) from the root file system in dir, offline, and returns name.
+// importRootfs makes image name (with PATH set, every file owned by root) from the root file system in dir,
+// offline, and returns name.
 // As root the import runs in a private mount namespace with a tmpfs on /var/lib, where Podman keeps a blob cache
 // that no --root or flag moves.
-func (p *podman) importRootfs(t testing.TB, dir, name string) string {
+func (p *runcPodman) importRootfs(t testing.TB, dir, name string) string {
 	t.Helper()
 	tarball := filepath.Join(p.dir, "tmp", filepath.Base(name)+".tar")
-	if out, err := exec.Command("tar", "-C", dir, "--numeric-owner", "-cf", tarball, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("tar", "-C", dir, "--owner=0", "--group=0", "--numeric-owner", "-cf", tarball, ".").CombinedOutput(); err != nil {
 		t.Fatalf("tar %s: %v: %s", dir, err, out)
 	}
 	defer os.Remove(tarball)
@@ -146,7 +148,7 @@ func (p *podman) importRootfs(t testing.TB, dir, name string) string {
 // remove deletes everything this Podman made: containers, images, storage (files of the user's subordinate ids
 // included: `system reset` removes them from inside the user namespace), and stops the rootless pause process,
 // then checks that none of its processes is left.
-func (p *podman) remove(t testing.TB) {
+func (p *runcPodman) remove(t testing.TB) {
 	t.Helper()
 	pause := ""
 	if b, err := os.ReadFile(filepath.Join(p.dir, "xdg", "libpod", "tmp", "pause.pid")); err == nil {

@@ -6,7 +6,9 @@ set -euo pipefail
 user=${1:-caissontest}
 [ "$(id -u)" = 0 ] || { echo "provision.sh: must run as root" >&2; exit 1; }
 
-pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin fuse-overlayfs user-mode-linux podman runc)
+pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin fuse-overlayfs user-mode-linux bash-completion zsh fish man-db groff-base
+	# The engines caisson-oci runs under (tests/engine_*_test.go), runc beside it, file(1) for BusyboxRootfs.
+	podman conmon catatonit containerd docker.io containernetworking-plugins runc file)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -15,6 +17,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# crictl (the Kubernetes CRI client the CRI tests drive containerd with) from the Go module proxy, once.
+if ! command -v crictl >/dev/null; then
+	(cd / && GOBIN=/usr/local/bin GOFLAGS=-mod=mod CGO_ENABLED=0 PATH=/usr/local/go/bin:$PATH \
+		go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)
+fi
 if ! id "$user" >/dev/null 2>&1; then
 	useradd --create-home --shell /bin/bash "$user"
 fi

@@ -3,6 +3,7 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -408,6 +409,52 @@ func TestRootfsUnpack(t *testing.T) {
 				t.Errorf("inside: %q", out)
 			}
 		})
+	}
+}
+
+// A caisson installed alone (go install .../cmd/caisson@latest) finds caisson-image on $PATH; with none there, the
+// error says which go install line installs it.
+func TestRootfsUnpackCompanion(t *testing.T) {
+	requireSandbox(t)
+	companion := filepath.Join(filepath.Dir(bin(t)), "caisson-image")
+	if _, err := os.Stat(companion); err != nil {
+		testenv.SkipOrFail(t, "no caisson-image next to %s: %v", bin(t), err)
+	}
+	alone := filepath.Join(t.TempDir(), "caisson")
+	data, err := os.ReadFile(bin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(alone, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := writeArchives(t, testImage(t))["docker-save"]
+	run := func(path, dir string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, alone, "rootfs", "unpack", archive, dir)
+		cmd.Env = append(os.Environ(), "PATH="+path)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		if err != nil && code < 0 {
+			t.Fatalf("caisson rootfs unpack: %v", err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	r := run("/usr/local/bin:/usr/bin:/bin", filepath.Join(t.TempDir(), "root"))
+	want := "caisson: rootfs unpack: caisson-image not found next to " + alone + " nor on $PATH"
+	line := "CGO_ENABLED=0 go install github.com/caisson-sandbox/caisson/cmd/caisson/caisson-image@latest"
+	if r.code != 125 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, line) || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("without caisson-image: exit %d, stderr %q; want 125 and one line %q ... %q", r.code, r.stderr, want, line)
+	}
+	dir := filepath.Join(t.TempDir(), "root")
+	r = run("/usr/local/bin:/usr/bin:/bin:"+filepath.Dir(companion), dir)
+	sandboxCleanup(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "etc/motd")); r.code != 0 || err != nil {
+		t.Errorf("with caisson-image on PATH: exit %d, stderr %q; etc/motd: %v", r.code, r.stderr, err)
 	}
 }
 

@@ -2,13 +2,13 @@ package tests
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,8 +200,8 @@ func TestSoak(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	harness := testenv.SubreaperPath(t)
 	before := snapshotHost(t)
-	reaper := newSubreaper(t)
 	start := time.Now()
 	deadline := start.Add(budget)
 
@@ -232,7 +232,7 @@ func TestSoak(t *testing.T) {
 		wg.Add(1)
 		go func(p soakPlan) {
 			defer func() { <-sem; wg.Done() }()
-			soakOne(t, reaper, dir, p, fail, count)
+			soakOne(t, harness, dir, p, fail, count)
 		}(p)
 	}
 	wg.Wait()
@@ -241,18 +241,16 @@ func TestSoak(t *testing.T) {
 		t.Errorf("soak: only %d of %d sandboxes started within %v", launched, n, budget)
 	}
 
-	// Nothing may be left: no orphan (the subreaper holds every one), no mount, fd, process, state or /tmp entry.
-	if alive := reaper.aliveOrphans(5 * time.Second); len(alive) > 0 {
-		t.Errorf("soak: %d processes outlived their caisson:\n  %s", len(alive), strings.Join(alive, "\n  "))
-	}
+	// Nothing may be left: no process or zombie (each sandbox's harness counted those), no mount, fd, state or
+	// /tmp entry.
 	if diffs := waitHostClean(t, before, 8*time.Second); len(diffs) > 0 {
 		t.Errorf("soak: the host is not as it was before:\n  %s", strings.Join(diffs, "\n  "))
 	}
 	if limits {
 		// Groups of the sandboxes whose caisson was killed stay until the next caisson that creates one sweeps them.
-		// Through the subreaper, which reaps every child of this process.
-		if code, stderr := reapedRun(t, reaper, dir, "run", "--cgroup", "--pids", "50", "--", "true"); code != 0 {
-			t.Errorf("soak: the sweeping run: exit %d: %s", code, stderr)
+		r := runHarnessed(harness, dir, 30*time.Second, []string{bin(t), "run", "--cgroup", "--pids", "50", "--", "true"}, nil)
+		if r.err != nil || r.status.ExitCode() != 0 || len(r.left) > 0 {
+			t.Errorf("soak: the sweeping run: %v %v: %s; %s", r.status, r.err, r.stderr, describeLeft(r.left))
 		}
 		for _, d := range []string{cg["v2"], cg["pids"]} {
 			if left := sandboxGroups(d); len(left) > 0 {
@@ -284,69 +282,51 @@ func TestSoak(t *testing.T) {
 		float64(launched)/elapsed.Seconds(), sum.String())
 }
 
-// soakOne runs one sandbox of the soak and checks its outcome.
-func soakOne(t *testing.T, reaper *subreaper, dir string, p soakPlan, fail func(string, ...any), count func(string)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+// soakOne runs one sandbox of the soak under a non-reaping subreaper of its own and checks its outcome, and that
+// it left nothing behind, not even a zombie (unless the soak SIGKILLed caisson: then its zombies are expected, but
+// nothing may still run).
+func soakOne(t *testing.T, harness, dir string, p soakPlan, fail func(string, ...any), count func(string)) {
 	if p.publish < 0 {
 		p.publish = freeLowPort()
 	}
-	cmd := exec.CommandContext(ctx, bin(t), p.args()...)
-	cmd.Dir = dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	var startErr error
-	pid := reaper.Start(func() int {
-		if startErr = cmd.Start(); startErr != nil {
-			return 0
-		}
-		return cmd.Process.Pid
-	})
-	if startErr != nil {
-		fail("%v: start: %v", p, startErr)
-		return
-	}
-	defer reaper.Done(pid)
 	count("net-" + p.net)
 	if p.limits {
 		count("cgroup")
 	}
-	helperKilled, inSetup := false, false
-	if p.killAfter > 0 {
-		time.AfterFunc(p.killAfter, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
-	} else if p.killHelper != helperAlive {
-		helperKilled, inSetup = killHelper(pid, p.killHelper)
-		if !helperKilled {
-			// Let the run end first: its outcome says why the helper was not found. A sandbox that ended as
-			// wanted with its network up had a helper: the 2 ms poll missed it on a loaded machine (a short
-			// command); anything else is caisson's failure.
-			_ = cmd.Wait()
-			if cmd.ProcessState.ExitCode() == p.want() && strings.Contains(stdout.String(), "net-ok") {
-				count("helper-missed")
-				return
-			}
-			fail("%v: the sandbox's %s never appeared among caisson's children; stdout %q stderr %q", p, p.net, stdout.String(), stderr.String())
-			return
+	helperKilled, inSetup, missed := false, false, false
+	r := runHarnessed(harness, dir, 60*time.Second, append([]string{bin(t)}, p.args()...), func(c *testenv.Process) {
+		if p.killAfter > 0 {
+			time.AfterFunc(p.killAfter, func() { _ = c.Signal(syscall.SIGKILL) })
+		} else if p.killHelper != helperAlive {
+			helperKilled, inSetup = killHelper(c.PID, p.killHelper)
+			missed = !helperKilled
 		}
-	}
-	err := cmd.Wait()
-	if ctx.Err() != nil {
-		fail("%v: hung: killed after 60 s; stderr %q", p, stderr.String())
+	})
+	stdout, stderr := r.stdout, r.stderr
+	if r.err != nil {
+		fail("%v: %v; stderr %q", p, r.err, stderr)
 		return
 	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		ws := ee.Sys().(syscall.WaitStatus)
-		code = ws.ExitStatus()
-		if ws.Signaled() {
-			code = 128 + int(ws.Signal())
-			if p.killAfter > 0 && ws.Signal() == syscall.SIGKILL {
-				count("caisson-killed")
-				return // killed by us: only the leak checks at the end apply
-			}
+	code := r.status.ExitCode()
+	if p.killAfter > 0 && r.status.Signal == int(syscall.SIGKILL) {
+		count("caisson-killed")
+		if running := slices.DeleteFunc(r.left, testenv.Proc.Zombie); len(running) > 0 {
+			fail("%v: caisson SIGKILLed, yet %d processes still run: %s", p, len(running), testenv.FormatProcs(running))
 		}
-	} else if err != nil {
-		fail("%v: wait: %v", p, err)
+		return // killed by us: the zombies are its caller's to reap; only the host checks at the end apply
+	}
+	if len(r.left) > 0 {
+		fail("%v: exit %d, %s", p, code, describeLeft(r.left))
+	}
+	if missed {
+		// Its outcome says why the helper was not found. A sandbox that ended as wanted with its network up had
+		// a helper: the 2 ms poll missed it on a loaded machine (a short command); anything else is caisson's
+		// failure.
+		if code == p.want() && strings.Contains(stdout, "net-ok") {
+			count("helper-missed")
+			return
+		}
+		fail("%v: the sandbox's %s never appeared among caisson's children; stdout %q stderr %q", p, p.net, stdout, stderr)
 		return
 	}
 	if helperKilled {
@@ -356,31 +336,31 @@ func soakOne(t *testing.T, reaper *subreaper, dir string, p soakPlan, fail func(
 	}
 	if inSetup && code == 125 {
 		// The helper died before the sandbox was ready: caisson must abort with one line.
-		if lines := caissonLines(stderr.String()); len(lines) != 1 {
-			fail("%v: helper killed during setup: want one caisson: line, got %q", p, stderr.String())
+		if lines := caissonLines(stderr); len(lines) != 1 {
+			fail("%v: helper killed during setup: want one caisson: line, got %q", p, stderr)
 		}
 		return
 	}
 	if code != p.want() {
-		fail("%v: exit %d, want %d; stdout %q stderr %q", p, code, p.want(), stdout.String(), stderr.String())
+		fail("%v: exit %d, want %d; stdout %q stderr %q", p, code, p.want(), stdout, stderr)
 		return
 	}
-	out := stdout.String()
+	out := stdout
 	for _, want := range []string{fmt.Sprintf("soak-%d\n", p.i)} {
 		if !strings.Contains(out, want) {
-			fail("%v: stdout %q lacks %q; stderr %q", p, out, want, stderr.String())
+			fail("%v: stdout %q lacks %q; stderr %q", p, out, want, stderr)
 		}
 	}
 	// A killed helper takes the sandbox's tap device with it (the sandbox runs on without a network, as caisson's
 	// message says), possibly before the command looked for it; otherwise the interface must be there.
 	if p.net != "none" && !strings.Contains(out, "net-ok") && !helperKilled {
-		fail("%v: no tap0 in the sandbox; stdout %q stderr %q", p, out, stderr.String())
+		fail("%v: no tap0 in the sandbox; stdout %q stderr %q", p, out, stderr)
 	}
 	if p.overlay && !strings.Contains(out, "overlay-ok") {
-		fail("%v: overlay write failed; stdout %q stderr %q", p, out, stderr.String())
+		fail("%v: overlay write failed; stdout %q stderr %q", p, out, stderr)
 	}
 	// caisson says nothing on a successful run, except that the helper died when it was killed.
-	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
 		if l == "" || (helperKilled && !strings.HasPrefix(l, "caisson:")) {
 			continue
 		}
@@ -410,12 +390,12 @@ func (h helperKill) String() string {
 func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 	limit := time.Now().Add(10 * time.Second)
 	for time.Now().Before(limit) {
-		if _, state, _, _, err := procStat(pid); err != nil || state == 'Z' {
+		if _, state, _, _, err := testenv.ProcStat(pid); err != nil || state == 'Z' {
 			return false, false
 		}
 		helper, running := 0, false
 		for _, c := range testenv.Children(pid) {
-			comm, _, _, _, err := procStat(c)
+			comm, _, _, _, err := testenv.ProcStat(c)
 			switch {
 			case err != nil:
 			case isNetworkHelper(c):
@@ -424,7 +404,7 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 				// The command has started once init has a child other than its fuse-overlayfs daemon (and other
 				// than a child init has forked but not executed yet, which still has init's name).
 				for _, k := range testenv.Children(c) {
-					if kc, _, _, _, err := procStat(k); err == nil && kc != "fuse-overlayfs" && kc != "caisson-init" {
+					if kc, _, _, _, err := testenv.ProcStat(k); err == nil && kc != "fuse-overlayfs" && kc != "caisson-init" {
 						running = true
 					}
 				}
@@ -492,7 +472,7 @@ func isHelperComm(comm string) bool {
 // gives the helper it runs for a sandbox, not those of its slirp4netns feature probe (--help, --version), which
 // runs, briefly, while the sandbox is created.
 func isNetworkHelper(pid int) bool {
-	comm, _, _, _, err := procStat(pid)
+	comm, _, _, _, err := testenv.ProcStat(pid)
 	if err != nil || !isHelperComm(comm) {
 		return false
 	}

@@ -15,31 +15,33 @@
 //	caisson idmap [--user NAME|UID] [--map MODE] [--json]
 //	caisson unshare [--map MODE] [--] [COMMAND [ARG...]]
 //	caisson rm-tree DIR...
+//	caisson completion bash|zsh|fish
 //	caisson version
+//
+// and the others `caisson help` lists (package cli describes them all).
 //
 // The same binary is also the sandbox's init: main dispatches on argv[0] before parsing any flag.
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
+	"time"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cli"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/client"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/doctor"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/idmapcmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/imagecmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/unshare"
-	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/moby/sys/userns"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -60,37 +62,26 @@ func main() {
 		os.Exit(initproc.Main())
 	case doctor.ProbeName:
 		os.Exit(doctor.ProbeMain())
-	case unshare.StageName:
-		os.Exit(unshare.StageMain())
 	}
 	os.Exit(cliMain(os.Args[1:]))
 }
 
-const usage = `caisson: a rootless Linux sandbox
-
-Usage:
-  caisson run [flags] [--] COMMAND [ARG...]   run COMMAND in a new sandbox
-  caisson ps [--json]                         list running sandboxes with their namespaces
-  caisson exec [-t] NAME [--] COMMAND [ARG...] run a command inside a running sandbox
-  caisson stop [--time SECONDS] NAME          stop a sandbox: SIGTERM, then SIGKILL after the grace period
-  caisson logs [-f] NAME                      print (and follow) a detached sandbox's output
-  caisson doctor [--json]                     check this host's prerequisites and how to fix them
-  caisson inspect [--json] [NAME]             the isolation in force (inside, or of sandbox NAME)
-  caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
-  caisson diff DIR [--json]                   list what sandboxes changed in a --persist DIR (A/C/D lines)
-  caisson rootfs unpack ARCHIVE DIR           unpack an OCI layout/tar or docker-save archive into DIR
-  caisson unshare [--map MODE] [COMMAND...]   run COMMAND (default: your shell) as root of a user namespace with
-                                              run's ID maps, to rm/chown your sandboxes' files; isolates nothing else
-  caisson rm-tree DIR...                      remove a --persist DIR or an unpacked root, subordinate-owned files too
-  caisson version                             print the version
-
-Run 'caisson run --help' for the run flags.
-`
+// reapWait bounds the wait for children left at the exit of a command other than run.
+const reapWait = 5 * time.Second
 
 func cliMain(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, cli.Usage())
 		return initproc.ExitSetup
+	}
+	if args[0] != "run" {
+		// Nothing a command started outlives it, not even as a zombie for a parent that never reaps (issue 18). run
+		// does this itself (parent.Run): the foreground of `run -d` leaves its sandbox's supervisor on purpose.
+		defer func() {
+			if _, err := reap.Children(reapWait); err != nil {
+				fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+			}
+		}()
 	}
 	switch args[0] {
 	case "run":
@@ -108,23 +99,25 @@ func cliMain(args []string) int {
 	case "inspect":
 		return harden.InspectMain(args[1:])
 	case "idmap":
-		return idmapMain(args[1:])
+		return idmapcmd.Main(args[1:])
+	case "completion", "__complete", "man":
+		return cli.Main(args, version)
 	case "diff":
 		return imagecmd.DiffMain(args[1:])
-	case "rootfs":
-		return imagecmd.RootfsMain(args[1:])
 	case "unshare":
 		return unshare.Main(args[1:])
 	case "rm-tree":
 		return unshare.RmTreeMain(args[1:])
+	case "rootfs":
+		return imagecmd.RootfsMain(args[1:])
 	case "version", "--version":
 		fmt.Printf("caisson %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Print(cli.Usage())
 		return 0
 	}
-	return usagef("unknown command %q (want run, doctor, inspect, idmap or version)", args[0])
+	return usagef("unknown command %q (see 'caisson help')", args[0])
 }
 
 func usagef(format string, a ...any) int {
@@ -146,9 +139,7 @@ func runMain(args []string) int {
 	}
 	r, err := config.ParseRun(args, env)
 	if errors.Is(err, pflag.ErrHelp) {
-		var f config.RunFlags
-		fmt.Print("Usage: caisson run [flags] [--] COMMAND [ARG...]\n\nFlags:\n")
-		fmt.Print(config.NewRunFlagSet(&f).FlagUsages())
+		fmt.Print(cli.RunHelp())
 		return 0
 	}
 	if err != nil {
@@ -158,95 +149,4 @@ func runMain(args []string) int {
 		return parent.Detach()
 	}
 	return parent.Run(r)
-}
-
-func idmapMain(args []string) int {
-	fs := pflag.NewFlagSet("idmap", pflag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	who := fs.String("user", "", "show the maps of this user (name or uid) instead of the caller")
-	mode := fs.String("map", "auto", "mapping mode: auto, single or keep-id")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return usagef("idmap: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("idmap: unexpected argument %q", fs.Arg(0))
-	}
-	caller := parent.CurrentCaller()
-	if *who != "" {
-		c, err := parent.LookupCaller(*who)
-		if err != nil {
-			return usagef("idmap: --user: %v", err)
-		}
-		caller = c
-	}
-	plan, err := parent.NewPlan(context.Background(), *mode, caller)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(plan)
-		return 0
-	}
-	printPlan(plan)
-	return 0
-}
-
-func printPlan(p *idmap.Plan) {
-	fmt.Printf("user:    %s (uid %d, gid %d)\n", p.User, p.UID, p.GID)
-	fmt.Printf("mode:    %s", p.Mode)
-	if p.Requested != p.Mode {
-		fmt.Printf(" (asked for %s)", p.Requested)
-	}
-	fmt.Println()
-	if p.Notice != "" {
-		fmt.Println(p.Notice)
-	}
-	for _, w := range p.Warnings {
-		fmt.Printf("warning: %s\n", w)
-	}
-	printRanges := func(name string, rs []idmap.Range) {
-		fmt.Printf("%s:", name)
-		if len(rs) == 0 {
-			fmt.Print(" none")
-		}
-		for _, r := range rs {
-			fmt.Printf(" %d-%d (%d)", r.Start, uint64(r.Start)+uint64(r.Count)-1, r.Count)
-		}
-		fmt.Println()
-	}
-	printRanges("subuid", p.SubUIDs)
-	printRanges("subgid", p.SubGIDs)
-	fmt.Printf("uid_map:\n%s", indent(idmap.Format(p.UIDMap)))
-	fmt.Printf("gid_map:\n%s", indent(idmap.Format(p.GIDMap)))
-	if p.UseHelpers {
-		fmt.Printf("newuidmap argv: %s\n", quoteArgs(p.NewuidmapArgv))
-		fmt.Printf("newgidmap argv: %s\n", quoteArgs(p.NewgidmapArgv))
-	} else {
-		fmt.Printf("maps written directly by caisson (setgroups %s)\n", map[bool]string{true: "deny", false: "allow"}[p.DenySetgroups])
-	}
-}
-
-func indent(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
-		b.WriteString("  " + l + "\n")
-	}
-	return b.String()
-}
-
-func quoteArgs(a []string) string {
-	out := make([]string, len(a))
-	for i, s := range a {
-		if s == "" || strings.ContainsAny(s, " \t\n\"'") {
-			s = strconv.Quote(s)
-		}
-		out[i] = s
-	}
-	return strings.Join(out, " ")
 }

@@ -4,12 +4,15 @@
 //
 // Usage:
 //
-//	benchreport table [-tsv FILE] RESULTS.json...      hyperfine results: median, p90, ratio to the best peer
+//	benchreport table [-cpu] [-tsv FILE] RESULTS.json... hyperfine results: median, p90, ratio to the best peer
 //	benchreport rows -unit U [-higher] [-tsv FILE]      "label<TAB>value" lines on stdin: ratio to the best peer
 //	benchreport conc -label L -n 1,5,50 -rounds R -- CMD...   N concurrent starts: p50, p99 per N (TSV)
 //	benchreport mem -label L -n 1,10 [-skip COMM,...] -- CMD... memory (PSS) of the processes of N sandboxes
+//	benchreport throughput -bytes N -base CMD RESULTS.json   hyperfine results of moving N bytes: MiB/s, ratio to CMD
 //	benchreport serve -addr HOST:PORT -d DURATION       accept loop writing one byte per connection
 //	benchreport connrate -addr 127.0.0.1:PORT -d DURATION -c CONNS   TCP connections per second
+//	benchreport pair -n N -a "CMD A" -b "CMD B"...      A and B run alternately: medians and the paired difference
+//	benchreport tail -n N -label L -- CMD...            what CMD leaves behind, and how long it lives after CMD's exit
 //
 // A row is caisson's when its label contains "caisson"; every other row is a peer (or the host baseline), and the
 // best of those is the ratio's reference.
@@ -37,11 +40,12 @@ import (
 	"time"
 
 	"github.com/caisson-sandbox/caisson/tests/testenv"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fatalf("usage: benchreport table|targets|floor|rows|conc|mem|serve|connrate ...")
+		fatalf("usage: benchreport table|targets|floor|rows|throughput|conc|mem|serve|connrate|pair|tail ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -54,6 +58,8 @@ func main() {
 		err = floorMain(args)
 	case "rows":
 		err = rowsMain(args)
+	case "throughput":
+		err = throughputMain(args)
 	case "conc":
 		err = concMain(args)
 	case "mem":
@@ -64,6 +70,10 @@ func main() {
 		err = serveMain(args)
 	case "connrate":
 		err = connrateMain(args)
+	case "pair":
+		err = pairMain(args)
+	case "tail":
+		err = tailMain(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
@@ -170,6 +180,7 @@ func short(s string) string {
 func tableMain(args []string) error {
 	fs := flag.NewFlagSet("table", flag.ContinueOnError)
 	tsv := fs.String("tsv", "", "also write label<TAB>median<TAB>p90 (ms) to this file, for the charts")
+	cpu := fs.Bool("cpu", false, "add the mean CPU (user+system, ms) of each command and its children per run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -180,14 +191,21 @@ func tableMain(args []string) error {
 			return err
 		}
 		for _, r := range results {
-			rows = append(rows, row{label: r.Command, value: quantile(r.Times, 0.5) * 1000,
-				extra: []string{fmtNum(quantile(r.Times, 0.9) * 1000), strconv.Itoa(len(r.Times))}})
+			extra := []string{fmtNum(quantile(r.Times, 0.9) * 1000), strconv.Itoa(len(r.Times))}
+			if *cpu {
+				extra = append(extra, fmtNum((r.User+r.System)*1000))
+			}
+			rows = append(rows, row{label: r.Command, value: quantile(r.Times, 0.5) * 1000, extra: extra})
 		}
 	}
 	if len(rows) == 0 {
 		return errors.New("no results")
 	}
-	printRows(os.Stdout, []string{"command", "p90 ms", "runs"}, "median ms", rows, false)
+	head := []string{"command", "p90 ms", "runs"}
+	if *cpu {
+		head = append(head, "CPU ms")
+	}
+	printRows(os.Stdout, head, "median ms", rows, false)
 	if *tsv != "" {
 		return writeTSV(*tsv, rows)
 	}
@@ -568,6 +586,42 @@ func connrateMain(args []string) error {
 	return nil
 }
 
+// throughputMain reports hyperfine results of commands that each move the same number of bytes: the median time,
+// the throughput it gives, and the ratio of that throughput to the base command's (1.00: as fast; 0.50: half).
+// Unlike the other tables, every row may be caisson's: the reference is named, not the best peer.
+func throughputMain(args []string) error {
+	fs := flag.NewFlagSet("throughput", flag.ContinueOnError)
+	n := fs.Float64("bytes", 0, "bytes each command moves")
+	base := fs.String("base", "", "the command the others are compared with")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n <= 0 || fs.NArg() != 1 {
+		return errors.New("usage: throughput -bytes N -base CMD RESULTS.json")
+	}
+	median, err := hyperfineMedians(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	results, err := readHyperfine(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	ref, ok := median[*base]
+	if !ok || ref <= 0 {
+		return fmt.Errorf("the base command %q is not in %s", *base, fs.Arg(0))
+	}
+	mib := *n / (1 << 20)
+	cell := func(cmd string) string { return "`" + strings.ReplaceAll(cmd, "|", "\\|") + "`" } // a | would end the cell
+	fmt.Printf("| command | median ms | MiB/s | runs | throughput ratio to %s |\n|---|---:|---:|---:|---:|\n", cell(*base))
+	for _, r := range results {
+		m := median[r.Command]
+		fmt.Printf("| %s | %s | %s | %d | %.2f |\n", cell(r.Command), fmtNum(m), fmtNum(mib/(m/1000)), len(r.Times), ref/m)
+	}
+	fmt.Println()
+	return nil
+}
+
 // targetsMain prints, for pairs of commands of one hyperfine JSON file, the ratio of their medians next to the
 // target ratio: arguments are the file, then triples of caisson's command, the peer's command and the target
 // (the ratio must not exceed it). A pair missing from the file is reported as not measured.
@@ -651,6 +705,8 @@ func hyperfineMedians(file string) (map[string]float64, error) {
 type hyperfineResult struct {
 	Command string    `json:"command"`
 	Times   []float64 `json:"times"`
+	User    float64   `json:"user"`   // mean user CPU seconds per run (the command and its children)
+	System  float64   `json:"system"` // mean system CPU seconds per run
 }
 
 // readHyperfine reads a hyperfine --export-json file.
@@ -666,4 +722,136 @@ func readHyperfine(file string) ([]hyperfineResult, error) {
 		return nil, fmt.Errorf("%s: %v", file, err)
 	}
 	return doc.Results, nil
+}
+
+// pairMain measures what one change costs a command: each -a command and the -b command after it (pairs are given
+// in order: -a A1 -b B1 -a A2 -b B2) run alternately (A B, B A, A B, ...), n times each after 3 warm-ups, so that
+// the machine's drift and what one run leaves to the next weigh on both alike. For every pair it prints one Markdown row: the median wall time of A and of B, and the
+// median of the n paired differences A − B with the interval between its 25th and 75th percentiles.
+func pairMain(args []string) error {
+	fs := flag.NewFlagSet("pair", flag.ContinueOnError)
+	n := fs.Int("n", 60, "runs of each command")
+	var as, bs []string
+	fs.Func("a", "command A (repeatable, split on spaces)", func(v string) error { as = append(as, v); return nil })
+	fs.Func("b", "command B, compared with the A before it", func(v string) error { bs = append(bs, v); return nil })
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(as) == 0 || len(as) != len(bs) || *n < 1 {
+		return errors.New("usage: pair -n N -a CMD-A -b CMD-B [-a ... -b ...]")
+	}
+	run := func(cmd string) (float64, error) {
+		argv := strings.Fields(cmd)
+		c := exec.Command(argv[0], argv[1:]...)
+		start := time.Now()
+		if err := c.Run(); err != nil {
+			return 0, fmt.Errorf("%s: %v", cmd, err)
+		}
+		return float64(time.Since(start).Microseconds()) / 1000, nil
+	}
+	fmt.Println("| A | B | median A ms | median B ms | median of A − B ms | 25th–75th percentile of A − B ms |")
+	fmt.Println("|---|---|---:|---:|---:|---:|")
+	for i := range as {
+		var ta, tb, d []float64
+		for k := -3; k < *n; k++ {
+			// A then B, then B then A: whatever a run leaves to the next (the kernel's clean-up of its namespaces)
+			// weighs on both alike.
+			first, second := as[i], bs[i]
+			if k%2 != 0 {
+				first, second = second, first
+			}
+			x, err := run(first)
+			if err != nil {
+				return err
+			}
+			y, err := run(second)
+			if err != nil {
+				return err
+			}
+			a, b := x, y
+			if k%2 != 0 {
+				a, b = y, x
+			}
+			if k >= 0 {
+				ta, tb, d = append(ta, a), append(tb, b), append(d, a-b)
+			}
+		}
+		fmt.Printf("| `%s` | `%s` | %s | %s | %.2f | %.2f … %.2f |\n", short(as[i]), short(bs[i]), fmtNum(quantile(ta, 0.5)),
+			fmtNum(quantile(tb, 0.5)), quantile(d, 0.5), quantile(d, 0.25), quantile(d, 0.75))
+	}
+	fmt.Println()
+	return nil
+}
+
+// tailMain measures what a command leaves behind when it exits. As a child subreaper, so that the command's orphans
+// become its children, it runs the command n times (after 3 warm-ups) and after each exit waits until every process
+// the command left has exited, then reaps them. It prints one Markdown row: the label, in how many runs something
+// was left, and the median and 90th percentile of the time from the command's exit to the exit of the last process
+// it left (0 when nothing was left): what the command would have had to wait to leave nothing.
+func tailMain(args []string) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	n := fs.Int("n", 40, "runs")
+	label := fs.String("label", "", "row label")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if len(argv) == 0 || *n < 1 {
+		return errors.New("usage: tail -n N -label L -- CMD...")
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	var tails []float64
+	leftRuns := 0
+	for k := -3; k < *n; k++ {
+		if err := exec.Command(argv[0], argv[1:]...).Run(); err != nil {
+			return fmt.Errorf("%s: %v", strings.Join(argv, " "), err)
+		}
+		exited := time.Now()
+		left := testenv.Children(os.Getpid())
+		for _, pid := range left {
+			if err := awaitDeath(pid, 10*time.Second); err != nil {
+				return err
+			}
+		}
+		tail := float64(time.Since(exited).Microseconds()) / 1000
+		for _, pid := range left {
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, 0, nil)
+		}
+		if k < 0 {
+			continue
+		}
+		if len(left) == 0 {
+			tail = 0
+		} else {
+			leftRuns++
+		}
+		tails = append(tails, tail)
+	}
+	fmt.Printf("| `%s` | %d of %d | %.2f | %.2f |\n", *label, leftRuns, *n, quantile(tails, 0.5), quantile(tails, 0.9))
+	return nil
+}
+
+// awaitDeath waits (at most limit) until the child pid has exited, without reaping it: a pidfd polls readable then.
+func awaitDeath(pid int, limit time.Duration) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // gone already
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(limit)
+	for {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, max(0, int(time.Until(deadline).Milliseconds())))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return fmt.Errorf("poll pidfd of %d: %v", pid, err)
+		case n == 0:
+			return fmt.Errorf("pid %d still runs %v after the command's exit", pid, limit)
+		}
+		return nil
+	}
 }

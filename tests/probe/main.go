@@ -14,6 +14,9 @@
 //	probe reach-init           try to reach into init (PID 1) without stopping it: take its fd 3 (pidfd_getfd),
 //	                           read its memory (process_vm_readv, /proc/1/mem), compare its files (kcmp), seize it
 //	                           (PTRACE_SEIZE, undone when the probe exits); prints NAME ERRNO for each (catalogue S3)
+//	probe recv-fd PATH         receive descriptors over the UNIX socket PATH (as a helper outside might hand them in)
+//	                           and try to write through each one's /proc/self/fd link: reopen for appending a line
+//	                           (a file), create a file beneath it (a directory); prints reopen|create ERRNO
 //	probe bench-getpid N       N getpid calls; prints ns/op
 //	probe bench-stat N         N stat("/") calls; prints ns/op
 package main
@@ -123,7 +126,7 @@ var calls = map[string]struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | reach-init | nft | bench-getpid N | bench-stat N")
+		fmt.Fprintln(os.Stderr, "usage: probe sys NAME... | loosen | write-exe PATH | ids | connect-abstract NAME | reach-init | nft | recv-fd PATH | bench-getpid N | bench-stat N")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -151,6 +154,8 @@ func main() {
 		reachInit()
 	case "nft":
 		fmt.Println("nft", nftTables())
+	case "recv-fd":
+		recvFD(os.Args[2])
 	case "bench-getpid", "bench-stat":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil || n <= 0 {
@@ -319,4 +324,60 @@ func nftTables() string {
 		}
 	}
 	return "OK"
+}
+
+// recvFD receives descriptors over the UNIX socket at path and, for each, tries to write to the host object it
+// names through its magic link: a file is reopened for appending a line, a directory gets a new file "pwned".
+func recvFD(path string) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+	}
+	if err != nil {
+		fmt.Println("connect", errName(err.(unix.Errno)))
+		return
+	}
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4*4))
+	_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		fmt.Println("recvmsg", errName(err.(unix.Errno)))
+		return
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		fds, _ := unix.ParseUnixRights(&m)
+		for _, got := range fds {
+			var st unix.Stat_t
+			if err := unix.Fstat(got, &st); err != nil {
+				fmt.Println("fstat", errName(err.(unix.Errno)))
+				continue
+			}
+			link := fmt.Sprintf("/proc/self/fd/%d", got)
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				nfd, err := unix.Open(link+"/pwned", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+				fmt.Println("create", result(err))
+				if err == nil {
+					unix.Close(nfd)
+				}
+				continue
+			}
+			nfd, err := unix.Open(link, unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0)
+			if err == nil {
+				_, err = unix.Write(nfd, []byte("pwned\n"))
+				unix.Close(nfd)
+			}
+			fmt.Println("reopen", result(err))
+		}
+	}
+}
+
+// result is OK or the errno's name.
+func result(err error) string {
+	if err == nil {
+		return "OK"
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return errName(e)
+	}
+	return err.Error()
 }

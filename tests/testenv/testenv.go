@@ -1,5 +1,6 @@
-// Package testenv holds the requirement checks of caisson's integration tests, and the process-tree helpers the
-// tests and the benchmark report share. Each check skips the test with a precise reason when the host lacks
+// Package testenv holds the requirement checks of caisson's integration tests, the process-tree helpers the
+// tests and the benchmark report share, and the client of the non-reaping subreaper harness (Subreaper,
+// tests/subreaper) under which the leak checks run commands. Each check skips the test with a precise reason when the host lacks
 // something, and fails it instead when CAISSON_TEST_STRICT=1 (as CI sets), so a green CI run cannot hide a skipped
 // test.
 package testenv

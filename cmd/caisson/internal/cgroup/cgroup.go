@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -599,27 +600,10 @@ func Sweep(dir string) {
 		if !ok || !e.IsDir() {
 			continue
 		}
-		if cur, err := startTimeOf(pid); err == nil && cur == st {
-			continue // the owner is alive
+		if proc.Alive(pid, st) {
+			continue // the owner is alive (an owner that is a zombie is not: it will never remove the group)
 		}
 		_ = unix.Rmdir(filepath.Join(dir, e.Name(), InnerName))
 		_ = unix.Rmdir(filepath.Join(dir, e.Name()))
 	}
-}
-
-// startTimeOf returns field 22 of /proc/PID/stat.
-func startTimeOf(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, errors.New("malformed stat")
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
+	"github.com/caisson-sandbox/caisson/tests/testenv"
 	"github.com/moby/sys/mountinfo"
 )
 
@@ -135,14 +137,20 @@ func TestGroupName(t *testing.T) {
 // directories stand in for empty groups: rmdir behaves the same on both.)
 func TestSweep(t *testing.T) {
 	dir := t.TempDir()
-	st, err := startTimeOf(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	live := GroupName(os.Getpid(), st)
 	reused := GroupName(os.Getpid(), st+1) // same pid, another start time: the owner is gone
 	dead := GroupName(1<<22+1, 1)          // above pid_max's ceiling: never alive
-	for _, n := range []string{live, reused, dead, LeafName, "user-group"} {
+	z := testenv.Zombie(t)                 // killed, not reaped: it will never remove its group
+	zst, err := proc.StartTime(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zombie := GroupName(z, zst)
+	for _, n := range []string{live, reused, dead, zombie, LeafName, "user-group"} {
 		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
 			t.Fatal(err)
 		}

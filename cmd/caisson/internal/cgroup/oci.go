@@ -405,12 +405,13 @@ func (c *Container) applyV1(res *specs.LinuxResources) error {
 	}
 	if b := res.BlockIO; b != nil {
 		dir := c.dir("blkio")
-		if b.Weight != nil {
+		// A weight of 0 means unset (Docker sends one): runc writes none either.
+		if b.Weight != nil && *b.Weight > 0 {
 			if err := writeFirst(dir, []string{"blkio.weight", "blkio.bfq.weight"}, strconv.Itoa(int(*b.Weight)), "blockIO.weight"); err != nil {
 				return err
 			}
 		}
-		if b.LeafWeight != nil {
+		if b.LeafWeight != nil && *b.LeafWeight > 0 {
 			if err := write(dir, "blkio.leaf_weight", strconv.Itoa(int(*b.LeafWeight)), "blockIO.leafWeight"); err != nil {
 				return err
 			}
@@ -633,7 +634,7 @@ func (c *Container) applyV2(res *specs.LinuxResources) error {
 			return err
 		}
 	}
-	if b := res.BlockIO; b != nil && b.Weight != nil {
+	if b := res.BlockIO; b != nil && b.Weight != nil && *b.Weight > 0 {
 		if err := write(dir, "io.weight", strconv.Itoa(int(*b.Weight)), "blockIO.weight"); err != nil {
 			return err
 		}

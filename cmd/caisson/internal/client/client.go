@@ -75,13 +75,20 @@ type psEntry struct {
 	Namespaces map[string]string `json:"namespaces"`
 }
 
+// PSFlags defines the flags of `caisson ps` (read by PSMain, completion and the man pages).
+func PSFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("ps", pflag.ContinueOnError)
+	fs.Bool("json", false, "print JSON")
+	return fs
+}
+
 // PSMain is `caisson ps [--json]`.
 func PSMain(args []string) int {
-	fs := pflag.NewFlagSet("ps", pflag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
+	fs := PSFlags()
 	if done, code := parseFlags(fs, args, "caisson ps [--json]"); done {
 		return code
 	}
+	asJSON, _ := fs.GetBool("json")
 	recs, err := state.List()
 	if err != nil {
 		return errorf("ps: %v", err)
@@ -91,7 +98,7 @@ func PSMain(args []string) int {
 		entries = append(entries, psEntry{Record: r, Uptime: time.Since(r.Created).Round(time.Second).String(),
 			Namespaces: Namespaces(r.InitPID)})
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(entries)
@@ -109,17 +116,26 @@ func PSMain(args []string) int {
 	return 0
 }
 
-// ExecMain is `caisson exec [-t] [-e K=V] [-w DIR] NAME [--] COMMAND [ARG...]`.
-func ExecMain(args []string) int {
+// ExecFlags defines the flags of `caisson exec` (read by ExecMain, completion and the man pages).
+func ExecFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("exec", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
-	tty := fs.BoolP("tty", "t", false, "give the command a new pseudo-terminal")
-	env := fs.StringArrayP("env", "e", nil, "set K=V for the command (repeatable)")
-	workdir := fs.StringP("workdir", "w", "", "working directory inside (default: the sandbox's)")
+	fs.BoolP("tty", "t", false, "give the command a new pseudo-terminal")
+	fs.StringArrayP("env", "e", nil, "set `K=V` for the command (repeatable)")
+	fs.StringP("workdir", "w", "", "working `DIR` inside (default: the sandbox's)")
+	return fs
+}
+
+// ExecMain is `caisson exec [-t] [-e K=V] [-w DIR] NAME [--] COMMAND [ARG...]`.
+func ExecMain(args []string) int {
+	fs := ExecFlags()
 	const usage = "caisson exec [-t] [-e K=V] [-w DIR] NAME [--] COMMAND [ARG...]"
 	if done, code := parseFlags(fs, args, usage); done {
 		return code
 	}
+	tty, _ := fs.GetBool("tty")
+	env, _ := fs.GetStringArray("env")
+	workdir, _ := fs.GetString("workdir")
 	rest := fs.Args()
 	if len(rest) < 2 || rest[1] == "" {
 		return errorf("exec: want a sandbox name and a command (usage: %s)", usage)
@@ -131,35 +147,51 @@ func ExecMain(args []string) int {
 			return errorf("exec: no command given (usage: %s)", usage)
 		}
 	}
-	for _, kv := range *env {
+	for _, kv := range env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return errorf("exec: --env: %q is not K=V", kv)
 		}
 	}
-	if *workdir != "" && !strings.HasPrefix(*workdir, "/") {
-		return errorf("exec: --workdir: %q must be an absolute path", *workdir)
+	if workdir != "" && !strings.HasPrefix(workdir, "/") {
+		return errorf("exec: --workdir: %q must be an absolute path", workdir)
 	}
-	req := &wire.ExecRequest{Args: command, Env: *env, Workdir: *workdir}
-	if *tty {
+	req := &wire.ExecRequest{Args: command, Env: env, Workdir: workdir}
+	if tty {
 		if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil {
 			req.TTY, req.WinSize = true, config.WinSize{Rows: ws.Row, Cols: ws.Col}
 		} else {
 			fmt.Fprintln(os.Stderr, "caisson: warning: --tty given but standard input is not a terminal; running without one")
 		}
 	}
+	rec, err := state.Lookup(name)
+	if err != nil {
+		return errorf("exec: %v", err)
+	}
 	conn, err := parent.Dial(name)
 	if err != nil {
 		return errorf("exec: %v", err)
 	}
 	defer conn.Close()
+	// Into a strict sandbox, a file or directory of the caller's goes in as a pipe this process relays, as for run.
+	posture := rec.Posture
+	if req.TTY {
+		posture = config.PostureDefault // the command's stdio is its new terminal: nothing of the caller's goes in
+	}
+	stdio, err := parent.OpenStdio(posture)
+	if err != nil {
+		return errorf("exec: %v", err)
+	}
+	defer stdio.Finish()
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, parent.CommonSignals...)
 	late := time.After(parent.LateSignalDelay)
 	var fds []int
 	if !req.TTY {
-		fds = []int{0, 1, 2}
+		fds = stdio.FDs()
 	}
-	if err := wire.Send(conn, wire.Message{Type: "exec", Exec: req}, fds...); err != nil {
+	err = wire.Send(conn, wire.Message{Type: "exec", Exec: req}, fds...)
+	stdio.Started()
+	if err != nil {
 		return errorf("exec: %v", err)
 	}
 	var t *term.Terminal
@@ -170,7 +202,7 @@ func ExecMain(args []string) int {
 		if t != nil {
 			t.Close()
 		}
-		return code
+		return parent.FinishStdio(stdio, code)
 	}
 	msgs := make(chan wire.Message)
 	go func() {
@@ -221,14 +253,22 @@ func ExecMain(args []string) int {
 	}
 }
 
+// StopFlags defines the flags of `caisson stop` (read by StopMain, completion and the man pages).
+func StopFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("stop", pflag.ContinueOnError)
+	fs.Float64P("time", "t", 10, "`SECONDS` between SIGTERM to the command and SIGKILL to the sandbox")
+	return fs
+}
+
 // StopMain is `caisson stop [--time SECONDS] NAME`.
 func StopMain(args []string) int {
-	fs := pflag.NewFlagSet("stop", pflag.ContinueOnError)
-	grace := fs.Float64P("time", "t", 10, "seconds between SIGTERM to the command and SIGKILL to the sandbox")
+	fs := StopFlags()
 	const usage = "caisson stop [--time SECONDS] NAME"
 	if done, code := parseFlags(fs, args, usage); done {
 		return code
 	}
+	graceSec, _ := fs.GetFloat64("time")
+	grace := &graceSec
 	if fs.NArg() != 1 {
 		return errorf("stop: want exactly one sandbox name (usage: %s)", usage)
 	}
@@ -287,14 +327,21 @@ func waitClosed(conn *os.File, limit time.Duration) {
 	}
 }
 
+// LogsFlags defines the flags of `caisson logs` (read by LogsMain, completion and the man pages).
+func LogsFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("logs", pflag.ContinueOnError)
+	fs.BoolP("follow", "f", false, "keep printing new output until the sandbox ends")
+	return fs
+}
+
 // LogsMain is `caisson logs [-f] NAME`.
 func LogsMain(args []string) int {
-	fs := pflag.NewFlagSet("logs", pflag.ContinueOnError)
-	follow := fs.BoolP("follow", "f", false, "keep printing new output until the sandbox ends")
+	fs := LogsFlags()
 	const usage = "caisson logs [-f] NAME"
 	if done, code := parseFlags(fs, args, usage); done {
 		return code
 	}
+	follow, _ := fs.GetBool("follow")
 	if fs.NArg() != 1 {
 		return errorf("logs: want exactly one sandbox name (usage: %s)", usage)
 	}
@@ -319,7 +366,7 @@ func LogsMain(args []string) int {
 		if _, err := io.Copy(os.Stdout, f); err != nil {
 			return errorf("logs: %v", err)
 		}
-		if !*follow {
+		if !follow {
 			return 0
 		}
 		if !state.Alive(rec) {

@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
+	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
 	"github.com/spf13/pflag"
@@ -166,25 +168,57 @@ type RunFlags struct {
 	Profile                          string
 }
 
-// NewRunFlagSet defines the flags of `caisson run` on a new FlagSet bound to f.
+// The topics `caisson run --help` and its man page list the flags under, in this order.
+const (
+	TopicCommand = "Command and environment"
+	TopicIDMaps  = "ID maps and namespaces"
+	TopicFS      = "File system"
+	TopicNet     = "Network"
+	TopicSec     = "Security"
+	TopicLimits  = "Limits"
+	TopicLife    = "Life (names, detaching, joining)"
+)
+
+// NewRunFlagSet defines the flags of `caisson run` on a new FlagSet bound to f, each filed under its topic and
+// with how its value completes (package flagmeta).
 func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after the command is the command's
-	fs.StringVar(&f.Map, "map", "auto", "ID mapping: auto (all subordinate ranges), single (only your own id) or keep-id")
-	fs.StringVar(&f.Share, "share", "", "keep these host namespaces, comma-separated: net,pid,ipc,uts,cgroup,time")
-	fs.StringVar(&f.TimeOffset, "time-offset", "", "clock offsets of the new time namespace: monotonic=SECONDS,boottime=SECONDS")
-	fs.StringVar(&f.Hostname, "hostname", "caisson", "host name inside the sandbox")
-	fs.StringArrayVarP(&f.Env, "env", "e", nil, "set K=V in the command's environment (repeatable)")
-	fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (--env still applies; PATH gets a default, TERM one with -t)")
-	fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
-	fs.BoolVar(&f.AsPID1, "as-pid-1", false, "run the command as PID 1 in place of caisson's init (echo $$ prints 1; no reaping of orphans, no exec/join, no published ports)")
-	f.FS.register(fs)
-	f.Net.register(fs)
-	f.Sec.register(fs)
-	f.Life.register(fs)
-	fs.StringVar(&f.Profile, "profile", "", "read run options from a TOML file (flags on the command line win)")
+	flagmeta.Group(fs, TopicCommand, func() {
+		fs.StringArrayVarP(&f.Env, "env", "e", nil, "set `K=V` in the command's environment (repeatable)")
+		fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (--env still applies; PATH gets a default, TERM one with -t)")
+		fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
+		fs.BoolVar(&f.AsPID1, "as-pid-1", false, "run the command as PID 1 in place of caisson's init (echo $$ prints 1; no reaping of orphans, no exec/join, no published ports)")
+		fs.StringVar(&f.Profile, "profile", "", "read run options from a TOML `FILE` (flags on the command line win)")
+		flagmeta.Complete(fs, "profile", flagmeta.Files)
+	})
+	flagmeta.Group(fs, TopicIDMaps, func() {
+		fs.StringVar(&f.Map, "map", "auto", "ID mapping `MODE`: auto (all subordinate ranges), single (only your own id) or keep-id")
+		flagmeta.Values(fs, "map", modeNames(idmap.Modes)...)
+		fs.StringVar(&f.Share, "share", "", "keep these host `NAMESPACES`, comma-separated: net,pid,ipc,uts,cgroup,time")
+		flagmeta.Values(fs, "share", Shareable...)
+		flagmeta.List(fs, "share")
+		fs.StringVar(&f.TimeOffset, "time-offset", "", "clock `OFFSETS` of the new time namespace: monotonic=SECONDS,boottime=SECONDS")
+		flagmeta.Values(fs, "time-offset", "monotonic=", "boottime=")
+		flagmeta.List(fs, "time-offset")
+		fs.StringVar(&f.Hostname, "hostname", "caisson", "host `NAME` inside the sandbox")
+	})
+	flagmeta.Group(fs, TopicFS, func() { f.FS.register(fs) })
+	flagmeta.Group(fs, TopicNet, func() { f.Net.register(fs) })
+	flagmeta.Group(fs, TopicSec, func() { f.Sec.register(fs) })
+	flagmeta.Group(fs, TopicLimits, func() { f.Sec.registerLimits(fs) })
+	flagmeta.Group(fs, TopicLife, func() { f.Life.register(fs) })
 	OnceFlags(fs)
 	return fs
+}
+
+// modeNames returns the names of a list of modes.
+func modeNames[M ~string](ms []M) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = string(m)
+	}
+	return out
 }
 
 // OnceFlags makes every flag of fs that takes one value an error when given twice: with the last value silently

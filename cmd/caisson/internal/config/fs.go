@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/spf13/pflag"
 )
@@ -21,16 +22,22 @@ type FSFlags struct {
 }
 
 func (f *FSFlags) register(fs *pflag.FlagSet) {
-	fs.StringVarP(&f.Workdir, "workdir", "w", "", "working directory inside (default: the current directory)")
-	fs.StringArrayVar(&f.Binds, "bind", nil, "bind-mount SRC[:DST] read-write (repeatable; write a literal ':' as '\\:')")
-	fs.StringArrayVar(&f.ROBinds, "ro-bind", nil, "bind-mount SRC[:DST] read-only (repeatable)")
-	fs.StringArrayVar(&f.Tmpfs, "tmpfs", nil, "mount an empty tmpfs at DST[:size=N] (repeatable)")
+	fs.StringVarP(&f.Workdir, "workdir", "w", "", "working `DIR` inside (default: the current directory)")
+	fs.StringArrayVar(&f.Binds, "bind", nil, "bind-mount `SRC[:DST]` read-write (repeatable; write a literal ':' as '\\:')")
+	fs.StringArrayVar(&f.ROBinds, "ro-bind", nil, "bind-mount `SRC[:DST]` read-only (repeatable)")
+	fs.StringArrayVar(&f.Tmpfs, "tmpfs", nil, "mount an empty tmpfs at `DST[:size=N]` (repeatable)")
 	fs.BoolVar(&f.NoCwd, "no-cwd", false, "do not bind the current directory read-write into the sandbox")
-	fs.StringVar(&f.Rootfs, "rootfs", "", "use DIR as the root instead of the read-only host view (read-write; the current directory is not bound)")
+	fs.StringVar(&f.Rootfs, "rootfs", "", "use `DIR` as the root instead of the read-only host view (read-write; the current directory is not bound)")
 	fs.BoolVar(&f.ReadOnly, "read-only", false, "with --rootfs: mount DIR read-only")
 	fs.BoolVar(&f.Overlay, "overlay", false, "make the root writable through an overlay (fuse-overlayfs for the host view when installed, so root's files are writable too); the changes vanish with the sandbox")
-	fs.StringVar(&f.OverlaySize, "overlay-size", "", "with --overlay: room for the changes, N bytes with k, m or g (default: half the RAM)")
-	fs.StringVar(&f.Persist, "persist", "", "keep the overlay's changes in DIR (created if missing) for later runs (implies --overlay)")
+	fs.StringVar(&f.OverlaySize, "overlay-size", "", "with --overlay: room for the changes, `N` bytes with k, m or g (default: half the RAM)")
+	fs.StringVar(&f.Persist, "persist", "", "keep the overlay's changes in `DIR` (created if missing) for later runs (implies --overlay)")
+	for _, n := range []string{"bind", "ro-bind"} {
+		flagmeta.Complete(fs, n, flagmeta.Files)
+	}
+	for _, n := range []string{"rootfs", "persist"} {
+		flagmeta.Complete(fs, n, flagmeta.Dirs)
+	}
 }
 
 // apply builds the sandbox's rootfs.Spec and working directory.

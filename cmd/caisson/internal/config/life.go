@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/spf13/pflag"
 )
@@ -26,12 +27,15 @@ type LifePlan struct {
 }
 
 func (f *LifeFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Name, "name", "", "name the sandbox (for ps, exec, stop, logs, join); default: caisson-PID")
+	fs.StringVar(&f.Name, "name", "", "name the sandbox `NAME` (for ps, exec, stop, logs, join); default: caisson-PID")
 	fs.BoolVarP(&f.Detach, "detach", "d", false, "run in the background; output goes to the sandbox's log (caisson logs NAME)")
-	fs.StringVar(&f.Join, "join", "", "share the network, IPC and UTS namespaces of the running sandbox NAME (a pod)")
-	fs.StringVar(&f.JoinNet, "join-net", "", "share only the network namespace of the running sandbox NAME")
-	fs.StringVar(&f.JoinIPC, "join-ipc", "", "share only the IPC namespace of the running sandbox NAME")
-	fs.StringVar(&f.JoinUTS, "join-uts", "", "share only the UTS namespace of the running sandbox NAME")
+	fs.StringVar(&f.Join, "join", "", "share the network, IPC and UTS namespaces of the running sandbox `NAME` (a pod)")
+	fs.StringVar(&f.JoinNet, "join-net", "", "share only the network namespace of the running sandbox `NAME`")
+	fs.StringVar(&f.JoinIPC, "join-ipc", "", "share only the IPC namespace of the running sandbox `NAME`")
+	fs.StringVar(&f.JoinUTS, "join-uts", "", "share only the UTS namespace of the running sandbox `NAME`")
+	for _, n := range []string{"join", "join-net", "join-ipc", "join-uts"} {
+		flagmeta.Complete(fs, n, flagmeta.Sandboxes)
+	}
 }
 
 // apply checks the lifecycle flags against each other and the rest (it runs before the network flags, and

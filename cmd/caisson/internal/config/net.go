@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/slirp"
 	"github.com/spf13/pflag"
 )
@@ -24,11 +25,16 @@ type NetPlan struct {
 }
 
 func (f *NetFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Mode, "net", "none", "network: none (loopback only), host, pasta or slirp4netns")
-	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a port [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
+	fs.StringVar(&f.Mode, "net", "none", "network `MODE`: none (loopback only), host, pasta or slirp4netns")
+	flagmeta.Values(fs, "net", modeNames(slirp.Modes)...)
+	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a `PORT`: [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
 	fs.BoolVar(&f.AllowHostLoopback, "allow-host-loopback", false, "let the sandbox reach services on the host's loopback")
-	fs.StringArrayVar(&f.AllowNet, "allow-net", nil, "reach only these destinations: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
-	fs.StringArrayVar(&f.DenyNet, "deny-net", nil, "refuse these destinations: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
+	fs.StringArrayVar(&f.AllowNet, "allow-net", nil, "reach only these `DESTINATIONS`: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
+	fs.StringArrayVar(&f.DenyNet, "deny-net", nil, "refuse these `DESTINATIONS`: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
+	for _, n := range []string{"allow-net", "deny-net"} {
+		flagmeta.Values(fs, n, "all", "private", "metadata")
+		flagmeta.List(fs, n)
+	}
 }
 
 // apply checks the network flags against each other and --share.

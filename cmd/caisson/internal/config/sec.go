@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
@@ -26,11 +27,15 @@ const (
 	PostureStrict = "strict"
 )
 
-// Landlock modes accepted by --landlock.
+// Landlock modes: --landlock's values, and the strict posture's own.
 const (
 	LandlockOff        = ""
 	LandlockOn         = "on"
 	LandlockBestEffort = "best-effort"
+	// LandlockAuto is what --security strict applies unless --landlock is given: best-effort and silent, writes
+	// allowed beneath every mount of the sandbox's view that is read-write, so that it refuses only what the
+	// mounts do not govern: host files and directories reached through a descriptor or a /proc magic link.
+	LandlockAuto = "auto"
 )
 
 // Security is the hardening init applies to the command, on the thread that forks it (harden.Apply).
@@ -44,7 +49,8 @@ type Security struct {
 	// CapAdd and CapDrop are canonical capability names ("CAP_NET_ADMIN") or "ALL", in flag order.
 	CapAdd  []string `json:"cap_add,omitempty"`
 	CapDrop []string `json:"cap_drop,omitempty"`
-	// Landlock is LandlockOff, LandlockOn or LandlockBestEffort; RW are the extra writable paths (inside view).
+	// Landlock is LandlockOff, LandlockOn, LandlockBestEffort or LandlockAuto; RW are the extra writable paths
+	// (inside view) of the first two.
 	Landlock string   `json:"landlock,omitempty"`
 	RW       []string `json:"rw,omitempty"`
 	// Rlimits are applied with setrlimit before the command is forked.
@@ -105,17 +111,39 @@ type SecFlags struct {
 }
 
 func (f *SecFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Security, "security", PostureDefault, "posture: default (root keeps its namespaced capabilities but CAP_SYS_PTRACE) or strict (untrusted code: no capabilities, no nested namespaces)")
-	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp profile: default, strict, unconfined or FILE.json (default: the --security posture)")
-	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this capability (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
-	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this capability from the command (repeatable, comma-separated; all for none)")
-	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel)")
+	fs.StringVar(&f.Security, "security", PostureDefault, "`POSTURE`: default (root keeps its namespaced capabilities but CAP_SYS_PTRACE) or strict (untrusted code: no capabilities, no nested namespaces)")
+	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp `PROFILE`: default, strict, unconfined or FILE.json (default: the --security posture)")
+	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this `CAPABILITY` (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
+	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this `CAPABILITY` from the command (repeatable, comma-separated; all for none)")
+	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock `MODE`: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel); off: not even --security strict's own")
 	fs.Lookup("landlock").NoOptDefVal = LandlockOn
-	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath PATH (as seen inside; repeatable)")
-	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit NAME=SOFT[:HARD] for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
-	fs.StringVar(&f.Memory, "memory", "", "memory limit (e.g. 512m; no swap beyond it) in a cgroup of the sandbox's own under your delegated one")
-	fs.StringVar(&f.Pids, "pids", "", "limit on processes and threads, in a cgroup of the sandbox's own under your delegated one")
-	fs.StringVar(&f.CPUs, "cpus", "", "CPU time limit in CPUs (e.g. 1.5), in a cgroup of the sandbox's own under your delegated one")
+	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath `PATH` (as seen inside; repeatable)")
+	flagmeta.Values(fs, "security", PostureDefault, PostureStrict)
+	flagmeta.Values(fs, "seccomp", "default", "strict", "unconfined")
+	flagmeta.Complete(fs, "seccomp", flagmeta.Files)
+	capNames := []string{"all"}
+	for _, c := range CapNames {
+		capNames = append(capNames, strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	for _, n := range []string{"cap-add", "cap-drop"} {
+		flagmeta.Values(fs, n, capNames...)
+		flagmeta.List(fs, n)
+	}
+	flagmeta.Values(fs, "landlock", LandlockOn, LandlockBestEffort, "off")
+}
+
+// registerLimits registers the resource limits: rlimits and cgroup limits.
+func (f *SecFlags) registerLimits(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit `NAME=SOFT[:HARD]` for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
+	var names []string
+	for n := range rlimitResources {
+		names = append(names, n+"=")
+	}
+	slices.Sort(names)
+	flagmeta.Values(fs, "rlimit", names...)
+	fs.StringVar(&f.Memory, "memory", "", "memory `LIMIT` (e.g. 512m; no swap beyond it) in a cgroup of the sandbox's own under your delegated one")
+	fs.StringVar(&f.Pids, "pids", "", "`LIMIT` on processes and threads, in a cgroup of the sandbox's own under your delegated one")
+	fs.StringVar(&f.CPUs, "cpus", "", "CPU time limit in `CPUS` (e.g. 1.5), in a cgroup of the sandbox's own under your delegated one")
 	fs.BoolVar(&f.Cgroup, "cgroup", false, "run in a cgroup v2 group of the sandbox's own under your delegated one, even without limits")
 }
 
@@ -170,11 +198,17 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 	case "true":
 		sec.Landlock = LandlockOn
 	default:
-		return usagef("--landlock: unknown mode %q (want on or best-effort)", f.Landlock)
+		return usagef("--landlock: unknown mode %q (want on, best-effort or off)", f.Landlock)
+	}
+	if sec.Posture == PostureStrict && !fs.Changed("landlock") {
+		sec.Landlock = LandlockAuto
 	}
 	for _, p := range f.RW {
-		if sec.Landlock == LandlockOff {
+		switch sec.Landlock {
+		case LandlockOff:
 			return usagef("--rw %s needs --landlock (without it, writability is decided by the mounts alone)", p)
+		case LandlockAuto:
+			return usagef("--rw %s needs --landlock: --security strict's own Landlock already allows writes beneath every read-write mount (--bind, --tmpfs)", p)
 		}
 		if !filepath.IsAbs(p) {
 			return usagef("--rw: %q must be an absolute path (as seen inside the sandbox)", p)

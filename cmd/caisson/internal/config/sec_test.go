@@ -102,6 +102,23 @@ func TestSecurityFlags(t *testing.T) {
 	if err != nil || r.Sandbox.Security.Landlock != LandlockOn || r.Sandbox.Args[0] != "sh" {
 		t.Errorf("--landlock sh: %v %+v", err, r)
 	}
+	// The strict posture brings its own Landlock unless --landlock says otherwise; the default posture has none.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--security", "strict"}, LandlockAuto},
+		{[]string{"--security", "strict", "--landlock=off"}, LandlockOff},
+		{[]string{"--landlock=off", "--security", "strict"}, LandlockOff},
+		{[]string{"--security", "strict", "--landlock"}, LandlockOn},
+		{[]string{"--security", "strict", "--landlock=best-effort"}, LandlockBestEffort},
+		{[]string{"--landlock=off"}, LandlockOff},
+	} {
+		r, err = ParseRun(append(c.args, "true"), env)
+		if err != nil || r.Sandbox.Security.Landlock != c.want {
+			t.Errorf("%v: Landlock %q (%v), want %q", c.args, r.Sandbox.Security.Landlock, err, c.want)
+		}
+	}
 	// A JSON profile is read and checked by the parent and sent as data.
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "p.json")
@@ -137,8 +154,10 @@ func TestSecurityFlagErrors(t *testing.T) {
 		{"cap drop", []string{"--cap-drop", "net_admin,,"}, "--cap-drop"},
 		{"strict sys_resource", []string{"--security", "strict", "--cap-add", "sys_resource"}, "max_user_namespaces"},
 		{"strict all", []string{"--security", "strict", "--cap-add", "all"}, "max_user_namespaces"},
-		{"landlock mode", []string{"--landlock=maybe"}, "--landlock"},
+		{"landlock mode", []string{"--landlock=maybe"}, "want on, best-effort or off"},
 		{"rw without landlock", []string{"--rw", "/tmp"}, "--rw"},
+		{"rw with strict's own landlock", []string{"--security", "strict", "--rw", "/srv"}, "every read-write mount"},
+		{"rw with landlock off", []string{"--security", "strict", "--landlock=off", "--rw", "/srv"}, "--rw"},
 		{"rw relative", []string{"--landlock", "--rw", "tmp"}, "--rw"},
 		{"rlimit name", []string{"--rlimit", "stack=1"}, "--rlimit"},
 		{"rlimit twice", []string{"--rlimit", "nofile=1", "--rlimit", "nofile=2"}, "twice"},

@@ -59,11 +59,17 @@ type Report struct {
 	Container outer.Sandbox `json:"container"`
 }
 
+// Flags defines the flags of `caisson doctor` (read by Main, completion and the man pages).
+func Flags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
+	fs.Bool("json", false, "print JSON")
+	return fs
+}
+
 // Main runs `caisson doctor [--json]` and returns the exit code: 0 when run will work, 1 otherwise, 125 on a
 // usage error.
 func Main(args []string) int {
-	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
+	fs := Flags()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -72,7 +78,7 @@ func Main(args []string) int {
 		return 125
 	}
 	r := Run(context.Background())
-	if *asJSON {
+	if asJSON, _ := fs.GetBool("json"); asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)
@@ -145,6 +151,7 @@ func Run(ctx context.Context) *Report {
 			c.Fix = fmt.Sprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", nonEmpty(caller.User, strconv.Itoa(int(caller.UID))))
 		}
 		add(c)
+		add(subIDLinesCheck(plan))
 	}
 	add(probe.procCheck(o))
 	add(probe.sysCheck(o))
@@ -166,6 +173,22 @@ func Run(ctx context.Context) *Report {
 		}
 	}
 	return r
+}
+
+// subIDLinesCheck lists the problems found in /etc/subuid and /etc/subgid, other users' invalid lines included
+// (which `caisson run` does not show).
+func subIDLinesCheck(p *idmap.Plan) Check {
+	c := Check{Name: "subuid/subgid files", Status: OK, Detail: "no problem found"}
+	all := append(append([]string{}, p.Warnings...), p.OtherWarnings...)
+	if len(all) > 0 {
+		c.Status = Warn
+		c.Detail = strings.Join(all, "; ")
+		if len(p.OtherWarnings) > 0 {
+			c.Detail += fmt.Sprintf(" (%d of these are other users' lines, which caisson run does not show)", len(p.OtherWarnings))
+		}
+		c.Fix = "as root, fix or remove the lines named: newuidmap ignores them as well"
+	}
+	return c
 }
 
 func oneLine(maps []idmap.Mapping) string {
@@ -534,7 +557,7 @@ func landlockCheck(o outer.Sandbox) Check {
 	c := Check{Name: "landlock", Status: OK, Detail: fmt.Sprintf("ABI %d", abi)}
 	switch {
 	case err != nil:
-		c.Status, c.Detail = Warn, fmt.Sprintf("unavailable (%v): --landlock works only as --landlock=best-effort, which then restricts nothing", err)
+		c.Status, c.Detail = Warn, fmt.Sprintf("unavailable (%v): --landlock works only as --landlock=best-effort, which then restricts nothing, and --security strict runs without its own Landlock", err)
 		c.Fix = "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and landlock in lsm= (Linux 5.13+)"
 		if o.In() && o.SeccompFilters > 0 && errors.Is(err, unix.ENOSYS) {
 			// The container's filter answers ENOSYS for calls it does not know, as a kernel without them does.
@@ -542,10 +565,10 @@ func landlockCheck(o outer.Sandbox) Check {
 			c.Fix = o.Fix(outer.NeedLandlock) + "; if that does not help: " + c.Fix
 		}
 	case abi < 3:
-		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock needs ABI 3 (truncate); only --landlock=best-effort works", abi)
+		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock needs ABI 3 (truncate); only --landlock=best-effort works, and --security strict's own Landlock cannot refuse truncate", abi)
 		c.Fix = "upgrade the kernel (Linux 6.2+ has ABI 3)"
 	case abi < 6:
-		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock works; with --security strict it needs ABI 6 for socket and signal scoping", abi)
+		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock works; --security strict needs ABI 6 for socket and signal scoping (its own Landlock runs without them)", abi)
 		c.Fix = "upgrade the kernel (Linux 6.12+ has ABI 6)"
 	}
 	return c

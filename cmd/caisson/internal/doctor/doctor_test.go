@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
+	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/slirp"
 )
 
@@ -113,5 +114,17 @@ func TestOuterChecks(t *testing.T) {
 	}
 	if c := containerCheck(outer.Sandbox{}); !strings.Contains(c.Detail, "runs on the host") {
 		t.Errorf("container check on a host: %+v", c)
+	}
+}
+
+// doctor lists every problem of the subordinate-id files, other users' lines included.
+func TestSubIDLinesCheck(t *testing.T) {
+	if c := subIDLinesCheck(&idmap.Plan{}); c.Status != OK {
+		t.Errorf("no warnings: %+v", c)
+	}
+	c := subIDLinesCheck(&idmap.Plan{Warnings: []string{"/etc/subuid:2: mine"}, OtherWarnings: []string{"/etc/subuid:7: bob's"}})
+	if c.Status != Warn || !strings.Contains(c.Detail, "/etc/subuid:2: mine; /etc/subuid:7: bob's") ||
+		!strings.Contains(c.Detail, "1 of these are other users' lines") || c.Fix == "" {
+		t.Errorf("with warnings: %+v", c)
 	}
 }

@@ -2,6 +2,7 @@ package harden
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -94,6 +95,9 @@ garbage line
 	if strings.Join(targets, " ") != "/proc:proc /tmp:tmpfs /home/my dir:ext4" {
 		t.Errorf("writable mounts: %v", targets)
 	}
+	if len(got) == 3 && (got[0].ID != 23 || got[2].ID != 25) {
+		t.Errorf("mount IDs: %+v", got)
+	}
 }
 
 func TestParseStatus(t *testing.T) {
@@ -157,7 +161,7 @@ func TestLandlockThreadOnly(t *testing.T) {
 			ch <- result{inside: err}
 			return
 		}
-		p, err := planLandlock(config.Security{Posture: "default", Landlock: config.LandlockOn}, work)
+		p, err := planLandlock(config.Security{Posture: "default", Landlock: config.LandlockOn}, work, nil)
 		if err == nil {
 			err = p.restrict()
 			p.close()
@@ -183,5 +187,82 @@ func TestLandlockThreadOnly(t *testing.T) {
 	// This goroutine's thread is not in the domain.
 	if err := unix.Mkdir(outside+"/e", 0o755); err != nil {
 		t.Errorf("an unrestricted thread cannot write: %v", err)
+	}
+}
+
+// The strict posture's own Landlock (auto) in a locked thread: writes beneath read-write mounts (the test's
+// temporary directory) work, the thread's /dev/null descriptor, handed as stdio, reopens for writing, and the
+// record lists the mounts.
+func TestLandlockAuto(t *testing.T) {
+	if _, err := LandlockABI(); err != nil {
+		t.Skipf("skipping: no Landlock on this kernel: %v", err)
+	}
+	work := t.TempDir()
+	null, err := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	type result struct {
+		plan          *landlockPlan
+		write, reopen error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the restricted thread exits with the goroutine
+		var r result
+		if r.write = unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); r.write != nil {
+			ch <- r
+			return
+		}
+		r.plan, r.write = planLandlock(config.Security{Posture: config.PostureStrict, Landlock: config.LandlockAuto}, "/", []uintptr{null.Fd()})
+		if r.write == nil {
+			r.write = r.plan.restrict()
+			r.plan.close()
+		}
+		if r.write != nil {
+			ch <- r
+			return
+		}
+		r.write = unix.Mkdir(work+"/d", 0o755)
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", null.Fd()), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		r.reopen = err
+		ch <- r
+	}()
+	r := <-ch
+	if r.write != nil || r.reopen != nil {
+		t.Fatalf("write beneath a read-write mount: %v; reopen of the stdio /dev/null: %v", r.write, r.reopen)
+	}
+	rec := r.plan.record
+	if rec.Mode != config.LandlockAuto || len(rec.Writable) == 0 || len(rec.Stdio) != 1 || !strings.HasPrefix(rec.Stdio[0], "stdin: /dev/null (write_file") {
+		t.Errorf("record: %+v", rec)
+	}
+}
+
+// BenchmarkPlanLandlock measures building the ruleset (the part of Landlock's start-up cost that grows with the
+// mount table): the strict posture's own (auto: a rule per read-write mount, read from /proc/self/mountinfo) and
+// --landlock's fixed paths. Enforcing it (landlock_restrict_self) is not included: it would restrict the benchmark.
+func BenchmarkPlanLandlock(b *testing.B) {
+	if _, err := LandlockABI(); err != nil {
+		b.Skipf("no Landlock: %v", err)
+	}
+	for _, mode := range []string{config.LandlockAuto, config.LandlockOn} {
+		b.Run(mode, func(b *testing.B) {
+			sec := config.Security{Posture: config.PostureStrict, Landlock: mode}
+			stdio := []uintptr{0, 1, 2}
+			var rules int
+			for i := 0; i < b.N; i++ {
+				p, err := planLandlock(sec, "/", stdio)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rules = len(p.record.Writable)
+				p.close()
+			}
+			b.ReportMetric(float64(rules), "writable")
+		})
 	}
 }

@@ -41,12 +41,13 @@ const RecordDir = "/run/caisson"
 const RecordFile = RecordDir + "/security.json"
 
 // Apply hardens the calling thread (and, for resource limits, init's process) for the command forked next from it,
-// and adjusts attr where the command's credentials need it (ambient capabilities of a non-root command).
+// and adjusts attr where the command's credentials need it (ambient capabilities of a non-root command). stdio are
+// the descriptors the command gets as 0, 1 and 2 (Landlock lets it reopen those that are character devices).
 //
 // Preconditions: init's main goroutine, locked to the main thread, after the root file system is set up and right
 // before that thread starts the command. It must be the last call before the fork: afterwards the thread cannot
 // mount, and in strict mode cannot create namespaces.
-func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
+func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) error {
 	sec := cfg.Security
 	if sec.Posture == "" {
 		sec.Posture = config.PostureDefault
@@ -114,7 +115,7 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr) error {
 
 	var ll *landlockPlan
 	if sec.Landlock != config.LandlockOff {
-		if ll, err = planLandlock(sec, cfg.Workdir); err != nil {
+		if ll, err = planLandlock(sec, cfg.Workdir, stdio); err != nil {
 			if o := cfg.Extra.Outer; o.In() && o.SeccompFilters > 0 && errors.Is(err, unix.ENOSYS) {
 				// The kernel may have Landlock and the outer filter refuse its calls (ENOSYS either way).
 				return fmt.Errorf("%w; or %s; fix: %s", err, o.Why(outer.NeedLandlock), o.Fix(outer.NeedLandlock))

@@ -80,13 +80,20 @@ type Mount struct {
 	Target string `json:"target"`
 	FSType string `json:"fstype"`
 	Source string `json:"source"`
+	ID     int    `json:"-"` // the mount's ID in mountinfo
+}
+
+// InspectFlags defines the flags of `caisson inspect` (read by InspectMain, completion and the man pages).
+func InspectFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
+	fs.Bool("json", false, "print JSON")
+	return fs
 }
 
 // InspectMain runs `caisson inspect [--json]` and returns the exit code.
 func InspectMain(args []string) int {
-	fs := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
+	fs := InspectFlags()
 	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Print("Usage: caisson inspect [--json] [NAME]\n\nInside a sandbox: prints the isolation in force for this process. With NAME, from outside: the isolation of that\nsandbox's command, compared with your own namespaces.\n")
@@ -119,7 +126,7 @@ func InspectMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "caisson: inspect: %v\n", err)
 		return 1
 	}
-	if *asJSON {
+	if asJSON, _ := fs.GetBool("json"); asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)
@@ -339,7 +346,8 @@ func WritableMounts(mountinfo string) []Mount {
 			rw = rw || o == "rw"
 		}
 		if rw {
-			out = append(out, Mount{Target: unescapeMount(f[4]), FSType: g[0], Source: unescapeMount(g[1])})
+			id, _ := strconv.Atoi(f[0])
+			out = append(out, Mount{Target: unescapeMount(f[4]), FSType: g[0], Source: unescapeMount(g[1]), ID: id})
 		}
 	}
 	return out
@@ -411,8 +419,15 @@ func (r *Report) WriteText(w io.Writer) {
 		p("landlock:       not enforced: %s (kernel ABI %d)\n", list(r.Record.Landlock.Missing), r.LandlockKernelABI)
 	default:
 		ll := r.Record.Landlock
-		p("landlock:       ABI %d enforced (kernel ABI %d, --landlock=%s); writable beneath: %s; scopes: %s\n",
-			ll.ABI, ll.KernelABI, ll.Mode, list(ll.Writable), list(ll.Scopes))
+		mode := "--landlock=" + ll.Mode
+		if ll.Mode == config.LandlockAuto {
+			mode = "--security strict's own: the read-write mounts"
+		}
+		p("landlock:       ABI %d enforced (kernel ABI %d, %s); writable beneath: %s; scopes: %s\n",
+			ll.ABI, ll.KernelABI, mode, list(ll.Writable), list(ll.Scopes))
+		if len(ll.Stdio) > 0 {
+			p("                reopenable: %s\n", strings.Join(ll.Stdio, "; "))
+		}
 		if len(ll.Missing) > 0 {
 			p("                not enforced on this kernel: %s\n", list(ll.Missing))
 		}

@@ -35,12 +35,13 @@ type SeccompRecord struct {
 
 // LandlockRecord describes the Landlock domain the command runs in.
 type LandlockRecord struct {
-	Mode      string   `json:"mode"`       // "on" or "best-effort"
+	Mode      string   `json:"mode"`       // "on", "best-effort" or "auto" (the strict posture's own)
 	KernelABI int      `json:"kernel_abi"` // what the kernel supports (0: none)
 	ABI       int      `json:"abi"`        // the ABI level of the rights and scopes enforced (0: not enforced)
 	Handled   []string `json:"handled"`    // file-system rights restricted
 	Scopes    []string `json:"scopes,omitempty"`
 	Writable  []string `json:"writable"`          // paths beneath which writes are allowed
+	Stdio     []string `json:"stdio,omitempty"`   // the command's character devices it may reopen, and how
 	Missing   []string `json:"missing,omitempty"` // what best-effort could not enforce on this kernel
 }
 

@@ -21,12 +21,18 @@ func fail(format string, args ...any) int {
 	return exitError
 }
 
+// DiffFlags defines the flags of `caisson diff` (read by DiffMain, completion and the man pages).
+func DiffFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("diff", pflag.ContinueOnError)
+	fs.Bool("json", false, "print a JSON array")
+	return fs
+}
+
 // DiffMain runs `caisson diff DIR [--json]`: the changes kept in a --persist directory, one "A|C|D PATH" line
 // each (as `podman diff` prints them), or a JSON array of {"kind", "path"} objects.
 func DiffMain(args []string) int {
-	fs := pflag.NewFlagSet("diff", pflag.ContinueOnError)
+	fs := DiffFlags()
 	fs.SetOutput(os.Stderr)
-	asJSON := fs.Bool("json", false, "print a JSON array")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -40,7 +46,7 @@ func DiffMain(args []string) int {
 	if err != nil {
 		return fail("diff: %v", err)
 	}
-	if *asJSON {
+	if asJSON, _ := fs.GetBool("json"); asJSON {
 		if changes == nil {
 			changes = []rootfs.Change{}
 		}

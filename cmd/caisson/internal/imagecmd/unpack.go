@@ -7,14 +7,23 @@ import (
 	"path/filepath"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/spf13/pflag"
 )
 
-// ExtractorName is the program that reads image archives, installed next to caisson. The image formats' libraries
-// live there rather than in caisson, whose every sandbox start would otherwise pay for their initialisation.
+// ExtractorName is the program that reads image archives, installed next to caisson (or found on $PATH). The image
+// formats' libraries live there rather than in caisson, whose every sandbox start would otherwise pay for their
+// initialisation.
 const ExtractorName = "caisson-image"
+
+// ExtractorPackage is the Go package of ExtractorName, for `go install` (static, as caisson itself).
+const ExtractorPackage = "github.com/caisson-sandbox/caisson/cmd/caisson/caisson-image"
+
+// InstallExtractor is the command line that installs ExtractorName alone.
+const InstallExtractor = "CGO_ENABLED=0 go install " + ExtractorPackage + "@latest"
 
 // Where the unpacking sandbox sees the archive, the target directory and the extractor.
 const (
@@ -23,17 +32,49 @@ const (
 	innerBinary  = "/run/caisson-unpack/" + ExtractorName
 )
 
-// extractor finds caisson-image next to the running caisson binary.
+// extractor finds caisson-image for the running caisson binary (findExtractor).
 func extractor() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("find the caisson binary: %w", err)
 	}
-	p := filepath.Join(filepath.Dir(exe), ExtractorName)
-	if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s not found next to %s (make build installs both)", ExtractorName, exe)
+	return findExtractor(exe, os.Getenv("PATH"))
+}
+
+// findExtractor finds ExtractorName next to the caisson binary exe (where make install and `go install .../cmd/...`
+// put it) or else in a directory of path (a $PATH value; `go install` of caisson alone leaves the two apart when
+// caisson-image is installed later, or elsewhere). Only absolute directories of path are searched: an empty or
+// relative entry would mean the current directory. The error says how to install it.
+func findExtractor(exe, path string) (string, error) {
+	next := filepath.Join(filepath.Dir(exe), ExtractorName)
+	if isExecutable(next) {
+		return next, nil
 	}
-	return p, nil
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		if p := filepath.Join(dir, ExtractorName); isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found next to %s nor on $PATH (it reads the image archives): install it with `%s`, "+
+		"or everything with `CGO_ENABLED=0 go install github.com/caisson-sandbox/caisson/cmd/...@latest` or make install",
+		ExtractorName, exe, InstallExtractor)
+}
+
+// isExecutable reports whether p is a regular file with an execute bit.
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// UnpackFlags defines the flags of `caisson rootfs unpack` (read by RootfsMain, completion and the man pages).
+func UnpackFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("rootfs unpack", pflag.ContinueOnError)
+	fs.String("map", "auto", "ID mapping `MODE` of the extraction: auto (subordinate ranges; owners kept) or single (everything yours)")
+	flagmeta.Values(fs, "map", string(idmap.ModeAuto), string(idmap.ModeSingle))
+	return fs
 }
 
 // RootfsMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
@@ -46,9 +87,8 @@ func RootfsMain(args []string) int {
 	if len(args) == 0 || args[0] != "unpack" {
 		return fail("rootfs: unknown command (usage: caisson rootfs unpack [--map MODE] ARCHIVE DIR)")
 	}
-	fs := pflag.NewFlagSet("rootfs unpack", pflag.ContinueOnError)
+	fs := UnpackFlags()
 	fs.SetOutput(os.Stderr)
-	mode := fs.String("map", "auto", "ID mapping of the extraction: auto (subordinate ranges; owners kept) or single (everything yours)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -77,7 +117,8 @@ func RootfsMain(args []string) int {
 	if err != nil {
 		return fail("rootfs unpack: %v", err)
 	}
-	runArgs := []string{"--no-cwd", "--map", *mode, "--clearenv",
+	mode, _ := fs.GetString("map")
+	runArgs := []string{"--no-cwd", "--map", mode, "--clearenv",
 		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
 		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,
 		"--bind", rootfs.EscapeBind(dir) + ":" + innerRoot,

@@ -33,6 +33,10 @@ import (
 // StageName is init's argv[0]; main dispatches on it before parsing any flag.
 const StageName = "caisson-init"
 
+// PrepareTapArg, as init's argv[1], asks init to create the sandbox's tap device first thing (see
+// slirp.PrepareTap).
+const PrepareTapArg = "--prepare-tap"
+
 // Exit codes shared with the parent.
 const (
 	ExitSetup      = 125 // caisson's own error
@@ -71,6 +75,11 @@ func Main() int {
 		dropSignals()
 		close(notified)
 	}()
+	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
+		// The network helper, started at the same time, attaches to this device (see slirp.PrepareTap). On any
+		// failure (the helper was first) it creates the device itself, or reports why it cannot.
+		_ = slirp.PrepareTap()
+	}
 	unix.CloseOnExec(wire.InitFD)
 	sock := wire.Pollable(wire.InitFD, "caisson-init")
 	msg, _, err := wire.Recv(sock)
@@ -157,7 +166,7 @@ func Main() int {
 		}
 	}
 	<-notified
-	if err := harden.Apply(cfg, attr); err != nil {
+	if err := harden.Apply(cfg, attr, fdsOf(files)); err != nil {
 		return fail(ExitSetup, "%v", err)
 	}
 	if cfg.AsPID1 {

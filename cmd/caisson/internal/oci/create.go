@@ -21,6 +21,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/nsenter"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/ociinit"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/ocispec"
+	procpkg "github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/idmap"
 )
@@ -168,7 +169,7 @@ func (g *globals) launch(id string, o *createOpts) (_ *handle, _ int, err error)
 	if err != nil {
 		return nil, 0, fmt.Errorf("nsenter: %w", err)
 	}
-	_, startTime, err := procStat(proc.PID)
+	startTime, err := procpkg.StartTime(proc.PID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("the container's process %d: %w", proc.PID, err)
 	}

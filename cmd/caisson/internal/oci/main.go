@@ -130,6 +130,12 @@ func Main(args []string) int {
 		return 1
 	}
 	cmd, cargs := rest[0], rest[1:]
+	if cmd == "create" || cmd == "exec" {
+		// An engine that dies while create or exec run (its shim or conmon killed) takes this command with it: the
+		// stage then sees its socket close and ends too, instead of finishing a container nobody will start or wait
+		// for. (go-runc asks the same of its runtime commands; conmon does not.)
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	}
 	var err error
 	switch cmd {
 	case "create":

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 )
 
 // errNotExist is runc's wording, which containerd and Podman match.
@@ -184,34 +183,9 @@ func (h *handle) remove() error {
 // fifoPath is the exec FIFO: present from create until start, as runc's; its presence tells created from running.
 func (h *handle) fifoPath() string { return filepath.Join(h.dir, "exec.fifo") }
 
-// procStat returns the state letter and start time of pid from /proc/PID/stat.
-func procStat(pid int) (byte, uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, errors.New("bad stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, 0, errors.New("bad stat")
-	}
-	st, err := strconv.ParseUint(f[19], 10, 64)
-	return f[0][0], st, err
-}
-
-// alive reports whether pid is the process that started at start and has not exited: a zombie (state Z or X)
-// is dead, so a container whose process exited reads as stopped at once even when its reaper is slow.
-func alive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	state, st, err := procStat(pid)
-	return err == nil && st == start && state != 'Z' && state != 'X'
-}
+// alive reports whether pid is the process that started at start and has not exited: a zombie is dead (proc.Alive),
+// so a container whose process exited reads as stopped at once, even when its reaper is slow.
+func alive(pid int, start uint64) bool { return pid > 0 && proc.Alive(pid, start) }
 
 // status computes the container's OCI status.
 func (h *handle) status() specs.ContainerState {

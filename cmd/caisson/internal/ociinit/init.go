@@ -24,6 +24,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
+	"github.com/caisson-sandbox/caisson/slirp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -116,31 +117,26 @@ func report(sock *os.File, err error) int {
 // create builds the container, waits to be started and execs its process.
 func create(sock *os.File, st *Start, fifo, console *os.File) error {
 	p := st.Plan
-	// A joined mount namespace is used as it is: its root and mounts are the container's (the stage's root and
-	// working directory are that namespace's root since setns), and nothing of the config's file system is applied
-	// to it again.
-	joinedMount := p.NS.Joined(unix.CLONE_NEWNS)
-	var c *rootfs.Container
-	if !joinedMount {
-		var err error
-		if c, err = rootfs.OpenContainer(p.Root, p.Propagation); err != nil {
+	// A joined mount namespace gets the container's root and mounts like a new one (runc's behaviour): the bundle's
+	// paths are resolved in it, so it must show them (a namespace made with `unshare --mount`, say).
+	c, err := rootfs.OpenContainer(p.Root, p.Propagation)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, m := range p.Mounts {
+		if err := mount(c, m, p); err != nil {
 			return err
 		}
-		defer c.Close()
-		for _, m := range p.Mounts {
-			if err := mount(c, m, p); err != nil {
-				return err
-			}
+	}
+	if p.DefaultDevices {
+		if err := defaultDevices(c, p, st.BindDevices); err != nil {
+			return err
 		}
-		if p.DefaultDevices {
-			if err := defaultDevices(c, p, st.BindDevices); err != nil {
-				return err
-			}
-		}
-		for _, d := range p.Devices {
-			if err := c.Device(d, st.BindDevices); err != nil {
-				return err
-			}
+	}
+	for _, d := range p.Devices {
+		if err := c.Device(d, st.BindDevices); err != nil {
+			return err
 		}
 	}
 	// The runtime's command runs the prestart and createRuntime hooks now, in its own namespaces.
@@ -155,10 +151,8 @@ func create(sock *os.File, st *Start, fifo, console *os.File) error {
 	if err := hook.RunAll("createContainer", p.Hooks.CreateContainer, ev.State); err != nil {
 		return err
 	}
-	if !joinedMount {
-		if err := c.Pivot(p.NoPivot); err != nil {
-			return err
-		}
+	if err := c.Pivot(p.NoPivot); err != nil {
+		return err
 	}
 	pr := &p.Process
 	if pr.Terminal {
@@ -169,9 +163,15 @@ func create(sock *os.File, st *Start, fifo, console *os.File) error {
 			return err
 		}
 	}
-	if p.PropagationAfter != 0 && !joinedMount {
+	if p.PropagationAfter != 0 {
 		if err := c.SetPropagation(p.PropagationAfter); err != nil {
 			return err
+		}
+	}
+	if p.NS.New&unix.CLONE_NEWNET != 0 {
+		// A new network namespace has its loopback down; runc brings it up, and a pod's containers talk over it.
+		if err := slirp.BringUpLoopback(); err != nil {
+			return fmt.Errorf("loopback: %w", err)
 		}
 	}
 	if p.Hostname != "" {
@@ -189,18 +189,16 @@ func create(sock *os.File, st *Start, fifo, console *os.File) error {
 			return fmt.Errorf("linux.sysctl %s: %w", kv[0], err)
 		}
 	}
-	if !joinedMount {
-		if p.RootReadonly {
-			if err := c.ReadOnlyRoot(); err != nil {
-				return err
-			}
-		}
-		if err := c.ReadOnlyPaths(p.Readonly); err != nil {
+	if p.RootReadonly {
+		if err := c.ReadOnlyRoot(); err != nil {
 			return err
 		}
-		if err := c.MaskPaths(p.Masked); err != nil {
-			return err
-		}
+	}
+	if err := c.ReadOnlyPaths(p.Readonly); err != nil {
+		return err
+	}
+	if err := c.MaskPaths(p.Masked); err != nil {
+		return err
 	}
 	if p.Personality >= 0 {
 		if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, uintptr(p.Personality), 0, 0); errno != 0 {
@@ -294,6 +292,11 @@ func becomeProcess(pr *ocispec.Process, ttyGuard bool) (string, error) {
 	for _, rl := range pr.Rlimits {
 		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
 		if err := syscall.Setrlimit(rl.Resource, &lim); err != nil {
+			var cur syscall.Rlimit
+			if errors.Is(err, unix.EPERM) && syscall.Getrlimit(rl.Resource, &cur) == nil && rl.Hard > cur.Max {
+				return "", fmt.Errorf("process.rlimits %s: hard limit %d is above the runtime's own (%d), which only "+
+					"CAP_SYS_RESOURCE may raise: %w", rl.Name, rl.Hard, cur.Max, err)
+			}
 			return "", fmt.Errorf("process.rlimits %s: %w", rl.Name, err)
 		}
 	}

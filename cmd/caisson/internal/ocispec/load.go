@@ -399,17 +399,10 @@ var propagations = map[string]uintptr{
 }
 
 func loadMounts(s *specs.Spec, p *Plan, o Options) error {
-	if p.NS.Joined(unix.CLONE_NEWNS) {
-		// The joined namespace's file system is the container's, as it is.
-		if len(s.Mounts) > 0 {
-			return fieldErr("mounts", "a joined mount namespace is used as it is: its mounts cannot be changed (remove mounts, or create a new mount namespace)")
-		}
-		return nil
-	}
-	if p.NS.New&unix.CLONE_NEWNS == 0 {
+	if !p.NS.Has(unix.CLONE_NEWNS) {
 		// Without a mount namespace of its own the container's root and mounts would be made in the runtime's
 		// namespace, the host's: refused rather than done (runc does them, and leaves them behind).
-		return fieldErr("linux.namespaces", "the container has no mount namespace of its own: add {\"type\": \"mount\"}")
+		return fieldErr("linux.namespaces", "the container has no mount namespace of its own (new or joined): add {\"type\": \"mount\"}")
 	}
 	for i, m := range s.Mounts {
 		field := fmt.Sprintf("mounts[%d]", i)

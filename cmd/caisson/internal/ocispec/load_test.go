@@ -69,15 +69,21 @@ func TestLoadErrors(t *testing.T) {
 		{func(s *specs.Spec) { s.Process.Args = nil }, "process.args: missing"},
 		{func(s *specs.Spec) { s.Process.Cwd = "rel" }, "process.cwd"},
 		{func(s *specs.Spec) { s.Process.Env = []string{"NOEQUALS"} }, "process.env[0]"},
-		{func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"}) }, `linux.namespaces[5].type: unknown namespace type "bogus"`},
-		{func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid"}) }, "listed twice"},
+		{func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
+		}, `linux.namespaces[5].type: unknown namespace type "bogus"`},
+		{func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid"})
+		}, "listed twice"},
 		{func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "cgroup", Path: "rel/path"})
 		}, "must be an absolute path"},
 		{func(s *specs.Spec) {
 			s.Linux.UIDMappings = []specs.LinuxIDMapping{{HostID: 1000, Size: 1}}
 		}, "mappings given without a user namespace"},
-		{func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "user"}) }, "needs uidMappings and gidMappings"},
+		{func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "user"})
+		}, "needs uidMappings and gidMappings"},
 		{func(s *specs.Spec) {
 			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: "pid"}, {Type: "mount"}}
 		}, "hostname: cannot be set"},
@@ -127,10 +133,10 @@ func TestReadSpecErrors(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		"{\n\"ociVersion\": \"1.0.0\",\n  x": "config.json:3: not valid JSON",
-		`{"ociVersion": "2.1.0"}`:           "major version 2 is not supported",
-		`{"ociVersion": "one"}`:             "not a semantic version",
-		`{"ociVersion": 5}`:                 "ociVersion: cannot use JSON number",
-		`{"ociVersion": "1.0.0"} {}`:        "trailing data",
+		`{"ociVersion": "2.1.0"}`:            "major version 2 is not supported",
+		`{"ociVersion": "one"}`:              "not a semantic version",
+		`{"ociVersion": 5}`:                  "ociVersion: cannot use JSON number",
+		`{"ociVersion": "1.0.0"} {}`:         "trailing data",
 	} {
 		os.WriteFile(filepath.Join(dir, "config.json"), []byte(body), 0o644)
 		if _, err := ReadSpec(dir); err == nil || !strings.Contains(err.Error(), want) {

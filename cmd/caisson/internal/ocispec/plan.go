@@ -73,9 +73,6 @@ type NSPath struct {
 // Has reports whether the container has a namespace of its own of type flag (new or joined).
 func (n Namespaces) Has(flag uintptr) bool { return n.Own&flag != 0 }
 
-// Joined reports whether the namespace of type flag is joined by path.
-func (n Namespaces) Joined(flag uintptr) bool { return n.Own&flag != 0 && n.New&flag == 0 }
-
 // Caps are the five capability sets of a process, as bit masks.
 type Caps struct {
 	Bounding, Effective, Inheritable, Permitted, Ambient uint64

@@ -47,6 +47,11 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 			return errorf("%v", err)
 		}
 	}
+	stdio, err := OpenStdio(sb.Security.Posture)
+	if err != nil {
+		return errorf("%v", err)
+	}
+	defer stdio.Finish()
 	conn, err := dial(pod.Name)
 	if err != nil {
 		return errorf("--join: %v", err)
@@ -57,8 +62,9 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 		return errorf("%v", err)
 	}
 	defer mine.Close()
-	err = wire.Send(conn, wire.Message{Type: "join", Join: r.Life.JoinNS}, 0, 1, 2, int(theirs.Fd()))
+	err = wire.Send(conn, wire.Message{Type: "join", Join: r.Life.JoinNS}, append(stdio.FDs(), int(theirs.Fd()))...)
 	theirs.Close()
+	stdio.Started()
 	if err != nil {
 		return errorf("--join: %v", err)
 	}
@@ -95,7 +101,7 @@ func runJoined(r *config.Run, sigs chan os.Signal, notified <-chan struct{}) int
 		}
 		waited <- code
 	}()
-	return sess.wait(sigs, waited, nil, func() { _ = unix.Kill(initPID, unix.SIGKILL) })
+	return FinishStdio(stdio, sess.wait(sigs, waited, nil, func() { _ = unix.Kill(initPID, unix.SIGKILL) }))
 }
 
 // dial connects to the control socket of the running sandbox name.

@@ -30,6 +30,9 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/relay"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
@@ -229,8 +232,17 @@ func mappedInside(maps []idmap.Mapping, inside uint32) bool {
 	return false
 }
 
-// Run runs a sandbox and returns the exit code for the caisson process.
+// exitWait bounds, at caisson's exit, the wait for the network helper and then the one for any other child.
+const exitWait = 5 * time.Second
+
+// Run runs a sandbox and returns the exit code for the caisson process. Nothing it started outlives it, not even as
+// a zombie: before it returns it waits for the network helper (killed when the sandbox ended, so that the helper's
+// exit overlapped the rest of the clean-up) and reaps every other child (leaveNothing).
 func Run(r *config.Run) int {
+	// Whatever a helper forks and orphans comes back to this process, to be reaped at the end.
+	_ = reap.Adopt()
+	var network *slirp.Network
+	defer func() { leaveNothing(network) }()
 	ctx := context.Background()
 	// Forward signals once the sandbox runs (CommonSignals now, the rest after LateSignalDelay); SIGWINCH is the
 	// terminal's. Registering costs round trips inside the Go runtime, so it runs alongside the setup and is
@@ -308,6 +320,11 @@ func Run(r *config.Run) int {
 			return errorf("%v", err)
 		}
 	}
+	stdio, err := OpenStdio(sb.Security.Posture)
+	if err != nil {
+		return errorf("%v", err)
+	}
+	defer stdio.Finish() // on every path, once init is gone: what it and the command wrote reaches the files
 
 	parentSock, initSock, err := wire.Pair()
 	if err != nil {
@@ -325,13 +342,20 @@ func Run(r *config.Run) int {
 		extra = append(extra, portChild) // fd 4 in init
 		sb.Extra.PortChild = true
 	}
+	std := stdio.Files() // in the strict posture, pipes in place of the caller's files
+	// With a helper, init creates the sandbox's tap device first thing (slirp.PrepareTap), so that the helper's
+	// exit at the end does not wait for the device's removal, nor caisson for the helper.
+	initArgs := []string{initproc.StageName}
+	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
+		initArgs = append(initArgs, initproc.PrepareTapArg)
+	}
 	cmd := &exec.Cmd{
 		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
-		Args:       []string{initproc.StageName},
+		Args:       initArgs,
 		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
-		Stdin:      os.Stdin,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
+		Stdin:      std[0],
+		Stdout:     std[1],
+		Stderr:     std[2],
 		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags:  cloneFlags(sb),
@@ -347,6 +371,7 @@ func Run(r *config.Run) int {
 		return errorf("cannot create the sandbox: %s", startFailure(err))
 	}
 	initSock.Close()
+	stdio.Started()
 	pid := cmd.Process.Pid
 	// The state directories of caissons killed with SIGKILL go now, while the sandbox is set up (not before init's
 	// clone, whose start it would delay); the exit waits for it.
@@ -367,7 +392,6 @@ func Run(r *config.Run) int {
 	// The network helper starts while init builds the sandbox (its addresses are known in advance); init waits
 	// for the "net" message before it starts the command. pasta can join init's user namespace before its ID maps
 	// are written, so it starts at once; slirp4netns cannot (it fails to set its ids there): it starts after them.
-	var network *slirp.Network
 	var netStarted chan error
 	launchNet := func() {
 		netStarted = make(chan error, 1)
@@ -410,7 +434,7 @@ func Run(r *config.Run) int {
 			<-netStarted // every return path: a helper that is still starting is waited for, then released
 		}
 		if network != nil {
-			network.Release() // killed, reaped in the background: its tap device takes a while to go
+			network.Release() // killed now, reaped in the background while the rest is cleaned up (leaveNothing waits)
 		}
 	}()
 
@@ -452,6 +476,13 @@ func Run(r *config.Run) int {
 	if code, ok := awaitNet(); !ok {
 		return code
 	}
+	if network != nil {
+		// The helper dies as soon as the sandbox is ending, not after init: its exit (the kernel removes its tap
+		// device) then overlaps init's, and leaveNothing waits for less of it.
+		sess.mu.Lock()
+		sess.ending = network.Release
+		sess.mu.Unlock()
+	}
 	if sb.Extra.AwaitNet {
 		if err := wire.Send(parentSock, wire.Message{Type: "net"}); err != nil {
 			return fail("send network readiness to the sandbox: %v", err)
@@ -468,7 +499,42 @@ func Run(r *config.Run) int {
 	if network != nil {
 		netExited = network.Exited()
 	}
-	return sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() })
+	return FinishStdio(stdio, sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() }))
+}
+
+// OpenStdio returns the standard descriptors a sandbox in posture gets: in the strict posture, a file or directory
+// of the caller's is replaced by a pipe that this process relays (relay.New), so that no descriptor of a host
+// file-system object reaches the command; in the default posture the caller's own, as bubblewrap passes them.
+func OpenStdio(posture string) (*relay.Stdio, error) {
+	return relay.New([3]*os.File{os.Stdin, os.Stdout, os.Stderr}, posture == config.PostureStrict)
+}
+
+// FinishStdio ends the relays once the command has ended with code, and returns caisson's exit code: a failed
+// write of the command's output to the caller's file is reported, and turns a success into ExitSetup (the output
+// is incomplete).
+func FinishStdio(stdio *relay.Stdio, code int) int {
+	if err := stdio.Finish(); err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: %v\n", err)
+		if code == 0 {
+			return ExitSetup
+		}
+	}
+	return code
+}
+
+// leaveNothing is the last step of Run: it waits (bounded) until the network helper has been reaped, then reaps
+// any other child left (killing it first if it still runs: a slirp4netns feature probe still running after an early
+// error, an orphan of a helper). Only a failure to do so within exitWait is reported.
+func leaveNothing(network *slirp.Network) {
+	if !waitAtExit {
+		return
+	}
+	if err := network.Wait(exitWait); err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+	}
+	if _, err := reap.Children(exitWait); err != nil {
+		fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
+	}
 }
 
 // outerNetCheck refuses, before anything starts, a user-mode network that the outer sandbox (a CI job's
@@ -503,7 +569,7 @@ func newGroup(r *config.Run) (*cgroup.Group, error) {
 			return nil, fmt.Errorf("--cgroup: cannot read your cgroups: %v", err)
 		}
 	}
-	st, err := state.StartTime(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
@@ -545,13 +611,14 @@ func createEntry(r *config.Run) (*state.Entry, error) {
 	if name == "" {
 		name = "caisson-" + strconv.Itoa(os.Getpid())
 	}
-	st, err := state.StartTime(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
 	return state.Create(state.Record{
 		Name: name, PID: os.Getpid(), StartTime: st, Created: time.Now().UTC(),
 		Command: r.Sandbox.Args, Net: r.Net.Mode, Ports: r.Net.Publish, Detached: r.Life.Detach, Joined: r.Life.Join,
+		Posture: r.Sandbox.Security.Posture,
 	})
 }
 

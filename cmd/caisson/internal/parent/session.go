@@ -31,6 +31,9 @@ type session struct {
 	inited chan struct{} // closed when init's socket closes
 	// asPID1 is --as-pid-1: the command replaced init, so nothing can be started in the sandbox.
 	asPID1 bool
+	// ending, when set, runs as soon as init reports the sandbox's final status, just before init exits (guarded
+	// by mu): the network helper is killed then, so that its exit overlaps init's.
+	ending func()
 
 	mu      sync.Mutex
 	clients map[string]*client
@@ -89,7 +92,11 @@ func (s *session) readInit() {
 			case m.Type == "exit":
 				s.mu.Lock()
 				s.exitStatus = m.Status
+				ending := s.ending
 				s.mu.Unlock()
+				if ending != nil {
+					ending()
+				}
 				// The sandbox is ending: its state goes now, while the kernel takes init's namespaces down,
 				// rather than after (Run removes it again on every path; removing twice is harmless).
 				s.entry.Remove()

@@ -1,8 +1,9 @@
 // Package state keeps the record of running sandboxes: one directory per sandbox under the caller's state root
 // ($XDG_RUNTIME_DIR/caisson, or /tmp/caisson-UID when that is unset), holding state.json, the control socket and,
 // for detached sandboxes, the log. The supervising caisson process creates the directory and removes it when the
-// sandbox ends; a directory left by a caisson that was killed is recognised as stale (its process is gone, or its
-// PID now belongs to another process: the start time differs) and removed by the next command that lists them.
+// sandbox ends; a directory left by a caisson that was killed is recognised as stale (its process is gone, is a
+// zombie not reaped yet, or its PID now belongs to another process: the start time differs; see package proc) and
+// removed by the next command that lists them.
 package state
 
 import (
@@ -13,17 +14,18 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 )
 
 // Record describes one sandbox.
 type Record struct {
 	Name string `json:"name"`
 	// PID and StartTime identify the supervising caisson process on the host (StartTime is field 22 of
-	// /proc/PID/stat, so a reused PID is told apart).
+	// /proc/PID/stat, so a reused PID is told apart; see proc.Alive).
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
 	// InitPID is the host PID of the sandbox's init, CommandPID that of its command once it started.
@@ -36,6 +38,8 @@ type Record struct {
 	Detached   bool      `json:"detached,omitempty"`
 	// Joined names the sandbox whose namespaces this one shares, if any.
 	Joined string `json:"joined,omitempty"`
+	// Posture is the sandbox's --security posture: `caisson exec` relays its stdio in the strict one.
+	Posture string `json:"posture,omitempty"`
 }
 
 // ValidName reports whether name can name a sandbox: it is a directory name and shows up in ps, so letters,
@@ -194,33 +198,9 @@ func staleDir(dir string) bool {
 	return err == nil && time.Since(st.ModTime()) > 5*time.Second
 }
 
-// StartTime returns field 22 of /proc/PID/stat (the process's start time in clock ticks since boot).
-func StartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may contain spaces and parentheses: fields are counted after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
-}
-
-// Alive reports whether the record's supervising process is still the one that wrote it.
-func Alive(r Record) bool {
-	if r.PID <= 0 {
-		return false
-	}
-	st, err := StartTime(r.PID)
-	return err == nil && st == r.StartTime
-}
+// Alive reports whether the record's supervising caisson process is still the one that wrote it and still runs
+// (proc.Alive: neither gone, nor its PID reused, nor exited and waiting to be reaped).
+func Alive(r Record) bool { return proc.Alive(r.PID, r.StartTime) }
 
 // List returns the live sandboxes, sorted by name, and removes stale directories.
 func List() ([]Record, error) {

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
+	"github.com/caisson-sandbox/caisson/tests/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,7 +12,7 @@ import (
 // A second Remove of an entry must not delete the directory a new sandbox of the same name created meanwhile.
 func TestRemoveOnce(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	st, err := StartTime(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestRemoveOnce(t *testing.T) {
 // and those being created.
 func TestSweep(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	st, err := StartTime(os.Getpid())
+	st, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +58,16 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A supervisor killed and not reaped yet (its parent does not wait): a zombie is dead.
+	z := testenv.Zombie(t)
+	zst, err := proc.StartTime(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zombie, err := Create(Record{Name: "zombie", PID: z, StartTime: zst, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	root := filepath.Dir(live.Dir)
 	creating, old := filepath.Join(root, "creating"), filepath.Join(root, "old")
 	for _, d := range []string{creating, old} {
@@ -70,7 +82,7 @@ func TestSweep(t *testing.T) {
 	if err := Sweep(); err != nil {
 		t.Fatal(err)
 	}
-	for dir, want := range map[string]bool{live.Dir: true, creating: true, reused.Dir: false, gone.Dir: false, old: false} {
+	for dir, want := range map[string]bool{live.Dir: true, creating: true, reused.Dir: false, gone.Dir: false, zombie.Dir: false, old: false} {
 		_, err := os.Stat(dir)
 		if got := err == nil; got != want {
 			t.Errorf("%s: exists %v after Sweep, want %v", filepath.Base(dir), got, want)

@@ -40,10 +40,16 @@ goes on with the rest.
 Exit status: 0 when every DIR is gone, 125 otherwise.
 `
 
-// RmTreeMain runs `caisson rm-tree DIR...`.
-func RmTreeMain(args []string) int {
+// RmTreeFlags returns the flag set `caisson rm-tree` parses (none but --help).
+func RmTreeFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("rm-tree", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// RmTreeMain runs `caisson rm-tree DIR...`.
+func RmTreeMain(args []string) int {
+	fs := RmTreeFlags()
 	err := fs.Parse(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		fmt.Print(rmTreeHelp)

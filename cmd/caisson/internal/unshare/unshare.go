@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
 	"io"
 	"os"
 	"strconv"
@@ -55,13 +56,21 @@ cannot be executed, 127 when it is not found.
 Flags:
 `
 
-// Main runs `caisson unshare`.
-func Main(args []string) int {
+// Flags returns the flag set `caisson unshare` parses (package cli reads it for help, completion and man pages).
+func Flags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("unshare", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // the command's own flags are its own: caisson unshare rm -rf DIR
 	fs.SetOutput(io.Discard)
-	mode := fs.String("map", "auto", "ID mapping: auto (you and all your subordinate ranges), single (only your own id) or keep-id (your own id as itself, with root's capabilities)")
+	fs.String("map", "auto", "ID mapping: auto (you and all your subordinate ranges), single (only your own id) or keep-id (your own id as itself, with root's capabilities)")
+	flagmeta.Values(fs, "map", "auto", "single", "keep-id")
+	return fs
+}
+
+// Main runs `caisson unshare`.
+func Main(args []string) int {
+	fs := Flags()
 	err := fs.Parse(args)
+	mode, _ := fs.GetString("map")
 	if errors.Is(err, pflag.ErrHelp) {
 		fmt.Print(unshareHelp + fs.FlagUsages())
 		return 0
@@ -69,7 +78,7 @@ func Main(args []string) int {
 	if err != nil {
 		return fail("unshare: %v (usage: %s)", err, unshareUsage)
 	}
-	if err := checkMapMode(*mode); err != nil {
+	if err := checkMapMode(mode); err != nil {
 		return fail("unshare: %v", err)
 	}
 	command := fs.Args()
@@ -78,7 +87,7 @@ func Main(args []string) int {
 	} else if command[0] == "" {
 		return fail("unshare: empty command name (usage: %s)", unshareUsage)
 	}
-	p, code := parent.StartUserNS(parent.UserNSOptions{Name: "unshare", MapMode: *mode, Stage: StageName,
+	p, code := parent.StartUserNS(parent.UserNSOptions{Name: "unshare", MapMode: mode, Stage: StageName,
 		Args: append([]string{stageExec}, command...), Terminal: true})
 	if p == nil {
 		return code
