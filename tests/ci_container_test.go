@@ -3,12 +3,14 @@ package tests
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caisson-sandbox/caisson/tests/testenv"
 )
@@ -21,7 +23,7 @@ import (
 // ciSetup is one way of starting the job's container, and what it lets caisson do.
 type ciSetup struct {
 	name  string
-	flags []string // podman run flags (the --security-opt seccomp= file is added from profile)
+	flags []string // the engine's run flags (the --security-opt seccomp= file is added from profile)
 	// profile is "" (Podman's default), "shipped" (cmd/caisson/profiles/ci-container-seccomp.json), "refusing"
 	// (the shipped one without seccomp and unshare: caisson's filter and the time namespace are refused) or
 	// "docker-like" (Docker's rule for namespaces: caisson cannot create its sandbox at all).
@@ -31,6 +33,8 @@ type ciSetup struct {
 	freshProc bool // a fresh procfs and sysfs (--security-opt unmask=ALL)
 	tun       bool // /dev/net/tun (--device)
 	route     bool // a network with a default route (--network slirp4netns), for pasta
+	// noNamespaces: the filter refuses new user namespaces (Docker's default rule): caisson cannot run at all.
+	noNamespaces bool
 }
 
 var ciSetups = []ciSetup{
@@ -40,8 +44,29 @@ var ciSetups = []ciSetup{
 	{name: "all", flags: []string{"--network", "slirp4netns", "--security-opt", "unmask=ALL", "--device", "/dev/net/tun"},
 		profile: "shipped", hostname: true, freshProc: true, tun: true, route: true},
 	{name: "refusing", flags: []string{"--network", "none"}, profile: "refusing", hostname: true},
-	{name: "docker-like", flags: []string{"--network", "none"}, profile: "docker-like", hostname: true},
+	{name: "docker-like", flags: []string{"--network", "none"}, profile: "docker-like", hostname: true, noNamespaces: true},
 }
+
+// ciDockerSetups are the Docker containers (Docker's own default profile, its systempaths option; the test's
+// daemon has no bridge, so no container network).
+var ciDockerSetups = []ciSetup{
+	{name: "default", flags: []string{"--network", "none"}, noNamespaces: true},
+	{name: "profile", flags: []string{"--network", "none"}, profile: "shipped", hostname: true},
+	{name: "all", flags: []string{"--network", "none", "--security-opt", "systempaths=unconfined", "--device", "/dev/net/tun"},
+		profile: "shipped", hostname: true, freshProc: true, tun: true},
+}
+
+// ciEngine is the engine that starts the job's containers: its name, and the fixes caisson names for it.
+type ciEngine struct {
+	name     string
+	rootless bool
+	unmask   string // the flag that lifts the /proc and /sys masks
+	route    string // the fix for pasta in a container without a default route
+}
+
+func (e ciEngine) seccompFix() string { return e.name + " run --security-opt seccomp=ci-container-seccomp.json" }
+func (e ciEngine) unmaskFix() string  { return e.name + " run --security-opt " + e.unmask }
+func (e ciEngine) tunFix() string     { return e.name + " run --device /dev/net/tun" }
 
 // refusing reports whether the setup's filter refuses seccomp(2) and unshare(2).
 func (s ciSetup) refusing() bool { return s.profile == "refusing" }
@@ -191,11 +216,11 @@ func dockerLikeProfile(t *testing.T, shipped, dir string) string {
 	return p
 }
 
-// ciImage builds the job's image: busybox (testenv.BusyboxRootfs) with pasta and its libraries, without /etc/passwd
-// (uid 0 has no user name, as in many CI images) and without newuidmap.
-func ciImage(t *testing.T, p *runcPodman) string {
+// ciRootfs makes the job's root file system in dir and returns dir: busybox (testenv.BusyboxRootfs) with pasta and
+// its libraries and the seed's script, without /etc/passwd (uid 0 has no user name, as in many CI images) and
+// without newuidmap. The caller imports it and removes it.
+func ciRootfs(t *testing.T, dir string) string {
 	t.Helper()
-	dir := filepath.Join(p.dir, "rootfs")
 	testenv.BusyboxRootfs(t, dir)
 	for _, f := range []string{"etc/passwd", "etc/group"} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil {
@@ -206,8 +231,8 @@ func ciImage(t *testing.T, p *runcPodman) string {
 	if err := os.WriteFile(filepath.Join(dir, "ci-seed.sh"), []byte(ciSeed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	return p.importRootfs(t, dir, "localhost/caisson-ci")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // TestCIContainer runs caisson in rootless Podman containers, as the test user (a hardened runner's setup).
@@ -230,28 +255,38 @@ func testCIContainers(t *testing.T) {
 	testenv.RequireCommand(t, "passt")
 	shipped := shippedProfile(t)
 	p := newRuncPodman(t)
-	img := ciImage(t, p)
+	img := p.importRootfs(t, ciRootfs(t, filepath.Join(p.dir, "rootfs")), "localhost/caisson-ci")
 	profiles := map[string]string{"shipped": shipped,
 		"refusing": variantProfile(t, shipped, p.dir, "refusing", []string{"seccomp", "unshare",
 			"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"}),
 		"docker-like": dockerLikeProfile(t, shipped, p.dir)}
-	script := filepath.Join(p.dir, "ci.sh")
+	e := ciEngine{name: "podman", rootless: !p.root, unmask: "unmask=ALL", route: "podman run --network slirp4netns"}
+	runCISetups(t, e, ciSetups, caissonBin, p.dir, profiles, func(t *testing.T, args []string) result {
+		return p.run(t, append([]string{"run", "--rm", "--pull", "never"}, args...)...)
+	}, img)
+}
+
+// runCISetups runs the job's script (ciScript) in one container per setup, started by run with the given run
+// arguments, and checks each case against what the setup allows.
+func runCISetups(t *testing.T, e ciEngine, setups []ciSetup, caissonBin, dir string, profiles map[string]string,
+	run func(t *testing.T, args []string) result, img string) {
+	script := filepath.Join(dir, "ci.sh")
 	if err := os.WriteFile(script, []byte(ciScript()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range ciSetups {
+	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
 			if s.tun {
 				testenv.RequireTun(t)
 			}
-			args := []string{"run", "--rm", "--pull", "never", "-v", caissonBin + ":/caisson:ro", "-v", script + ":/ci.sh:ro"}
+			args := []string{"-v", caissonBin + ":/caisson:ro", "-v", script + ":/ci.sh:ro"}
 			args = append(args, s.flags...)
 			if s.profile != "" {
 				args = append(args, "--security-opt", "seccomp="+profiles[s.profile])
 			}
-			r := p.run(t, append(args, img, "sh", "/ci.sh")...)
+			r := run(t, append(args, img, "sh", "/ci.sh"))
 			if r.code != 0 {
-				t.Fatalf("podman run: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+				t.Fatalf("%s run: exit %d\nstdout: %s\nstderr: %s", e.name, r.code, r.stdout, r.stderr)
 			}
 			if os.Getenv("CAISSON_CI_DEBUG") != "" {
 				t.Logf("container output:\n%s", r.stdout)
@@ -262,13 +297,13 @@ func testCIContainers(t *testing.T) {
 				t.Fatalf("outer namespaces and host name: %q", res["outer"].stdout)
 			}
 			outerHost := outerNS[8]
-			if s.profile == "docker-like" {
-				checkCINoNamespaces(t, res)
+			if s.noNamespaces {
+				checkCINoNamespaces(t, e, res)
 				return
 			}
 			checkCISeed(t, s, res["seed"], outerNS[:8], outerHost)
-			checkCIDoctor(t, s, res["doctor"], p.root)
-			checkCIRefusals(t, s, res)
+			checkCIDoctor(t, e, s, res["doctor"])
+			checkCIRefusals(t, e, s, res)
 			if after := strings.Fields(res["after"].stdout); len(after) != 2 || after[0] != "gone" || after[1] != outerHost {
 				t.Errorf("after the sandboxes the container must have neither the sandbox's mount nor its host name: %q", res["after"].stdout)
 			}
@@ -382,7 +417,7 @@ type ciDoctor struct {
 }
 
 // checkCIDoctor checks doctor's verdicts and fixes against what the container allows.
-func checkCIDoctor(t *testing.T, s ciSetup, o *ciOutput, root bool) {
+func checkCIDoctor(t *testing.T, e ciEngine, s ciSetup, o *ciOutput) {
 	t.Helper()
 	var d ciDoctor
 	if err := json.Unmarshal([]byte(o.stdout), &d); err != nil {
@@ -391,8 +426,8 @@ func checkCIDoctor(t *testing.T, s ciSetup, o *ciOutput, root bool) {
 	if o.code != 0 || !d.RunWorks {
 		t.Errorf("doctor: exit %d, run_works %v: run works in every setup", o.code, d.RunWorks)
 	}
-	if d.Container.Engine != "podman" || d.Container.Rootless == root || d.Container.SeccompFilters < 1 {
-		t.Errorf("doctor: container %+v: want podman, rootless %v, a seccomp filter", d.Container, !root)
+	if d.Container.Engine != e.name || d.Container.Rootless != e.rootless || d.Container.SeccompFilters < 1 {
+		t.Errorf("doctor: container %+v: want %s, rootless %v, a seccomp filter", d.Container, e.name, e.rootless)
 	}
 	checks := map[string]int{}
 	for i, c := range d.Checks {
@@ -407,13 +442,13 @@ func checkCIDoctor(t *testing.T, s ciSetup, o *ciOutput, root bool) {
 		{"user namespaces", true, ""},
 		{"mounts", true, ""},
 		{"setns", true, ""},
-		{"host name", s.hostname, "podman run --security-opt seccomp=ci-container-seccomp.json"},
-		{"fresh /proc", s.freshProc, "podman run --security-opt unmask=ALL"},
-		{"fresh /sys", s.freshProc, "podman run --security-opt unmask=ALL"},
-		{"/dev/net/tun", s.tun, "podman run --device /dev/net/tun"},
-		{"time namespace", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
-		{"seccomp stacking", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
-		{"landlock", !s.refusing(), "podman run --security-opt seccomp=ci-container-seccomp.json"},
+		{"host name", s.hostname, e.seccompFix()},
+		{"fresh /proc", s.freshProc, e.unmaskFix()},
+		{"fresh /sys", s.freshProc, e.unmaskFix()},
+		{"/dev/net/tun", s.tun, e.tunFix()},
+		{"time namespace", !s.refusing(), e.seccompFix()},
+		{"seccomp stacking", !s.refusing(), e.seccompFix()},
+		{"landlock", !s.refusing(), e.seccompFix()},
 	} {
 		i, found := checks[w.name]
 		if !found {
@@ -429,7 +464,7 @@ func checkCIDoctor(t *testing.T, s ciSetup, o *ciOutput, root bool) {
 
 // checkCIRefusals checks the explicit requests: each works where the container allows it and otherwise fails
 // with one error line naming the container's restriction and the engine's fix.
-func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
+func checkCIRefusals(t *testing.T, e ciEngine, s ciSetup, res map[string]*ciOutput) {
 	t.Helper()
 	refused := func(name, prefix, fix string) {
 		t.Helper()
@@ -454,7 +489,7 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 0 and %s", name, o.code, o.stdout, o.stderr, want)
 		}
 	}
-	seccompFix := "podman run --security-opt seccomp=ci-container-seccomp.json"
+	seccompFix := e.seccompFix()
 	if s.hostname {
 		worked("hostname", regexp.MustCompile(`^web\n$`))
 	} else {
@@ -462,9 +497,9 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 	}
 	switch {
 	case !s.tun:
-		refused("pasta", "caisson: --net pasta: /dev/net/tun: no such file or directory: ", "podman run --device /dev/net/tun")
+		refused("pasta", "caisson: --net pasta: /dev/net/tun: no such file or directory: ", e.tunFix())
 	case !s.route:
-		refused("pasta", "caisson: slirp: pasta exited before it was ready: ", "podman run --network slirp4netns")
+		refused("pasta", "caisson: slirp: pasta exited before it was ready: ", e.route)
 	default:
 		worked("pasta", regexp.MustCompile(`^10\.0\.2\.100/24\ndefault via 10\.0\.2\.2 dev tap0`))
 	}
@@ -479,8 +514,8 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 		refused("time-offset", "caisson: --time-offset: function not implemented: ", seccompFix)
 		refused("strict", "caisson: --security strict: function not implemented: ", seccompFix)
 	case !s.freshProc:
-		refused("time-offset", "caisson: --time-offset: ", "podman run --security-opt unmask=ALL")
-		refused("strict", "caisson: --security strict: ", "podman run --security-opt unmask=ALL")
+		refused("time-offset", "caisson: --time-offset: ", e.unmaskFix())
+		refused("strict", "caisson: --security strict: ", e.unmaskFix())
 	default:
 		o := res["time-offset"]
 		f := strings.Fields(o.stdout)
@@ -502,9 +537,9 @@ func checkCIRefusals(t *testing.T, s ciSetup, res map[string]*ciOutput) {
 
 // checkCINoNamespaces: where the container refuses new user namespaces (Docker's default profile) caisson cannot
 // run at all; every run fails with one line naming the filter and the fix, and doctor says so.
-func checkCINoNamespaces(t *testing.T, res map[string]*ciOutput) {
+func checkCINoNamespaces(t *testing.T, e ciEngine, res map[string]*ciOutput) {
 	t.Helper()
-	fix := "podman run --security-opt seccomp=ci-container-seccomp.json"
+	fix := e.seccompFix()
 	for _, c := range []string{"seed", "hostname", "time-offset", "strict", "landlock"} {
 		o := res[c]
 		var errs []string
@@ -553,4 +588,55 @@ func TestOuterMissingDevices(t *testing.T) {
 		!strings.Contains(notices[0], "; fix: ") {
 		t.Errorf("want one notice naming both devices and the fix: %q", r.stderr)
 	}
+}
+
+// TestRootModeCIDocker runs caisson in Docker containers (Debian's docker.io daemon with runc, a daemon of the
+// test's own as in engine_docker_test.go: data and exec roots, socket, no bridge, no iptables), as root: Docker's
+// own default seccomp profile refuses new user namespaces, the shipped profile lifts that, systempaths=unconfined
+// the masks.
+func TestRootModeCIDocker(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs root (run-integration.sh runs it in its root phase)")
+	}
+	testenv.RequireCommand(t, "dockerd")
+	testenv.RequireCommand(t, "docker")
+	testenv.RequireCommand(t, "passt")
+	caissonBin := bin(t)
+	shipped := shippedProfile(t)
+	dir, err := os.MkdirTemp("/tmp", "dockerd.") // short: the socket's path is bounded
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := "unix://" + filepath.Join(dir, "d.sock")
+	docker := func(t *testing.T, args ...string) result {
+		t.Helper()
+		return runCmd(t, 120*time.Second, nil, nil, append([]string{"docker", "-H", host}, args...)...)
+	}
+	d := startDaemon(t, dir, "dockerd", func() bool {
+		return exec.Command("docker", "-H", host, "version").Run() == nil
+	}, "dockerd", "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "docker.pid"), "-H", host, "--bridge", "none", "--iptables=false",
+		"--ip6tables=false", "--ip-masq=false", "--storage-driver", "overlay2")
+	t.Cleanup(func() {
+		if ids := strings.Fields(docker(t, "ps", "-aq").stdout); len(ids) > 0 {
+			docker(t, append([]string{"rm", "-f"}, ids...)...)
+		}
+		d.stop(t)
+		noRuntimeLeft(t, dir)
+		exec.Command("umount", "-R", filepath.Join(dir, "data")).Run()
+		os.RemoveAll(dir)
+	})
+	rootfs := ciRootfs(t, filepath.Join(dir, "rootfs"))
+	tarball := filepath.Join(dir, "rootfs.tar")
+	if out, err := exec.Command("tar", "-C", rootfs, "--owner=0", "--group=0", "--numeric-owner", "-cf", tarball, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	const img = "localhost/caisson-ci"
+	if r := docker(t, "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", tarball, img); r.code != 0 {
+		t.Fatalf("docker import: exit %d: %s", r.code, r.stderr)
+	}
+	e := ciEngine{name: "docker", unmask: "systempaths=unconfined", route: "docker run with a network other than --network none"}
+	runCISetups(t, e, ciDockerSetups, caissonBin, dir, map[string]string{"shipped": shipped}, func(t *testing.T, args []string) result {
+		return docker(t, append([]string{"run", "--rm", "--pull", "never"}, args...)...)
+	}, img)
 }
