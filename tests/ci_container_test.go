@@ -64,9 +64,11 @@ type ciEngine struct {
 	route    string // the fix for pasta in a container without a default route
 }
 
-func (e ciEngine) seccompFix() string { return e.name + " run --security-opt seccomp=ci-container-seccomp.json" }
-func (e ciEngine) unmaskFix() string  { return e.name + " run --security-opt " + e.unmask }
-func (e ciEngine) tunFix() string     { return e.name + " run --device /dev/net/tun" }
+func (e ciEngine) seccompFix() string {
+	return e.name + " run --security-opt seccomp=ci-container-seccomp.json"
+}
+func (e ciEngine) unmaskFix() string { return e.name + " run --security-opt " + e.unmask }
+func (e ciEngine) tunFix() string    { return e.name + " run --device /dev/net/tun" }
 
 // refusing reports whether the setup's filter refuses seccomp(2) and unshare(2).
 func (s ciSetup) refusing() bool { return s.profile == "refusing" }
