@@ -193,7 +193,7 @@ func podmanSuite(t *testing.T) {
 	t.Run("pod", func(t *testing.T) {
 		testenv.RequireCommand(t, "catatonit")
 		p.must("pod", "create", "--name", "p1", "--network", "none")
-		p.must("run", "-d", "--pod", "p1", "--name", "srv", "localhost/bb", "sh", "-c", "echo pod-ok | nc -l -p 8080")
+		p.must("run", "-d", "--pod", "p1", "--name", "srv", "localhost/bb", "sh", "-c", "while :; do echo pod-ok | nc -l -p 8080; done")
 		var r result
 		for i := 0; i < 50; i++ {
 			if r = p.cmd(nil, "run", "--rm", "--pod", "p1", "localhost/bb", "sh", "-c", "nc 127.0.0.1 8080 </dev/null"); r.stdout == "pod-ok\n" {

@@ -329,6 +329,21 @@ func TestOCIHooks(t *testing.T) {
 				map[bool]string{true: "runtime", false: "container"}[w.host])
 		}
 	}
+	// A failing startContainer hook fails start (the program does not run), and the container ends stopped.
+	bs := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "echo program-ran"}
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 3"}}}}
+	})
+	sid := containerID(t, "starthook")
+	cs := o.mustCreate(sid, bs)
+	if r := o.cmd(nil, "start", sid); r.code != 1 || !strings.Contains(r.stderr, "startContainer") {
+		t.Errorf("start with a failing startContainer hook: exit %d %q", r.code, r.stderr)
+	}
+	o.waitStatus(sid, "stopped")
+	if strings.Contains(cs.output(t), "program-ran") {
+		t.Errorf("the program ran although its startContainer hook failed")
+	}
+	o.must("delete", sid)
 	// A failing prestart hook fails create; a hanging one past its timeout too; nothing is left.
 	one := 1
 	for name, h := range map[string]specs.Hook{
@@ -892,4 +907,108 @@ func TestRootModeOCIOOMScoreAdj(t *testing.T) {
 func hasCap(c int) bool {
 	v, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
 	return err == nil && v == 1
+}
+
+// probeFile returns the static probe binary's path (probe returns it as --ro-bind flags).
+func probeFile(t testing.TB) string {
+	t.Helper()
+	return strings.TrimSuffix(probe(t)[1], ":/tmp/probe")
+}
+
+// What caisson adds in OCI mode: TIOCSTI and TIOCLINUX refused under a profile that allows every ioctl (the upper
+// bits of the request included), the stage running from a sealed copy of the runtime when the caller could write
+// it; and the config fields no other test covers: a time namespace's offsets, the LINUX32 personality, --no-pivot,
+// --preserve-fds.
+func TestOCIHardeningAndFields(t *testing.T) {
+	o := newOCI(t)
+	pb := probeFile(t)
+	b := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"/probe", "sys", "ioctl-tiocsti", "ioctl-tiocsti-hi"}
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/probe", Type: "bind", Source: pb, Options: []string{"bind", "ro"}})
+	})
+	r := o.cmd(nil, "run", "--bundle", b, containerID(t, "tiocsti"))
+	if r.code != 0 || !strings.Contains(r.stdout, "ioctl-tiocsti EPERM") || !strings.Contains(r.stdout, "ioctl-tiocsti-hi EPERM") {
+		t.Errorf("TIOCSTI under an allow-all profile: exit %d %q %q: want EPERM for both", r.code, r.stdout, r.stderr)
+	}
+	// The waiting process runs from a sealed copy of the runtime when the caller could write the binary (the
+	// tests' own copy: yes).
+	id := containerID(t, "sealed")
+	c := o.mustCreate(id, o.bundle(args("true")))
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", readPid(t, c.pidFile)))
+	if !strings.HasPrefix(exe, "/memfd:") {
+		t.Errorf("the stage runs from %q, want a sealed memfd copy of the runtime", exe)
+	}
+	o.must("delete", id)
+
+	// timeOffsets in a new time namespace; the LINUX32 personality.
+	bt := o.bundle(func(s *specs.Spec) {
+		s.Process.Args = []string{"sh", "-c", "cat /proc/self/timens_offsets; uname -m"}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
+		s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 86400}, "boottime": {Secs: 3600}}
+		s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
+	})
+	r = o.cmd(nil, "run", "--bundle", bt, containerID(t, "timens"))
+	f := strings.Fields(r.stdout)
+	if r.code != 0 || len(f) != 7 || f[0] != "monotonic" || f[1] != "86400" || f[3] != "boottime" || f[4] != "3600" || f[6] != "i686" {
+		t.Errorf("time offsets and LINUX32: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// --no-pivot: the root moved over "/" and chrooted into.
+	r = o.cmd(nil, "run", "--no-pivot", "--bundle", o.bundle(args("ls", "/bin/busybox")), containerID(t, "nopivot"))
+	if r.code != 0 || !strings.Contains(r.stdout, "/bin/busybox") {
+		t.Errorf("--no-pivot: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// --preserve-fds 1: the caller's fd 3 reaches the container's process as fd 3.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	cmd := exec.Command(o.bin, "--root", o.root, "run", "--preserve-fds", "1", "--bundle",
+		o.bundle(args("sh", "-c", "echo through-fd-3 >&3")), containerID(t, "fds"))
+	cmd.ExtraFiles = []*os.File{pw}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("--preserve-fds: %v: %s", err, out)
+	}
+	pw.Close()
+	buf := make([]byte, 64)
+	n, _ := pr.Read(buf)
+	if string(buf[:n]) != "through-fd-3\n" {
+		t.Errorf("--preserve-fds 1: fd 3 gave %q", buf[:n])
+	}
+}
+
+// A full disk under --root (a 64 KiB tmpfs here): create fails with one line naming the state file, and leaves
+// no process and no state; the engines' next create (after freeing room) works.
+func TestRootModeOCIFullDisk(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs root to mount a small tmpfs (run-integration.sh runs it in its root phase)")
+	}
+	o := newOCI(t)
+	full := filepath.Join(t.TempDir(), "full")
+	os.Mkdir(full, 0o700)
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(full, syscall.MNT_DETACH)
+	filler, _ := os.Create(filepath.Join(full, "filler"))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	o.root = filepath.Join(full, "state")
+	b := o.bundle(args("true"))
+	_, r := o.create(containerID(t, "full"), b)
+	if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "no space left on device") {
+		t.Errorf("create on a full disk: exit %d %q: want one line saying no space is left", r.code, r.stderr)
+	}
+	noRuntimeLeft(t, "")
+	os.Remove(filepath.Join(full, "filler"))
+	if ents, _ := os.ReadDir(o.root); len(ents) != 0 {
+		t.Errorf("state left on the full disk: %v", ents)
+	}
+	o.must("run", "--bundle", b, containerID(t, "full2"))
 }

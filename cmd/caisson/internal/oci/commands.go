@@ -85,6 +85,28 @@ func (g *globals) startLocked(h *handle) error {
 		return fmt.Errorf("the container's process exited before it started its program")
 	}
 	_ = os.Remove(h.fifoPath())
+	// The process runs the startContainer hooks, writes a second byte when they passed, and executes its program,
+	// which closes the FIFO: the byte then the end of file say the program runs; an end of file alone, that a hook
+	// failed (the process exits, its message on the container's stderr).
+	passed := false
+	pfd[0].Events = unix.POLLIN | unix.POLLHUP
+	for {
+		_, err := unix.Poll(pfd[:1], -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for the container's program: %w", err)
+		}
+		n, _ := unix.Read(int(fifo.Fd()), buf)
+		if n == 0 {
+			break // end of file: every writer closed
+		}
+		passed = passed || (n == 1 && buf[0] == 1)
+	}
+	if !passed {
+		return errors.New("the container's process ended before its program ran: a startContainer hook failed (its message is on the container's stderr) or the process was killed")
+	}
 	if spec := h.rec.Config; spec != nil && spec.Hooks != nil {
 		// A failing poststart hook is a warning: the container runs on (the spec's rule).
 		for i, hk := range spec.Hooks.Poststart {

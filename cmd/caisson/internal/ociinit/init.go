@@ -219,8 +219,12 @@ func create(sock *os.File, st *Start, fifo, console *os.File) error {
 	}
 	state := setStatus(ev.State, specs.StateCreated)
 	if err := hook.RunAll("startContainer", p.Hooks.StartContainer, state); err != nil {
-		fmt.Fprintf(os.Stderr, "caisson-oci: %v\n", err) // nobody else is listening now
+		fmt.Fprintf(os.Stderr, "caisson-oci: %v\n", err) // start reports the failure; the details go here
 		os.Exit(1)
+	}
+	// A second byte tells `start` that the startContainer hooks passed; the exec then closes the FIFO.
+	if _, err := unix.Write(startFD, []byte{1}); err != nil {
+		return fmt.Errorf("write the exec FIFO: %w", err)
 	}
 	return execve(path, pr)
 }
@@ -247,16 +251,23 @@ func execIn(sock *os.File, st *Start, console *os.File) error {
 // waitStart blocks until `start` opens the exec FIFO, then writes the byte it reads.
 func waitStart(fifo *os.File) error {
 	// Reopen the O_PATH descriptor for writing through /proc: the open blocks until a reader comes.
-	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(fifo.Fd())), os.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(fifo.Fd())), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open the exec FIFO: %w", err)
 	}
 	fifo.Close()
-	if _, err := f.Write([]byte{0}); err != nil {
+	if _, err := unix.Write(fd, []byte{0}); err != nil {
 		return fmt.Errorf("write the exec FIFO: %w", err)
 	}
-	return f.Close()
+	// The write end stays open: after the startContainer hooks a second byte follows, and the exec closes it
+	// (close-on-exec). `start` waits for both, so that the hooks have run and the program is executing before start
+	// runs the poststart hooks and returns, as the spec orders them.
+	startFD = fd
+	return nil
 }
+
+// startFD is the exec FIFO's write end between waitStart and the exec.
+var startFD = -1
 
 // setStatus returns the state JSON with its status replaced.
 func setStatus(state []byte, status specs.ContainerState) []byte {
