@@ -62,18 +62,46 @@ type builder struct {
 	// treeAttr is set when the root tree's attributes could not be set before it was attached (no
 	// mount_setattr: caisson inside a sandbox whose filter refuses it): they are applied once it is attached.
 	treeAttr uint64
+	// fallbacks are the steps done without so far.
+	fallbacks []Fallback
 }
+
+// Fallback is a step of Setup that the kernel refused, because of the sandbox caisson itself runs in (a
+// container's masked /proc, a device it lacks), and that Setup did without: the sandbox works, with less.
+type Fallback struct {
+	// Step is FallbackProc, FallbackSys, or "/dev/NAME" for a device node.
+	Step string
+	// Err is the refusal.
+	Err error
+}
+
+// The steps of Setup that may fall back.
+const (
+	// FallbackProc: the kernel refused a fresh procfs; the sandbox has the outer /proc, read-only.
+	FallbackProc = "/proc"
+	// FallbackSys: the kernel refused a fresh sysfs; the sandbox has the outer /sys, read-only.
+	FallbackSys = "/sys"
+)
 
 // Setup builds the sandbox's root and pivots into it. It must run in a fresh mount namespace (and, for /proc, as a
 // member of the sandbox's PID namespace). After it returns, the process's root and working directory are the new
 // root and no host directory is held open.
 //
+// It returns the steps it did without (see Fallback), for the caller to report.
+//
 // Preconditions: single caller; the process has CAP_SYS_ADMIN in the user namespace owning its mount namespace.
-func Setup(s Spec) error {
+func Setup(s Spec) ([]Fallback, error) {
+	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}, persist: -1, rootfd: -1, fuseDev: -1}
+	err := b.setup()
+	return b.fallbacks, err
+}
+
+// setup is Setup.
+func (b *builder) setup() error {
+	s := b.spec
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return &MountError{Op: "make private", Target: "/", Err: err}
 	}
-	b := &builder{spec: s, root: baseDir + "/root", srcs: map[int]int{}, persist: -1, rootfd: -1, fuseDev: -1}
 	defer b.closeSources()
 	// Open every host path before anything is mounted over it (baseDir is covered next): the root's tree, the
 	// --persist directory and the bind sources.
@@ -231,6 +259,7 @@ func (b *builder) proc() error {
 		// The kernel refuses a new procfs when the one in this mount namespace is not fully visible ("mount too
 		// revealing"): caisson inside another sandbox or a container whose /proc has masked files. Use that
 		// /proc, read-only, masks included; it shows the outer PID namespace's processes.
+		b.fallbacks = append(b.fallbacks, Fallback{Step: FallbackProc, Err: err})
 		return b.bindHost("/proc", "/proc", true, true)
 	}
 	return err
@@ -306,6 +335,11 @@ func (b *builder) bindDevice(devdir int, name string, major, minor uint32) error
 	src := "/dev/" + name
 	var st unix.Stat_t
 	if err := unix.Stat(src, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			// The host (a container's /dev) has no such node: the sandbox goes without it too.
+			b.fallbacks = append(b.fallbacks, Fallback{Step: src, Err: err})
+			return nil
+		}
 		return &MountError{Op: "check device", Source: src, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != major || unix.Minor(st.Rdev) != minor {
@@ -334,7 +368,14 @@ func (b *builder) tmp() error {
 // stays visible read-only (from the clone, or bound read-only into a --rootfs).
 func (b *builder) sys() error {
 	ro := uint(unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC)
-	if !b.spec.NewNet || b.mountFS("sysfs", "/sys", nil, ro) != nil {
+	fresh := b.spec.NewNet
+	if fresh {
+		if err := b.mountFS("sysfs", "/sys", nil, ro); err != nil {
+			b.fallbacks = append(b.fallbacks, Fallback{Step: FallbackSys, Err: err})
+			fresh = false
+		}
+	}
+	if !fresh {
 		if b.spec.Root != "" {
 			return b.bindHost("/sys", "/sys", true, true)
 		}

@@ -39,6 +39,13 @@ func pastaArgs(path string, pid, mtu int, allowHostLoopback bool) []string {
 	if !allowHostLoopback {
 		args = append(args, "--no-map-gw")
 	}
+	if os.Geteuid() == 0 {
+		// Started as root, pasta drops to the user "nobody" before it opens the sandbox's namespaces, which
+		// belong to root (init has not taken its mapped ids yet): "Couldn't open user namespace: Permission
+		// denied", and in a root file system without /etc/passwd (a CI job's container) "getpwnam" fails first.
+		// It keeps root's ids, as slirp4netns does; it still isolates itself once it has joined them.
+		args = append(args, "--runas", "0:0")
+	}
 	return append(args, strconv.Itoa(pid))
 }
 

@@ -421,11 +421,13 @@ func killHelper(pid int, when helperKill) (killed, inSetup bool) {
 	return false, false
 }
 
-// caissonLines returns the lines of stderr that caisson itself wrote.
+// caissonLines returns the lines of stderr that caisson itself wrote, but its notices: a step refused by what
+// confines caisson (an injected fault looks like an outer sandbox's filter) and skipped says so on a line of its
+// own before the run goes on, and may precede the one line of a later failure.
 func caissonLines(stderr string) []string {
 	var out []string
 	for _, l := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(l, "caisson:") {
+		if strings.HasPrefix(l, "caisson:") && !strings.HasPrefix(l, "caisson: notice: ") {
 			out = append(out, l)
 		}
 	}

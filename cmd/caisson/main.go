@@ -38,9 +38,11 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/idmapcmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/imagecmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/unshare"
+	"github.com/moby/sys/userns"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -130,7 +132,8 @@ func runMain(args []string) int {
 	detached := parent.IsDetachedSupervisor()
 	// Descriptors leaked to caisson by its own caller must not reach the sandbox (CVE-2024-21626 class).
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	env := config.Environment{Env: os.Environ(), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	env := config.Environment{Env: os.Environ(), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+		Outer: outer.Detect(userns.RunningInUserNS)}
 	env.Cwd, _ = os.Getwd()
 	if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil {
 		env.IsTTY = true

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
@@ -58,6 +59,20 @@ type Sandbox struct {
 	GID        uint32       `json:"gid"`
 	Extra      ExtraOptions `json:"extra"`
 	Security   Security     `json:"security"` // hardening applied to the command (sec.go)
+	// Asked are the optional setup steps the user asked for (a flag or a profile): init fails when an outer
+	// sandbox refuses one of them, and skips the others with a notice.
+	Asked Asked `json:"asked"`
+}
+
+// Asked records which of the steps an outer sandbox (a CI job's container) can refuse the user asked for
+// explicitly; the others are defaults that init may skip with one notice line each (package outer).
+type Asked struct {
+	// Hostname is --hostname (the default host name "caisson" may be skipped).
+	Hostname bool `json:"hostname,omitempty"`
+	// TimeNS is --time-offset (a time namespace without offsets may be skipped).
+	TimeNS bool `json:"time_ns,omitempty"`
+	// Seccomp is --seccomp or --security strict (the default posture's filter may be skipped).
+	Seccomp bool `json:"seccomp,omitempty"`
 }
 
 // ExtraOptions are the network and hardening settings init applies.
@@ -76,6 +91,12 @@ type ExtraOptions struct {
 	// NewCgroupNS is true when the parent moved init into cgroup v1 groups after cloning it: init makes a new
 	// cgroup namespace, rooted at those groups, for the command (the one it was cloned with is rooted above).
 	NewCgroupNS bool `json:"new_cgroup_ns,omitempty"`
+	// Outer is the sandbox caisson runs in (a container, another caisson), as the parent saw it: init names it,
+	// and the engine's fix, when it skips or refuses a step.
+	Outer outer.Sandbox `json:"outer"`
+	// OuterProc is set by init (never sent) when the sandbox got the outer /proc, read-only, because the kernel
+	// refused a fresh one: the steps that write to /proc fail with the outer sandbox's fix.
+	OuterProc bool `json:"-"`
 }
 
 // Shares reports whether namespace ns is kept from the host.
@@ -237,6 +258,8 @@ type Environment struct {
 	Win   WinSize
 	UID   uint32
 	GID   uint32
+	// Outer is the sandbox caisson runs in (outer.Detect), passed on to init.
+	Outer outer.Sandbox
 }
 
 // ParseRun parses `caisson run` arguments (everything after "run").
@@ -271,6 +294,7 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 	r := &Run{MapMode: f.Map, Cwd: env.Cwd}
 	sb := &r.Sandbox
 	sb.Args = command
+	sb.Extra.Outer = env.Outer
 	switch f.Map {
 	case "auto", "single", "keep-id":
 	default:
@@ -282,6 +306,7 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 	}
 	sb.Share = share
 	if fs.Changed("time-offset") {
+		sb.Asked.TimeNS = true
 		if sb.Shares("time") {
 			return nil, usagef("--time-offset and --share time cannot be used together (offsets need a new time namespace)")
 		}
@@ -298,6 +323,7 @@ func Build(fs *pflag.FlagSet, f *RunFlags, command []string, env Environment) (*
 			return nil, usagef("--hostname: invalid host name %q (letters, digits, '-' and '.', at most 64 bytes)", f.Hostname)
 		}
 		sb.Hostname = f.Hostname
+		sb.Asked.Hostname = fs.Changed("hostname")
 	}
 	if err := f.Life.apply(fs, r); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/spf13/pflag"
 )
@@ -184,6 +185,41 @@ func TestAsPID1Flag(t *testing.T) {
 		var ue *UsageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--as-pid-1") {
 			t.Errorf("--as-pid-1 %v: want a usage error naming --as-pid-1, got %v", args, err)
+		}
+	}
+}
+
+// Asked records the steps an outer sandbox may refuse that the user asked for (a flag or a profile): init fails on
+// those and skips the defaults with a notice. The outer sandbox the caller saw reaches init unchanged.
+func TestAsked(t *testing.T) {
+	profile := t.TempDir() + "/p.toml"
+	if err := os.WriteFile(profile, []byte("hostname = \"web\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want Asked
+	}{
+		{[]string{"true"}, Asked{}},
+		{[]string{"--hostname", "caisson", "true"}, Asked{Hostname: true}},
+		{[]string{"--profile", profile, "true"}, Asked{Hostname: true}},
+		{[]string{"--time-offset", "boottime=0", "true"}, Asked{TimeNS: true}},
+		{[]string{"--seccomp", "default", "true"}, Asked{Seccomp: true}},
+		{[]string{"--seccomp", "unconfined", "true"}, Asked{Seccomp: true}},
+		{[]string{"--security", "strict", "true"}, Asked{Seccomp: true}},
+		{[]string{"--security", "default", "true"}, Asked{}},
+	} {
+		env := testEnv(t)
+		env.Outer = outer.Sandbox{Engine: outer.Podman, Rootless: true, UserNS: true, SeccompFilters: 1}
+		r, err := ParseRun(tc.args, env)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if r.Sandbox.Asked != tc.want {
+			t.Errorf("%v: asked %+v, want %+v", tc.args, r.Sandbox.Asked, tc.want)
+		}
+		if r.Sandbox.Extra.Outer != env.Outer {
+			t.Errorf("%v: outer %+v, want %+v", tc.args, r.Sandbox.Extra.Outer, env.Outer)
 		}
 	}
 }

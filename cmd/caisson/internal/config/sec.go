@@ -10,6 +10,7 @@ import (
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/flagmeta"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/seccomp"
 	"github.com/spf13/pflag"
@@ -160,6 +161,7 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 		return usagef("--security: unknown posture %q (want default or strict)", f.Security)
 	}
 	sec.Seccomp = f.Security
+	r.Sandbox.Asked.Seccomp = fs.Changed("seccomp") || sec.Posture == PostureStrict
 	if fs.Changed("seccomp") {
 		p, err := seccomp.ParseProfile(f.Seccomp)
 		if err != nil {
@@ -246,6 +248,9 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 			hint := " (see 'caisson doctor'; or use --rlimit)"
 			if strings.Contains(err.Error(), "not delegated") {
 				hint = "; hint: " + cgroup.Hint
+			}
+			if o := r.Sandbox.Extra.Outer; o.In() {
+				hint += "; " + o.Why(outer.NeedCgroup) + "; fix: " + o.Fix(outer.NeedCgroup)
 			}
 			return usagef("%v%s", err, hint)
 		}

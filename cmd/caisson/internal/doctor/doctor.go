@@ -20,6 +20,7 @@ import (
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/cgroup"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
@@ -54,6 +55,8 @@ type Report struct {
 	RunWorks bool `json:"run_works"`
 	// IDMap is the plan `caisson run` would use.
 	IDMap *idmap.Plan `json:"idmap,omitempty"`
+	// Container is the sandbox caisson runs in (engine "" on a host).
+	Container outer.Sandbox `json:"container"`
 }
 
 // Flags defines the flags of `caisson doctor` (read by Main, completion and the man pages).
@@ -107,9 +110,13 @@ func Run(ctx context.Context) *Report {
 		add(c)
 	}
 	add(nestingCheck())
-	add(timeNSCheck())
+	o := outer.Detect(userns.RunningInUserNS)
+	r.Container = o
+	add(containerCheck(o))
 	probe := runProbe()
-	add(probe.usernsCheck())
+	add(timeNSCheck(probe, o))
+	add(probe.usernsCheck(o))
+	add(probe.mountsCheck(o))
 	caller := parent.CurrentCaller()
 	for _, name := range []string{"newuidmap", "newgidmap"} {
 		h := idmap.FindHelper(name)
@@ -146,15 +153,19 @@ func Run(ctx context.Context) *Report {
 		add(c)
 		add(subIDLinesCheck(plan))
 	}
-	add(probe.procCheck())
+	add(probe.procCheck(o))
+	add(probe.sysCheck(o))
+	add(probe.hostnameCheck(o))
 	add(probe.overlayCheck())
 	add(probe.overlayDriverCheck())
-	add(tunCheck())
+	add(tunCheck(o))
+	add(probe.setnsCheck(o))
 	for _, m := range []slirp.Mode{slirp.ModePasta, slirp.ModeSlirp4netns} {
 		add(netCheck(slirp.Detect(m)))
 	}
-	add(cgroupCheck())
-	add(landlockCheck())
+	add(cgroupCheck(o))
+	add(landlockCheck(o))
+	add(probe.seccompCheck(o))
 	r.RunWorks = true
 	for _, c := range r.Checks {
 		if c.Status == Fail {
@@ -262,24 +273,32 @@ func nestingCheck() Check {
 
 // timeNSCheck reports whether the kernel has time namespaces: without them sandboxes share the host's clocks
 // and --time-offset is refused.
-func timeNSCheck() Check {
+func timeNSCheck(r probeResult, o outer.Sandbox) Check {
 	c := Check{Name: "time namespace", Status: OK, Detail: "available (--time-offset works)"}
 	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
 		c.Status = Warn
 		c.Detail = "this kernel has none: sandboxes share the host's clocks and --time-offset will not work"
 		c.Fix = "boot Linux 5.6+ built with CONFIG_TIME_NS"
+	} else if r.StartErr == "" && r.TimeNS != "" {
+		c.Status = Warn
+		c.Detail = "refused (" + r.TimeNS + "): " + o.Why(outer.NeedTimeNS) + "; sandboxes share the outer one (notice) and --time-offset will not work"
+		c.Fix = o.Fix(outer.NeedTimeNS)
 	}
 	return c
 }
 
 // tunCheck opens /dev/net/tun, which pasta and slirp4netns need.
-func tunCheck() Check {
+func tunCheck(o outer.Sandbox) Check {
 	c := Check{Name: "/dev/net/tun", Status: OK, Detail: "usable"}
 	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
 	if err != nil {
 		c.Status = Warn
 		c.Detail = fmt.Sprintf("%v: --net pasta and --net slirp4netns will not work", errors.Unwrap(err))
 		c.Fix = "as root: chmod 0666 /dev/net/tun (the distribution default)"
+		if o.In() {
+			c.Detail += ": " + o.Why(outer.NeedTun)
+			c.Fix = o.Fix(outer.NeedTun)
+		}
 		return c
 	}
 	f.Close()
@@ -311,7 +330,7 @@ func netCheck(f slirp.Features) Check {
 
 // cgroupCheck says where --memory, --pids, --cpus and --cgroup can be enforced: the caller's delegated cgroup v2
 // group and its controllers, or the cgroup v1 hierarchies whose current group the caller owns.
-func cgroupCheck() Check {
+func cgroupCheck(o outer.Sandbox) Check {
 	c := Check{Name: "cgroup delegation", Status: Warn}
 	h, err := cgroup.Discover()
 	if err != nil {
@@ -353,6 +372,9 @@ func cgroupCheck() Check {
 	}
 	if len(limits) < 3 {
 		c.Fix = cgroup.Hint
+		if o.In() {
+			c.Fix = o.Fix(outer.NeedCgroup)
+		}
 	}
 	return c
 }
@@ -367,6 +389,13 @@ type probeResult struct {
 	Overlay    string `json:"overlay"` // "" or the error
 	OverlayRan bool   `json:"overlay_ran"`
 	Fuse       string `json:"fuse"` // "" or why a FUSE file system cannot be mounted in the user namespace
+	// What an outer sandbox's filter or masks can refuse, each "" or the error (probeOuter).
+	Hostname string `json:"hostname"`  // sethostname in the probe's own UTS namespace
+	Sys      string `json:"sys"`       // a fresh sysfs for its own network namespace
+	MountAPI string `json:"mount_api"` // fsopen, fsconfig and fsmount of a tmpfs
+	TimeNS   string `json:"time_ns"`   // unshare(CLONE_NEWTIME); "no time namespaces" when the kernel has none
+	Setns    string `json:"setns"`     // setns into its own network namespace
+	Seccomp  string `json:"seccomp"`   // seccomp(2), as caisson's filter uses it on top of the outer one
 }
 
 // runProbe starts the probe in new user, mount and PID namespaces with a single-id map (which needs no helper).
@@ -377,7 +406,7 @@ func runProbe() probeResult {
 		Args:   []string{ProbeName},
 		Stdout: &out,
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
+			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWNET,
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 			Pdeathsig:   unix.SIGKILL,
@@ -395,22 +424,32 @@ func runProbe() probeResult {
 	return r
 }
 
-func (r probeResult) usernsCheck() Check {
+func (r probeResult) usernsCheck(o outer.Sandbox) Check {
 	c := Check{Name: "user namespaces", Status: OK, Detail: "an unprivileged user namespace was created"}
 	if r.StartErr != "" {
 		c.Status, c.Detail = Fail, "cannot create a user namespace: "+r.StartErr
-		c.Fix = "see the sysctl checks above; in a container, run it with user namespaces allowed (e.g. podman --security-opt seccomp=unconfined)"
+		c.Fix = "see the sysctl checks above"
+		if o.In() {
+			c.Detail += ": " + o.Why(outer.NeedNamespaces)
+			c.Fix = o.Fix(outer.NeedNamespaces)
+		}
 	}
 	return c
 }
 
-func (r probeResult) procCheck() Check {
+// procCheck reports whether a new PID namespace gets a fresh procfs. Without one, run falls back to the outer
+// /proc, read-only (with a notice): a warning, with the setting of the outer sandbox that lifts it.
+func (r probeResult) procCheck(o outer.Sandbox) Check {
 	c := Check{Name: "fresh /proc", Status: OK, Detail: "procfs mounts in a new PID namespace"}
 	if r.StartErr != "" {
 		c.Status, c.Detail = Fail, "not tested: no user namespace"
 	} else if r.Proc != "" {
-		c.Status, c.Detail = Fail, "cannot mount procfs: "+r.Proc
+		c.Status, c.Detail = Warn, "cannot mount procfs ("+r.Proc+"): sandboxes show the outer /proc, read-only, with its processes"
 		c.Fix = "the host's /proc has mounts on top of it (\"mount too revealing\"): run caisson where /proc is fully visible, or use --share pid"
+		if o.In() {
+			c.Detail = "cannot mount procfs (" + r.Proc + "): " + o.Why(outer.NeedProc) + "; sandboxes show the outer /proc, read-only, with its processes"
+			c.Fix = o.Fix(outer.NeedProc) + "; or --share pid"
+		}
 	}
 	return c
 }
@@ -506,19 +545,25 @@ func ProbeMain() int {
 			r.Overlay = err.Error()
 		}
 		r.Fuse = probeFuse()
+		probeOuter(&r)
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 	return 0
 }
 
 // landlockCheck reports the kernel's Landlock ABI (--landlock needs 3; its strict-mode scopes need 6).
-func landlockCheck() Check {
+func landlockCheck(o outer.Sandbox) Check {
 	abi, err := harden.LandlockABI()
 	c := Check{Name: "landlock", Status: OK, Detail: fmt.Sprintf("ABI %d", abi)}
 	switch {
 	case err != nil:
 		c.Status, c.Detail = Warn, fmt.Sprintf("unavailable (%v): --landlock works only as --landlock=best-effort, which then restricts nothing, and --security strict runs without its own Landlock", err)
 		c.Fix = "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and landlock in lsm= (Linux 5.13+)"
+		if o.In() && o.SeccompFilters > 0 && errors.Is(err, unix.ENOSYS) {
+			// The container's filter answers ENOSYS for calls it does not know, as a kernel without them does.
+			c.Detail += "; or " + o.Why(outer.NeedLandlock)
+			c.Fix = o.Fix(outer.NeedLandlock) + "; if that does not help: " + c.Fix
+		}
 	case abi < 3:
 		c.Status, c.Detail = Warn, fmt.Sprintf("ABI %d: --landlock needs ABI 3 (truncate); only --landlock=best-effort works, and --security strict's own Landlock cannot refuse truncate", abi)
 		c.Fix = "upgrade the kernel (Linux 6.2+ has ABI 3)"

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/slirp"
 )
@@ -79,6 +80,40 @@ func TestUsernsSysctls(t *testing.T) {
 		if c.Status != OK {
 			t.Errorf("permissive knobs: %+v, want ok", c)
 		}
+	}
+}
+
+// What the probe found refused becomes a warning (run degrades) or, for mounts, a failure, each with the engine's
+// fix; a fresh /proc refused is a warning since run falls back to the outer one.
+func TestOuterChecks(t *testing.T) {
+	o := outer.Sandbox{Engine: outer.Podman, Evidence: outer.PodmanMarker, Rootless: true, UserNS: true, SeccompFilters: 1}
+	refused := probeResult{Hostname: "operation not permitted", Sys: "operation not permitted", Proc: "operation not permitted",
+		MountAPI: "fsopen: operation not permitted", Setns: "operation not permitted", Seccomp: "function not implemented"}
+	for _, tc := range []struct {
+		c      Check
+		status Status
+		fix    string
+	}{
+		{refused.hostnameCheck(o), Warn, "podman run --security-opt seccomp=ci-container-seccomp.json"},
+		{refused.sysCheck(o), Warn, "podman run --security-opt unmask=ALL"},
+		{refused.procCheck(o), Warn, "podman run --security-opt unmask=ALL"},
+		{refused.mountsCheck(o), Fail, "podman run --security-opt seccomp="},
+		{refused.setnsCheck(o), Warn, "podman run --security-opt seccomp="},
+		{refused.seccompCheck(o), Warn, "podman run --security-opt seccomp="},
+		{probeResult{}.hostnameCheck(o), OK, ""},
+		{probeResult{}.seccompCheck(o), OK, ""},
+		{probeResult{StartErr: "operation not permitted"}.hostnameCheck(o), Warn, ""},
+		{probeResult{StartErr: "operation not permitted"}.usernsCheck(o), Fail, "podman run --security-opt seccomp="},
+	} {
+		if tc.c.Status != tc.status || !strings.HasPrefix(tc.c.Fix, tc.fix) || (tc.fix == "") != (tc.c.Fix == "") {
+			t.Errorf("%s: %s %q fix %q; want %s with fix %q", tc.c.Name, tc.c.Status, tc.c.Detail, tc.c.Fix, tc.status, tc.fix)
+		}
+	}
+	if c := containerCheck(o); c.Status != OK || !strings.Contains(c.Detail, "podman (/run/.containerenv), rootless, 1 seccomp filter") {
+		t.Errorf("container check: %+v", c)
+	}
+	if c := containerCheck(outer.Sandbox{}); !strings.Contains(c.Detail, "runs on the host") {
+		t.Errorf("container check on a host: %+v", c)
 	}
 }
 

@@ -23,11 +23,13 @@
 package harden
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/seccomp"
 	"golang.org/x/sys/unix"
 )
@@ -68,7 +70,12 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) erro
 	rec.Seccomp = SeccompRecord{Profile: sec.Seccomp, Digest: prog.Digest, Instructions: prog.Len()}
 	if sec.Seccomp != string(seccomp.Unconfined) {
 		if err := seccomp.Supported(); err != nil {
-			return fmt.Errorf("harden: --seccomp %s: %w", sec.Seccomp, err)
+			if prog, err = stackRefused(cfg, sec, err); err != nil {
+				return err
+			}
+			if prog == nil {
+				rec.Seccomp = SeccompRecord{Profile: sec.Seccomp + " (not installed: the outer sandbox refuses seccomp(2))"}
+			}
 		}
 	}
 
@@ -77,6 +84,11 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) erro
 	strict := sec.Posture == config.PostureStrict
 	if strict {
 		if err := pinUserNamespaces(); err != nil {
+			if o := cfg.Extra.Outer; cfg.Extra.OuterProc || (o.In() && errors.Is(err, unix.EINVAL)) {
+				// An outer /proc (the fallback, or --share pid) has the outer sandbox's masks, locked: the kernel
+				// refuses to clone it without them (EINVAL), so the limit cannot be written.
+				return &outer.RefusedError{Flag: "--security strict", Need: outer.NeedProc, Err: err, In: o}
+			}
 			return err
 		}
 		rec.MaxUserNamespaces = "0"
@@ -104,6 +116,10 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) erro
 	var ll *landlockPlan
 	if sec.Landlock != config.LandlockOff {
 		if ll, err = planLandlock(sec, cfg.Workdir, stdio); err != nil {
+			if o := cfg.Extra.Outer; o.In() && o.SeccompFilters > 0 && errors.Is(err, unix.ENOSYS) {
+				// The kernel may have Landlock and the outer filter refuse its calls (ENOSYS either way).
+				return fmt.Errorf("%w; or %s; fix: %s", err, o.Why(outer.NeedLandlock), o.Fix(outer.NeedLandlock))
+			}
 			return err
 		}
 		defer ll.close()
@@ -149,6 +165,31 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) erro
 		return fmt.Errorf("harden: %w", err)
 	}
 	return nil
+}
+
+// stackRefused decides what to do when the kernel refuses caisson's own seccomp filter on top of the outer
+// sandbox's (a filter that refuses seccomp(2), a profile that answers ENOSYS for it): the default posture's
+// filter, not asked for, is skipped with a notice (the command still runs under the outer filter), and it returns
+// a nil program; an asked-for profile (--seccomp, --security strict) is an error naming the outer restriction.
+func stackRefused(cfg *config.Sandbox, sec config.Security, cause error) (*seccomp.Program, error) {
+	o := cfg.Extra.Outer
+	if !outer.Refused(cause) {
+		return nil, fmt.Errorf("harden: --seccomp %s: %w", sec.Seccomp, cause)
+	}
+	if cfg.Asked.Seccomp {
+		flag := "--seccomp " + sec.Seccomp
+		if sec.Seccomp == sec.Posture {
+			flag = "--security " + sec.Posture
+		}
+		var errno unix.Errno
+		if errors.As(cause, &errno) {
+			cause = errno // the seccomp package's wording assumes a kernel without seccomp
+		}
+		return nil, &outer.RefusedError{Flag: flag, Need: outer.NeedSeccomp, Err: cause, In: o}
+	}
+	fmt.Fprintln(os.Stderr, o.Notice(outer.NeedSeccomp,
+		"the command runs without caisson's seccomp filter, under the outer one only", "--seccomp unconfined skips it without this notice"))
+	return nil, nil
 }
 
 // compileSeccomp compiles the profile sec asks for.

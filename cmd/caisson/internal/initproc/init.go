@@ -23,6 +23,7 @@ import (
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/caisson-sandbox/caisson/slirp"
@@ -236,8 +237,8 @@ func setup(cfg *config.Sandbox) error {
 		}
 	}
 	if cfg.Hostname != "" {
-		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-			return fmt.Errorf("init: sethostname %q: %w", cfg.Hostname, err)
+		if err := setHostname(cfg); err != nil {
+			return err
 		}
 	}
 	if !cfg.Shares("net") {
@@ -245,11 +246,13 @@ func setup(cfg *config.Sandbox) error {
 			return fmt.Errorf("init: %w", err)
 		}
 	}
-	if err := rootfs.Setup(cfg.Rootfs); err != nil {
-		return err
+	fallbacks, err := rootfs.Setup(cfg.Rootfs)
+	if err != nil {
+		return explainSetup(cfg.Extra.Outer, err)
 	}
+	reportFallbacks(cfg, fallbacks)
 	if !cfg.Shares("time") {
-		if err := newTimeNamespace(cfg.TimeOffsets); err != nil {
+		if err := newTimeNamespace(cfg); err != nil {
 			return err
 		}
 	}
@@ -259,13 +262,18 @@ func setup(cfg *config.Sandbox) error {
 // newTimeNamespace creates the time namespace the command will be born into. unshare(CLONE_NEWTIME) does not move
 // the caller, only the children of the calling thread, and the offsets must be written before the first child:
 // hence this runs on the locked main thread that later forks the command.
-func newTimeNamespace(off config.TimeOffsets) error {
+func newTimeNamespace(cfg *config.Sandbox) error {
+	off := cfg.TimeOffsets
 	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
-		if errors.Is(err, unix.EINVAL) {
+		switch {
+		case errors.Is(err, unix.EINVAL):
 			if off == (config.TimeOffsets{}) {
 				return nil // kernel without time namespaces and no offsets asked for
 			}
 			return errors.New("--time-offset: this kernel has no time namespaces (they need Linux 5.6+ built with CONFIG_TIME_NS)")
+		case outer.Refused(err), errors.Is(err, unix.ENOSPC):
+			// An outer filter, or the outer sandbox's limit on time namespaces (user.max_time_namespaces).
+			return timeNamespaceRefused(cfg, err)
 		}
 		return fmt.Errorf("init: new time namespace: %w", err)
 	}
@@ -281,7 +289,7 @@ func newTimeNamespace(off config.TimeOffsets) error {
 	}
 	f, err := os.OpenFile("/proc/self/timens_offsets", os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("init: time offsets: %w", err)
+		return outerProcRefused(cfg, "--time-offset", fmt.Errorf("init: time offsets: %w", err))
 	}
 	defer f.Close()
 	if err := checkProcfs(f); err != nil {

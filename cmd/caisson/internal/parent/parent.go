@@ -29,6 +29,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/relay"
@@ -123,13 +124,16 @@ func cloneHint(err error) string {
 				why = append(why, strings.ReplaceAll(file, "/", ".")+"="+bad)
 			}
 		}
+		o := outer.Detect(userns.RunningInUserNS)
 		switch {
 		case len(why) > 0:
 			slices.Sort(why)
 			return fmt.Sprintf(" (unprivileged user namespaces are disabled or restricted here: %s; run caisson doctor for the fix)",
 				strings.Join(why, ", "))
-		case userns.RunningInUserNS():
-			return " (caisson runs inside another sandbox or container whose seccomp filter refuses new namespaces, as caisson's --security strict does)"
+		case o.Engine == outer.Caisson:
+			return " (caisson runs inside another caisson sandbox whose seccomp filter refuses new namespaces, as --security strict does)"
+		case o.In():
+			return fmt.Sprintf(" (%s; fix: %s)", o.Why(outer.NeedNamespaces), o.Fix(outer.NeedNamespaces))
 		}
 		return " (unprivileged user namespaces are disabled or restricted on this host: run caisson doctor)"
 	}
@@ -273,6 +277,9 @@ func Run(r *config.Run) int {
 	netMode, err := slirp.ParseMode(r.Net.Mode)
 	if err != nil {
 		return errorf("--net: %v", err)
+	}
+	if err := outerNetCheck(netMode, sb.Extra.Outer); err != nil {
+		return errorf("%v", err)
 	}
 	if netMode == slirp.ModeSlirp4netns {
 		go slirp.Prepare(netMode) // its feature probe runs while the sandbox is created
@@ -418,7 +425,7 @@ func Run(r *config.Run) int {
 		err := <-netStarted
 		netStarted = nil
 		if err != nil {
-			return fail("%s", strings.ReplaceAll(err.Error(), "\n", "; ")), false
+			return fail("%s%s", strings.ReplaceAll(err.Error(), "\n", "; "), netHint(netMode, err, sb.Extra.Outer)), false
 		}
 		return 0, true
 	}
@@ -528,6 +535,29 @@ func leaveNothing(network *slirp.Network) {
 	if _, err := reap.Children(exitWait); err != nil {
 		fmt.Fprintf(os.Stderr, "caisson: warning: %v\n", err)
 	}
+}
+
+// outerNetCheck refuses, before anything starts, a user-mode network that the outer sandbox (a CI job's
+// container) cannot give: pasta and slirp4netns need /dev/net/tun, which containers lack unless it is passed.
+func outerNetCheck(mode slirp.Mode, o outer.Sandbox) error {
+	if !o.In() || (mode != slirp.ModePasta && mode != slirp.ModeSlirp4netns) {
+		return nil
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("--net %s: /dev/net/tun: %v: %s; fix: %s", mode, err, o.Why(outer.NeedTun), o.Fix(outer.NeedTun))
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// netHint explains a network helper's failure when its cause is known: pasta copies the addresses and routes of
+// an interface with a default route, which a container started without a network has not.
+func netHint(mode slirp.Mode, err error, o outer.Sandbox) string {
+	if mode == slirp.ModePasta && strings.Contains(err.Error(), "No external routable interface") {
+		return "; " + o.Why(outer.NeedRoute) + "; fix: " + o.Fix(outer.NeedRoute)
+	}
+	return ""
 }
 
 // newGroup creates the sandbox's cgroups for --memory, --pids, --cpus and --cgroup.
