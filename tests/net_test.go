@@ -135,10 +135,11 @@ func startServer(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// dialRead connects to 127.0.0.1:port (retrying for up to 5 s while the sandbox starts) and returns the first line.
+// dialRead connects to 127.0.0.1:port (retrying for up to 20 s while the sandbox starts: User-Mode Linux's one slow
+// CPU on a loaded machine needs more than 5) and returns the first line.
 func dialRead(t *testing.T, port int) string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 		if err == nil {
