@@ -7,6 +7,7 @@
 #
 # Environment: BENCH_RUNS (hyperfine runs, default 30), BENCH_ENGINE_RUNS (default 15).
 set -euo pipefail
+[ -n "${BENCH_TRACE:-}" ] && set -x
 cd "$(dirname "$0")/.."
 root=$(pwd)
 runs=${BENCH_RUNS:-30}
@@ -14,7 +15,8 @@ eruns=${BENCH_ENGINE_RUNS:-15}
 [ "$(id -u)" = 0 ] || { echo "bench-oci.sh: run as root (runtimes and engines as root)" >&2; exit 2; }
 oci=$root/bin/caisson-oci
 [ -x "$oci" ] || { echo "bench-oci.sh: build first (make build)" >&2; exit 2; }
-dir=$(mktemp -d /tmp/caisson-bench-oci.XXXXXX)
+# (not "caisson" in the path: benchreport tells caisson's rows from the peers' by that word)
+dir=$(mktemp -d /tmp/ocibench.XXXXXX)
 daemons=()
 cleanup() {
 	for p in "${daemons[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -27,7 +29,7 @@ trap cleanup EXIT
 br=$dir/benchreport
 CGO_ENABLED=0 go build -o "$br" ./tests/benchreport
 have() { command -v "$1" >/dev/null 2>&1; }
-hf() { hyperfine -N --style none --export-json "$@" >/dev/null 2>&1; }
+hf() { hyperfine -N --style none "$@" >/dev/null; }
 
 # A busybox root file system, as the tests make it, and a bundle of `true`.
 mkdir -p "$dir/rootfs/bin" "$dir/bundle"
@@ -38,20 +40,24 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/rootfs/etc/passwd"
 tar -C "$dir/rootfs" -cf "$dir/rootfs.tar" .
 mv "$dir/rootfs" "$dir/bundle/rootfs"
 "$oci" spec --bundle "$dir/bundle"
-# runc 1.1 and crun 1.8 know runtime-spec 1.0.2, not caisson-oci's 1.3.0; the rest is the same config.
-sed -i 's/"ociVersion": *"[^"]*"/"ociVersion": "1.0.2"/; s/"terminal": *true/"terminal": false/; s/"args": *\[[^]]*\]/"args": ["true"]/' "$dir/bundle/config.json"
+# runc 1.1 and crun 1.8 know runtime-spec 1.0.2, not caisson-oci's 1.3.0; the rest is the same config (made one
+# line first, so that sed sees each array whole).
+tr -d '\n\t' <"$dir/bundle/config.json" |
+	sed 's/"ociVersion": *"[^"]*"/"ociVersion": "1.0.2"/; s/"terminal": *true/"terminal": false/; s/"args": *\[[^]]*\]/"args": ["true"]/' >"$dir/true.json"
+cp "$dir/true.json" "$dir/bundle/config.json"
 
 echo "### The OCI runtime: caisson-oci against runc"
 echo
 echo "A bundle's lifecycle, \`RUNTIME run --bundle B ID\` of \`/bin/true\` (create, start, wait, delete in one"
 echo "command), as root, $runs runs each; CPU is the runtime's and the container's, user+system per run."
 echo
-cmds=("$oci run --bundle $dir/bundle k")
-have runc && cmds+=("runc run --bundle $dir/bundle r")
+# Each runtime with a state directory of this run's own.
+cmds=(-n "caisson-oci run" "$oci --root $dir/state-k run --bundle $dir/bundle k")
+have runc && cmds+=(-n "runc run" "runc --root $dir/state-r run --bundle $dir/bundle r")
 crun_note=""
 if have crun; then
 	if crun run --bundle "$dir/bundle" crun-probe >/dev/null 2>"$dir/crun.err"; then
-		cmds+=("crun run --bundle $dir/bundle c")
+		cmds+=(-n "crun run" "crun run --bundle $dir/bundle c")
 	else
 		crun_note="crun $(crun --version | head -1 | awk '{print $3}') does not run here: $(head -1 "$dir/crun.err")"
 	fi
@@ -65,21 +71,20 @@ echo "What a running container leaves resident of its runtime (10 containers of 
 echo
 echo "| runtime | runtime processes left | RSS of the container's own process (kB) |"
 echo "|---|---:|---:|"
-sed 's/"args": *\["true"\]/"args": ["sleep", "1000"]/' "$dir/bundle/config.json" >"$dir/sleep.json"
-cp "$dir/bundle/config.json" "$dir/true.json"
-cp "$dir/sleep.json" "$dir/bundle/config.json"
+sed 's/"args": *\["true"\]/"args": ["sleep", "1000"]/' "$dir/true.json" >"$dir/bundle/config.json"
 for rt in "$oci" $(have runc && echo runc); do
 	name=$(basename "$rt")
 	pids=()
+	st="$dir/state-m-$name"
 	for i in $(seq 10); do
-		"$rt" create --bundle "$dir/bundle" --pid-file "$dir/pid" "m$i" >/dev/null 2>&1 </dev/null
-		"$rt" start "m$i"
+		"$rt" --root "$st" create --bundle "$dir/bundle" --pid-file "$dir/pid" "m$i" >/dev/null 2>&1 </dev/null
+		"$rt" --root "$st" start "m$i"
 		pids+=("$(cat "$dir/pid")")
 	done
 	left=$(pgrep -c -f "(caisson-oci|runc)( |$).*(create|start|init)" || true)
 	rss=$(awk '/VmRSS/ {print $2}' "/proc/${pids[0]}/status")
 	echo "| $name | $left | $rss |"
-	for i in $(seq 10); do "$rt" delete --force "m$i" >/dev/null 2>&1; done
+	for i in $(seq 10); do "$rt" --root "$st" delete --force "m$i" >/dev/null 2>&1; done
 done
 cp "$dir/true.json" "$dir/bundle/config.json"
 echo
@@ -100,8 +105,8 @@ EOF
 	$P import --change 'ENV PATH=/bin' "$dir/rootfs.tar" localhost/bb >/dev/null 2>&1
 	echo "Podman $(podman version --format '{{.Client.Version}}'), \`podman run --rm --network none IMAGE true\`, $eruns runs:"
 	echo
-	hf -w 2 -r "$eruns" --export-json "$dir/podman.json" "$P --runtime caisson-oci run --rm --network none localhost/bb true" \
-		"$P --runtime runc run --rm --network none localhost/bb true"
+	hf -w 2 -r "$eruns" --export-json "$dir/podman.json" -n "podman run --runtime caisson-oci" "$P --runtime caisson-oci run --rm --network none localhost/bb true" \
+		-n "podman run --runtime runc" "$P --runtime runc run --rm --network none localhost/bb true"
 	"$br" table "$dir/podman.json"
 	$P rm -af >/dev/null 2>&1 || true
 	unset CONTAINERS_CONF
@@ -152,8 +157,8 @@ EOF
 		C="ctr --address $c/c.sock -n bench run --rm --runtime io.containerd.runc.v2"
 		echo "containerd $(containerd --version | awk '{print $3}'), \`ctr run --rm IMAGE true\` (the runc shim with --runc-binary), $eruns runs:"
 		echo
-		hf -w 2 -r "$eruns" --export-json "$dir/ctr.json" "$C --runc-binary $oci localhost/bb:latest k true" \
-			"$C --runc-binary $(command -v runc) localhost/bb:latest r true"
+		hf -w 2 -r "$eruns" --export-json "$dir/ctr.json" -n "ctr run --runc-binary caisson-oci" "$C --runc-binary $oci localhost/bb:latest k true" \
+			-n "ctr run --runc-binary runc" "$C --runc-binary $(command -v runc) localhost/bb:latest r true"
 		"$br" table "$dir/ctr.json"
 		if have crictl; then
 			printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' "$c/c.sock" "$c/c.sock" >"$c/crictl.yaml"
@@ -173,7 +178,8 @@ EOF
 			echo "The CRI path (containerd's CRI plugin, a RuntimeClass handler): a pod sandbox (CNI bridge network) and one"
 			echo "container started, then the pod stopped and removed, $eruns runs:"
 			echo
-			hf -w 2 -r "$eruns" --export-json "$dir/cri.json" "$c/podcycle.sh caisson" "$c/podcycle.sh runc"
+			hf -w 2 -r "$eruns" --export-json "$dir/cri.json" -n "CRI pod + container, handler caisson" "$c/podcycle.sh caisson" \
+				-n "CRI pod + container, handler runc" "$c/podcycle.sh runc"
 			"$br" table "$dir/cri.json"
 		fi
 	fi
@@ -192,7 +198,7 @@ if have dockerd && have docker; then
 	$D import --change 'ENV PATH=/bin' "$dir/rootfs.tar" localhost/bb >/dev/null
 	echo "Docker $($D version --format '{{.Server.Version}}'), \`docker run --rm --network none IMAGE true\`, $eruns runs:"
 	echo
-	hf -w 2 -r "$eruns" --export-json "$dir/docker.json" "$D run --rm --runtime caisson --network none localhost/bb true" \
-		"$D run --rm --runtime runc --network none localhost/bb true"
+	hf -w 2 -r "$eruns" --export-json "$dir/docker.json" -n "docker run --runtime caisson" "$D run --rm --runtime caisson --network none localhost/bb true" \
+		-n "docker run --runtime runc" "$D run --rm --runtime runc --network none localhost/bb true"
 	"$br" table "$dir/docker.json"
 fi

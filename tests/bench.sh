@@ -382,6 +382,18 @@ for extra in rootfs harden; do
 done
 
 # ---------------------------------------------------------------------------------------------------------------
+# caisson-oci against runc, alone and under each engine (as root only: the runtimes and engines run as root).
+if [ "$(id -u)" = 0 ] && [ -x bin/caisson-oci ]; then
+	echo "bench: tests/bench-oci.sh" >&2
+	{
+	echo "## caisson-oci (tests/bench-oci.sh)"
+	echo
+	timeout 1800 ./tests/bench-oci.sh 2>/dev/null || echo "(tests/bench-oci.sh failed)"
+	echo
+	} >>"$report"
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
 echo "bench: charts" >&2
 if have gnuplot; then
 	(cd "$out" && gnuplot) <<'EOF' || echo "bench: gnuplot failed" >&2
