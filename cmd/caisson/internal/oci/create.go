@@ -165,10 +165,12 @@ func (g *globals) launch(id string, o *createOpts) (_ *handle, _ int, err error)
 		},
 		WriteMaps: func(pid int) error { return writeMaps(pid, plan.NS.UIDMappings, plan.NS.GIDMappings) },
 	}
+	g.logDebug("create %s: new namespaces %#x, joined %d, fork %v, cgroups %v", id, req.Clone, len(req.Join), req.Fork, cg != nil)
 	proc, err = nsenter.Start(cmd, req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("nsenter: %w", err)
 	}
+	g.logDebug("create %s: the container's process is %d", id, proc.PID)
 	startTime, err := procpkg.StartTime(proc.PID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("the container's process %d: %w", proc.PID, err)
