@@ -239,6 +239,10 @@ func (b *builder) fuseRoot(tree int) error {
 			continue
 		}
 		if err := b.bindLower(m.Mountpoint, rel); err != nil {
+			if errors.Is(err, unix.EACCES) {
+				// A mount below a directory the caller may not enter: the caller cannot see it either.
+				continue
+			}
 			return err
 		}
 		bound = append(bound, rel)

@@ -22,11 +22,10 @@ import (
 const (
 	// StandInFile is a regular file the caller cannot read: an empty file.
 	StandInFile = "file"
-	// StandInDir is a directory the caller cannot enter: an empty directory that hides the lower one (opaque).
+	// StandInDir is a directory the caller cannot list or cannot enter: an empty directory that hides the lower
+	// one (opaque). fuse-overlayfs reads a directory whole, so even the names of one the caller may enter but
+	// not list would not resolve through it.
 	StandInDir = "dir"
-	// StandInUnlisted is a directory the caller can enter but not list: an empty directory whose entries, if one
-	// knows their names, still resolve in the lower tree as they do for the caller.
-	StandInUnlisted = "unlisted"
 	// StandInParent is a directory on the way to stand-ins: merged with the lower tree's, its attributes kept.
 	StandInParent = "parent"
 )
@@ -35,7 +34,7 @@ const (
 type StandIn struct {
 	// Path is the entry's absolute path in the root (clean, never "/").
 	Path string `json:"p"`
-	// Kind is one of StandInFile, StandInDir, StandInUnlisted or StandInParent.
+	// Kind is one of StandInFile, StandInDir or StandInParent.
 	Kind string `json:"k"`
 	// Mode holds the permission bits (07777) of the entry.
 	Mode uint32 `json:"m"`
@@ -50,7 +49,7 @@ type StandIn struct {
 // CheckStandIn validates a stand-in received by init: a known kind and a clean absolute path below the root.
 func CheckStandIn(s StandIn) error {
 	switch s.Kind {
-	case StandInFile, StandInDir, StandInUnlisted, StandInParent:
+	case StandInFile, StandInDir, StandInParent:
 	default:
 		return fmt.Errorf("stand-in %q: unknown kind %q", s.Path, s.Kind)
 	}

@@ -248,13 +248,8 @@ func (f *finder) classify(dirfd int, name string, st *unix.Statx_t) (kind string
 			return rootfs.StandInFile, false
 		}
 	case unix.S_IFDIR:
-		x := f.can(dirfd, name, st, unix.X_OK)
-		r := f.can(dirfd, name, st, unix.R_OK)
-		switch {
-		case !x:
+		if !f.can(dirfd, name, st, unix.X_OK) || !f.can(dirfd, name, st, unix.R_OK) {
 			return rootfs.StandInDir, false
-		case !r:
-			return rootfs.StandInUnlisted, false
 		}
 		return "", true
 	}

@@ -80,7 +80,7 @@ func find(t *testing.T, o Options) Result {
 const wantTree = `/etc parent rwxr-xr-x
 /etc/shadow file rw-r-----
 /srv parent rwxr-xr-x
-/srv/dropbox unlisted rwx--x--x
+/srv/dropbox dir rwx--x--x
 /var parent rwxr-xr-x
 /var/lib parent rwxr-xr-x
 /var/lib/apt parent rwxr-xr-x
