@@ -20,6 +20,10 @@ const opaqueMarker = ".wh..wh..opq"
 // buildStandIns creates the stand-in layer of Spec.StandIns at standInDir and returns its path, or "" when there
 // are none. Entries are created parents first, each owned by the id its host owner maps to in this user namespace
 // (root when unmapped), with its mode and times; directories get theirs once their children exist.
+//
+// The layer is a new directory of init's private tmpfs, which nothing else can reach yet, and init creates only
+// directories and empty files in it (every path checked clean by CheckStandIn): paths are resolved below it as
+// they are, without one descriptor per level, to keep this cheap (it runs at every start).
 func (b *builder) buildStandIns() (string, error) {
 	ins := append([]StandIn(nil), b.spec.StandIns...)
 	if len(ins) == 0 {
@@ -40,54 +44,28 @@ func (b *builder) buildStandIns() (string, error) {
 		return "", fmt.Errorf("rootfs: stand-in layer: %w", err)
 	}
 	defer unix.Close(top)
-	uids, gids := readIDMap("/proc/self/uid_map"), readIDMap("/proc/self/gid_map")
+	l := &standInLayer{top: top, uids: readIDMap("/proc/self/uid_map"), gids: readIDMap("/proc/self/gid_map"),
+		dirs: map[string]bool{".": true}}
 	var dirs []StandIn
 	for _, s := range ins {
 		rel := strings.TrimPrefix(s.Path, "/")
-		if err := mkdirAllBeneath(top, path.Dir(rel)); err != nil {
+		if err := l.parents(rel); err != nil {
 			return "", standInError(s, err)
 		}
-		switch s.Kind {
-		case StandInFile:
-			fd, err := openBeneath(top, rel, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL)
-			if err != nil {
+		if s.Kind == StandInFile {
+			if err := l.file(rel, s); err != nil {
 				return "", standInError(s, err)
 			}
-			err = setAttrs(fd, s, uids, gids)
-			unix.Close(fd)
-			if err == nil {
-				err = setTimes(top, s)
-			}
-			if err != nil {
-				return "", standInError(s, err)
-			}
-		default:
-			if err := unix.Mkdirat(top, rel, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-				return "", standInError(s, err)
-			}
-			if s.Kind == StandInDir {
-				fd, err := openBeneath(top, rel+"/"+opaqueMarker, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL)
-				if err != nil {
-					return "", standInError(s, err)
-				}
-				unix.Close(fd)
-			}
-			dirs = append(dirs, s)
+			continue
 		}
+		if err := l.dir(rel, s.Kind == StandInDir); err != nil {
+			return "", standInError(s, err)
+		}
+		dirs = append(dirs, s)
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		s := dirs[i]
-		fd, err := openBeneath(top, strings.TrimPrefix(s.Path, "/"), unix.O_RDONLY|unix.O_DIRECTORY)
-		if err != nil {
-			return "", standInError(s, err)
-		}
-		err = setAttrs(fd, s, uids, gids)
-		unix.Close(fd)
-		if err == nil {
-			err = setTimes(top, s)
-		}
-		if err != nil {
-			return "", standInError(s, err)
+		if err := l.attrs(strings.TrimPrefix(dirs[i].Path, "/"), dirs[i]); err != nil {
+			return "", standInError(dirs[i], err)
 		}
 	}
 	return standInDir, nil
@@ -97,40 +75,69 @@ func standInError(s StandIn, err error) error {
 	return &MountError{Op: "create stand-in", Target: s.Path, Err: err}
 }
 
-// mkdirAllBeneath creates the directory rel (relative, clean) below top and its missing parents, mode 0755.
-func mkdirAllBeneath(top int, rel string) error {
-	if rel == "." || rel == "" {
+// standInLayer creates the entries of the stand-in layer below top.
+type standInLayer struct {
+	top        int
+	uids, gids []idRange
+	dirs       map[string]bool // directories that exist (relative paths)
+}
+
+// parents creates the missing directories above rel (mode 0755, root's: the parent process lists every
+// directory leading to a stand-in with its attributes, so this only happens for a list that lacks one).
+func (l *standInLayer) parents(rel string) error {
+	d := path.Dir(rel)
+	if l.dirs[d] {
 		return nil
 	}
-	if err := mkdirAllBeneath(top, path.Dir(rel)); err != nil {
+	if err := l.parents(d); err != nil {
 		return err
 	}
-	fd, err := openBeneath(top, path.Dir(rel), unix.O_PATH|unix.O_DIRECTORY)
+	if err := unix.Mkdirat(l.top, d, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	l.dirs[d] = true
+	return nil
+}
+
+// file creates the empty file rel with s's owner, mode and times.
+func (l *standInLayer) file(rel string, s StandIn) error {
+	fd, err := unix.Openat(l.top, rel, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	if err := unix.Mkdirat(fd, path.Base(rel), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+	unix.Close(fd)
+	return l.attrs(rel, s)
+}
+
+// dir creates the directory rel (its attributes come later), opaque when it hides the lower one.
+func (l *standInLayer) dir(rel string, opaque bool) error {
+	if err := unix.Mkdirat(l.top, rel, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
+	l.dirs[rel] = true
+	if opaque {
+		fd, err := unix.Openat(l.top, rel+"/"+opaqueMarker, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+	}
 	return nil
 }
 
-// setAttrs gives the open stand-in fd its owner (mapped into this user namespace; root when unmapped) and mode.
-func setAttrs(fd int, s StandIn, uids, gids []idRange) error {
-	if err := unix.Fchown(fd, int(toInside(uids, s.UID)), int(toInside(gids, s.GID))); err != nil {
-		return fmt.Errorf("chown: %w", err)
+// attrs gives rel its owner (mapped into this user namespace; root, which created it, when unmapped), mode and
+// times.
+func (l *standInLayer) attrs(rel string, s StandIn) error {
+	if uid, gid := toInside(l.uids, s.UID), toInside(l.gids, s.GID); uid != 0 || gid != 0 {
+		if err := unix.Fchownat(l.top, rel, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
 	}
-	if err := unix.Fchmod(fd, s.Mode); err != nil {
+	if err := unix.Fchmodat(l.top, rel, s.Mode, 0); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	return nil
-}
-
-// setTimes sets the stand-in's times by its path below top (the layer holds no symlink: init made every entry).
-func setTimes(top int, s StandIn) error {
 	ts := []unix.Timespec{unix.NsecToTimespec(s.Atime), unix.NsecToTimespec(s.Mtime)}
-	if err := unix.UtimesNanoAt(top, strings.TrimPrefix(s.Path, "/"), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(l.top, rel, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil

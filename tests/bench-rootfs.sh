@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of caisson's root file systems (run as an unprivileged user with subordinate ids, after make build):
 # start-up of --overlay and --rootfs against a plain run (and bwrap when it has --overlay-src), file metadata and
-# large-read throughput inside an overlay against a host directory, and unpack of a ~100 MB image against tar -x.
+# large-read throughput inside an overlay against a host directory, unpack of a ~100 MB image against tar -x, and
+# rootfs pull of it from a registry on 127.0.0.1 (CAISSON_REGISTRY) against podman pull and skopeo copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${CAISSON_BIN:-$PWD/bin/caisson}
@@ -63,4 +64,32 @@ if [ -x "$work/../caisson-mkimage" ] || true; then
 		--prepare "$bin run --no-cwd --bind $work:/tmp/w -- rm -rf /tmp/w/img-root; rm -rf $work/tar-root" \
 		"$bin rootfs unpack $work/image.tar $work/img-root" \
 		"mkdir -p $work/tar-root && tar -C $work/tar-root -xf $work/layer.tar"
+fi
+
+echo "== rootfs pull of that image from a registry on 127.0.0.1 (tests/registry) vs podman pull and skopeo copy"
+# caisson rootfs pull fetches and unpacks (as podman pull does into its storage); skopeo copy only fetches, into
+# an OCI layout. The layer is 100 MB of random data, gzip-compressed by the registry's push.
+reg=${CAISSON_REGISTRY:-}
+if [ -n "$reg" ] && [ -x "$reg" ] && [ -f "$work/image.tar" ]; then
+	coproc REGISTRY { exec "$reg" -push "bench/img:1=$work/image.tar"; }
+	read -r url <&"${REGISTRY[0]}"
+	host=${url#http://}
+	img=$host/bench/img:1
+	args=(--prepare "$bin rm-tree $work/pulled >/dev/null 2>&1 || true" "$bin rootfs pull $img $work/pulled")
+	if command -v podman >/dev/null && podman pull -q --tls-verify=false "$img" >/dev/null 2>&1; then
+		args+=(--prepare "podman rmi -f $img >/dev/null 2>&1 || true" "podman pull -q --tls-verify=false $img")
+	else
+		echo "podman: not installed or cannot pull here: not compared"
+	fi
+	if command -v skopeo >/dev/null; then
+		args+=(--prepare "rm -rf $work/skopeo" "skopeo copy -q --src-tls-verify=false docker://$img oci:$work/skopeo:img")
+	else
+		echo "skopeo: not installed (apt package skopeo): not compared"
+	fi
+	hyperfine -w 1 -r 5 "${args[@]}"
+	"$bin" rm-tree "$work/pulled" >/dev/null 2>&1 || true
+	podman rmi -f "$img" >/dev/null 2>&1 || true
+	kill "$REGISTRY_PID" 2>/dev/null || true
+else
+	echo "the test registry (CAISSON_REGISTRY, built from tests/registry) is missing: rootfs pull not measured"
 fi

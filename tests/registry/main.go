@@ -101,7 +101,7 @@ type misbehave struct {
 
 func (m *misbehave) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	authed := false
-	if u, p, ok := r.BasicAuth(); ok {
+	if u, p, ok := r.BasicAuth(); ok && u != "" { // some clients send empty credentials: anonymous
 		if u+":"+p != m.auth {
 			m.challenge(w)
 			return

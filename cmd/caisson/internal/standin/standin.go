@@ -109,6 +109,10 @@ type finder struct {
 	groups map[uint32]bool
 	mu     sync.Mutex
 	found  map[string]string // relative path -> kind
+	// checking is set while the listed entries are checked (see can).
+	checking bool
+	// dirStats holds the watched directories' stats taken in this run, for check to reuse.
+	dirStats map[string]*unix.Statx_t
 }
 
 // workers bounds the directories read at once during a search (it is I/O-bound when the caches are cold).
@@ -128,7 +132,7 @@ func Find(o Options) (Result, error) {
 		return Result{}, fmt.Errorf("stand-ins: %s: %w", o.Root, err)
 	}
 	defer unix.Close(root)
-	f := &finder{o: o, root: root, found: map[string]string{}, groups: map[uint32]bool{}}
+	f := &finder{o: o, root: root, found: map[string]string{}, groups: map[uint32]bool{}, dirStats: map[string]*unix.Statx_t{}}
 	for _, g := range o.Groups {
 		f.groups[g] = true
 	}
@@ -160,12 +164,13 @@ func Find(o Options) (Result, error) {
 			f.found[rel] = v
 		}
 		for rel, was := range c.Watch {
-			var st unix.Statx_t
-			if err := f.statx(rel, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			st := new(unix.Statx_t)
+			if err := f.statx(rel, st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 				delete(c.Watch, rel)
 				changed = true
 				continue
 			}
+			f.dirStats[rel] = st
 			if nsec(st.Mtime) != was.Mtime || st.Ino != was.Ino {
 				f.walk(rel, was.Looked-clockSlack)
 				looked[rel] = true
@@ -221,7 +226,9 @@ func (o Options) Owns(uid uint32) bool {
 }
 
 // can reports whether the caller has access (R_OK or X_OK) to the entry: its permission bits for the caller's
-// class (owner, group, other) first, and access(2) when they deny it (an ACL may grant it).
+// class (owner, group, other) decide, and access(2) confirms the answer that may be wrong (an ACL may grant what
+// the bits deny, or deny what they grant). A search asks access(2) when the bits deny; the check of a listed
+// entry, which the bits deny almost always, asks it only when they grant.
 func (f *finder) can(dirfd int, name string, st *unix.Statx_t, access uint32) bool {
 	bits := uint32(st.Mode)
 	switch {
@@ -230,8 +237,9 @@ func (f *finder) can(dirfd int, name string, st *unix.Statx_t, access uint32) bo
 	case f.groups[st.Gid]:
 		bits >>= 3
 	}
-	if bits&access == access {
-		return true
+	granted := bits&access == access
+	if granted != f.checking {
+		return granted
 	}
 	return f.o.access(dirfd, name, access)
 }
@@ -371,12 +379,17 @@ func (f *finder) walk(rel string, since int64) {
 // their current attributes. Entries that are gone, readable now, or reached through a symlink are dropped
 // (dropped is then true); a directory that became readable is searched.
 func (f *finder) check() (ins []rootfs.StandIn, dropped bool) {
+	f.checking = true
+	defer func() { f.checking = false }()
 	rels := make([]string, 0, len(f.found))
 	for rel := range f.found {
 		rels = append(rels, rel)
 	}
 	sort.Strings(rels)
 	dirs := map[string]*unix.Statx_t{} // ancestors: nil when not a plain directory
+	for rel, st := range f.dirStats {
+		dirs[rel] = st
+	}
 	var dirOK func(rel string) (*unix.Statx_t, bool)
 	dirOK = func(rel string) (*unix.Statx_t, bool) {
 		if rel == "." || rel == "" {

@@ -4,16 +4,18 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caisson-sandbox/caisson/rootfs"
+	"golang.org/x/sys/unix"
 )
 
 // tree builds a root in a temporary directory. The tests search it as a caller who owns nothing there (another
-// uid, no group): only the "other" permission bits count, and access(2) is replaced by a refusal, so they run the
-// same for root and for any user.
+// uid, no group): only the "other" permission bits count, and access(2) is replaced by otherAccess, so they run
+// the same for root and for any user.
 func tree(t *testing.T) (root string, o Options) {
 	t.Helper()
 	root = t.TempDir()
@@ -46,9 +48,17 @@ func tree(t *testing.T) (root string, o Options) {
 		mk(d+"/hidden", 0o600, false) // covered by the sandbox: never searched
 	}
 	t.Cleanup(func() { os.Chmod(filepath.Join(root, "var/lib/apt/lists/partial"), 0o755) })
-	o = Options{Root: root, UID: 4000000, Groups: []uint32{4000000}, CacheDir: t.TempDir(),
-		access: func(int, string, uint32) bool { return false }}
+	o = Options{Root: root, UID: 4000000, Groups: []uint32{4000000}, CacheDir: t.TempDir(), access: otherAccess}
 	return root, o
+}
+
+// otherAccess is access(2) for a user of the "other" class on a file system without ACLs.
+func otherAccess(dirfd int, name string, mode uint32) bool {
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return st.Mode&mode == mode // R_OK and X_OK are the "other" bits 04 and 01
 }
 
 // kinds renders stand-ins as "path kind mode" lines.
@@ -174,6 +184,23 @@ func TestFindBadCache(t *testing.T) {
 		}
 		if r := find(t, o); !r.Searched || kinds(r.StandIns) != wantTree {
 			t.Errorf("cache %v: searched %v:\n%s", bad, r.Searched, kinds(r.StandIns))
+		}
+	}
+}
+
+// An ACL may grant what the mode bits deny: access(2) decides then, during a search and a check.
+func TestFindACL(t *testing.T) {
+	root, o := tree(t)
+	shadow := filepath.Join(root, "etc/shadow")
+	o.access = func(dirfd int, name string, mode uint32) bool {
+		if p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(dirfd)); filepath.Join(p, name) == shadow {
+			return true // an ACL entry grants the caller /etc/shadow
+		}
+		return otherAccess(dirfd, name, mode)
+	}
+	for i := 0; i < 2; i++ {
+		if got := kinds(find(t, o).StandIns); strings.Contains(got, "/etc/shadow") {
+			t.Errorf("run %d: a file an ACL lets the caller read is a stand-in:\n%s", i, got)
 		}
 	}
 }
