@@ -7,11 +7,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -401,5 +404,34 @@ func TestRootfsPullProgress(t *testing.T) {
 	if err != nil || !strings.Contains(s, "caisson: pulling "+reg.host+"/img:1: layer 1/1 [") || !strings.Contains(s, " MB") ||
 		!strings.Contains(s, "caisson: pulled "+reg.host+"/img@sha256:") {
 		t.Errorf("on a terminal: %v %q", err, s)
+	}
+}
+
+// TestRootfsPullProxy: the fetch goes through $HTTP_PROXY. The registry is named by a host name that does not
+// resolve (.invalid); only the proxy, on 127.0.0.1, knows where it is.
+func TestRootfsPullProxy(t *testing.T) {
+	requireSandbox(t)
+	reg := startRegistry(t)
+	reg.push(t, "img:1", platformImage(t, runtime.GOARCH))
+	var seen atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect || r.URL.Host != "registry.caisson.invalid:5000" {
+			http.Error(w, "no", http.StatusBadGateway)
+			return
+		}
+		seen.Add(1)
+		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", reg.host
+		}}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("HTTPS_PROXY", proxy.URL)
+	t.Setenv("NO_PROXY", "")
+	dir := pullDir(t, "root")
+	r := caissonFor(t, 2*time.Minute, "", nil, "rootfs", "pull", "--insecure", "registry.caisson.invalid:5000/img:1", dir)
+	if r.code != 0 || platformOf(t, dir) != runtime.GOARCH || seen.Load() == 0 {
+		t.Errorf("through the proxy: exit %d %q, %d requests proxied", r.code, r.stderr, seen.Load())
 	}
 }
