@@ -45,7 +45,9 @@ func (b *builder) buildStandIns() (string, error) {
 	}
 	defer unix.Close(top)
 	l := &standInLayer{top: top, uids: readIDMap("/proc/self/uid_map"), gids: readIDMap("/proc/self/gid_map"),
-		dirs: map[string]bool{".": true}}
+		dirs: map[string]bool{".": true}, chmod: map[string]bool{}}
+	// Entries are created with their modes (no chmod each): no umask meanwhile.
+	defer unix.Umask(unix.Umask(0))
 	var dirs []StandIn
 	for _, s := range ins {
 		rel := strings.TrimPrefix(s.Path, "/")
@@ -58,7 +60,7 @@ func (b *builder) buildStandIns() (string, error) {
 			}
 			continue
 		}
-		if err := l.dir(rel, s.Kind == StandInDir); err != nil {
+		if err := l.dir(rel, s); err != nil {
 			return "", standInError(s, err)
 		}
 		dirs = append(dirs, s)
@@ -80,6 +82,7 @@ type standInLayer struct {
 	top        int
 	uids, gids []idRange
 	dirs       map[string]bool // directories that exist (relative paths)
+	chmod      map[string]bool // directories whose mode is still to be set
 }
 
 // parents creates the missing directories above rel (mode 0755, root's: the parent process lists every
@@ -101,7 +104,7 @@ func (l *standInLayer) parents(rel string) error {
 
 // file creates the empty file rel with s's owner, mode and times.
 func (l *standInLayer) file(rel string, s StandIn) error {
-	fd, err := unix.Openat(l.top, rel, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(l.top, rel, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, s.Mode&0o777)
 	if err != nil {
 		return err
 	}
@@ -109,11 +112,15 @@ func (l *standInLayer) file(rel string, s StandIn) error {
 	return l.attrs(rel, s)
 }
 
-// dir creates the directory rel (its attributes come later), opaque when it hides the lower one.
-func (l *standInLayer) dir(rel string, opaque bool) error {
-	if err := unix.Mkdirat(l.top, rel, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+// dir creates the directory rel with s's mode (its owner and times come once its children exist), opaque when it
+// hides the lower one.
+func (l *standInLayer) dir(rel string, s StandIn) error {
+	if err := unix.Mkdirat(l.top, rel, s.Mode&0o1777); errors.Is(err, unix.EEXIST) {
+		l.chmod[rel] = true // made by parents
+	} else if err != nil {
 		return err
 	}
+	opaque := s.Kind == StandInDir
 	l.dirs[rel] = true
 	if opaque {
 		fd, err := unix.Openat(l.top, rel+"/"+opaqueMarker, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -125,16 +132,19 @@ func (l *standInLayer) dir(rel string, opaque bool) error {
 	return nil
 }
 
-// attrs gives rel its owner (mapped into this user namespace; root, which created it, when unmapped), mode and
-// times.
+// attrs gives rel its owner (mapped into this user namespace; root, which created it, when unmapped), the mode
+// bits its creation could not set, and its times.
 func (l *standInLayer) attrs(rel string, s StandIn) error {
 	if uid, gid := toInside(l.uids, s.UID), toInside(l.gids, s.GID); uid != 0 || gid != 0 {
 		if err := unix.Fchownat(l.top, rel, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmodat(l.top, rel, s.Mode, 0); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+	// The mode was set at creation, but for set-id bits and the directories parents made.
+	if s.Mode&0o6000 != 0 || l.chmod[rel] {
+		if err := unix.Fchmodat(l.top, rel, s.Mode, 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(s.Atime), unix.NsecToTimespec(s.Mtime)}
 	if err := unix.UtimesNanoAt(l.top, rel, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
