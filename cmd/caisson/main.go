@@ -77,7 +77,7 @@ Usage:
   caisson idmap [--user NAME|UID] [--json]    show the ID maps 'run' would write
   caisson diff DIR [--json]                   list what sandboxes changed in a --persist DIR (A/C/D lines)
   caisson rootfs unpack ARCHIVE DIR           unpack an OCI layout/tar or docker-save archive into DIR
-  caisson rootfs pull [--platform P] IMAGE DIR  fetch IMAGE from its registry and unpack it into DIR
+  caisson rootfs pull [flags] IMAGE DIR       fetch IMAGE from its registry and unpack it into DIR
   caisson unshare [--map MODE] [COMMAND...]   run COMMAND (default: your shell) as root of a user namespace with
                                               run's ID maps, to rm/chown your sandboxes' files; isolates nothing else
   caisson rm-tree DIR...                      remove a --persist DIR or an unpacked root, subordinate-owned files too
