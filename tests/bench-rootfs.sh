@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bin=${CAISSON_BIN:-$PWD/bin/caisson}
 # Under $HOME, not /tmp: the sandbox has a private /tmp, and the overlay runs read the files through the host view.
 work=$(mktemp -d "$HOME/.caisson-bench.XXXXXX")
-trap '"$bin" run --no-cwd --bind "$work:/tmp/w" -- rm -rf /tmp/w/img-root >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap '"$bin" run --no-cwd --bind "$work:/tmp/w" -- rm -rf /tmp/w/img-root >/dev/null 2>&1 || true; "$bin" rm-tree "$work/pulled" >/dev/null 2>&1 || true; kill "${REGISTRY_PID:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/rfs/bin"
 cp /bin/busybox "$work/rfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rfs/bin/$a"; done
@@ -75,6 +75,10 @@ if [ -n "$reg" ] && [ -x "$reg" ] && [ -f "$work/image.tar" ]; then
 	read -r url <&"${REGISTRY[0]}"
 	host=${url#http://}
 	img=$host/bench/img:1
+	# No credentials: an empty auth file keeps skopeo and podman off /run/containers/UID (a root podman may have
+	# made /run/containers unreadable).
+	echo '{}' >"$work/auth.json"
+	export REGISTRY_AUTH_FILE=$work/auth.json
 	args=(--prepare "$bin rm-tree $work/pulled >/dev/null 2>&1 || true" "$bin rootfs pull $img $work/pulled")
 	if command -v podman >/dev/null && podman pull -q --tls-verify=false "$img" >/dev/null 2>&1; then
 		args+=(--prepare "podman rmi -f $img >/dev/null 2>&1 || true" "podman pull -q --tls-verify=false $img")
