@@ -63,7 +63,7 @@ if [ "$(id -u)" = 0 ] && [ -x "$dir/idmap.test" ]; then
 fi
 if [ "$(id -u)" = 0 ] && [ -x "$dir/tests.test" ]; then
 	echo "=== ./tests (as root: the host-root mode, and caisson-oci as a rootful runtime)"
-	(cd "$dir/run-tests" && CAISSON_BIN="$dir/caisson" CAISSON_OCI_BIN="$dir/caisson-oci" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+	(cd "$dir/run-tests" && CAISSON_BIN="$dir/caisson" CAISSON_OCI_BIN="$dir/caisson-oci" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" CAISSON_TEST_USER="$user" \
 		"$dir/tests.test" -test.v -test.count=1 -test.timeout=20m -test.run "${CAISSON_ROOT_RUN:-^TestRootMode|^TestOCI}") || status=1
 fi
 exit $status
