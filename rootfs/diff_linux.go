@@ -1,8 +1,10 @@
 package rootfs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sort"
@@ -52,6 +54,25 @@ func Diff(dir string) ([]Change, error) {
 	}
 	sort.Slice(d.out, func(i, j int) bool { return d.out[i].Path < d.out[j].Path })
 	return d.out, nil
+}
+
+// WriteChanges prints changes as `caisson diff` does: one "A|C|D PATH" line each, or with asJSON a JSON array of
+// {"kind", "path"} objects.
+func WriteChanges(w io.Writer, changes []Change, asJSON bool) error {
+	if asJSON {
+		if changes == nil {
+			changes = []Change{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(changes)
+	}
+	for _, c := range changes {
+		if _, err := fmt.Fprintf(w, "%s %s\n", c.Kind, c.Path); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type differ struct {

@@ -210,7 +210,14 @@ func (b *builder) fuseRoot(tree int) error {
 	if err := unix.MoveMount(layers, "", unix.AT_FDCWD, fuseLayersDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return &MountError{Op: "bind layers", Target: fuseLayersDir, Err: err}
 	}
-	mfd, err := b.startFuse(lowerDir, fuseLayersDir+"/"+PersistUpper+"/"+LayerName("/"),
+	// The stand-ins of the entries the caller cannot read sit above the tree (StandIn).
+	lower := lowerDir
+	if dir, err := b.buildStandIns(); err != nil {
+		return err
+	} else if dir != "" {
+		lower = dir + ":" + lowerDir
+	}
+	mfd, err := b.startFuse(lower, fuseLayersDir+"/"+PersistUpper+"/"+LayerName("/"),
 		fuseLayersDir+"/"+PersistWork+"/"+LayerName("/"))
 	if err != nil {
 		return err
@@ -228,10 +235,14 @@ func (b *builder) fuseRoot(tree int) error {
 	var bound []string
 	for _, m := range infos {
 		rel := strings.TrimPrefix(m.Mountpoint, lowerDir)
-		if rel == "" || overlayable(rel, m.FSType) || below(rel, bound) {
+		if rel == "" || Overlayable(rel, m.FSType) || below(rel, bound) {
 			continue
 		}
 		if err := b.bindLower(m.Mountpoint, rel); err != nil {
+			if errors.Is(err, unix.EACCES) {
+				// A mount below a directory the caller may not enter: the caller cannot see it either.
+				continue
+			}
 			return err
 		}
 		bound = append(bound, rel)

@@ -88,9 +88,12 @@ var pseudoFS = map[string]bool{
 // read-only rather than overlaid.
 var coveredDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
 
-// overlayable reports whether the mount at mountpoint (inside the root) with file system type fstype gets an
+// CoveredDirs returns the directories the sandbox mounts its own file systems on (the lower tree's are not seen).
+func CoveredDirs() []string { return append([]string(nil), coveredDirs...) }
+
+// Overlayable reports whether the mount at mountpoint (inside the root) with file system type fstype gets an
 // overlay, or is kept read-only as it is.
-func overlayable(mountpoint, fstype string) bool {
+func Overlayable(mountpoint, fstype string) bool {
 	if pseudoFS[fstype] || strings.HasPrefix(fstype, "fuse") {
 		return false
 	}

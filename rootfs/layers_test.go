@@ -64,8 +64,8 @@ func TestOverlayable(t *testing.T) {
 		want   bool
 	}{{"/home", "ext4", true}, {"/proc", "proc", false}, {"/sys/fs/cgroup", "cgroup2", false},
 		{"/run/user/1", "tmpfs", false}, {"/mnt/x", "tmpfs", true}, {"/data", "fuse.sshfs", false}} {
-		if got := overlayable(tc.mp, tc.fs); got != tc.want {
-			t.Errorf("overlayable(%q, %q) = %v", tc.mp, tc.fs, got)
+		if got := Overlayable(tc.mp, tc.fs); got != tc.want {
+			t.Errorf("Overlayable(%q, %q) = %v", tc.mp, tc.fs, got)
 		}
 	}
 }

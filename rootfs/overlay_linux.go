@@ -77,7 +77,7 @@ const skelDir = baseDir + "/skel"
 // overlayTree makes dst (a directory inside the root) writable, as described at overlayRoot.
 func (b *builder) overlayTree(dst string, mounts map[string]string) error {
 	src := lowerDir + strings.TrimSuffix(dst, "/")
-	if fstype, ok := mounts[dst]; ok && dst != "/" && !overlayable(dst, fstype) {
+	if fstype, ok := mounts[dst]; ok && dst != "/" && !Overlayable(dst, fstype) {
 		return b.bindLower(src, dst)
 	}
 	if _, ok := mounts[dst]; !ok && below(dst, coveredDirs) {

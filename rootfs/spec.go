@@ -76,6 +76,9 @@ type Spec struct {
 	FuseOverlayfs string `json:"fuse_overlayfs,omitempty"`
 	// OverlayDriver forces a driver, DriverKernel or DriverFuse; "" chooses per run (CAISSON_OVERLAY_DRIVER).
 	OverlayDriver string `json:"overlay_driver,omitempty"`
+	// StandIns are the lower tree's entries the caller cannot read, and the directories leading to them: with
+	// fuse-overlayfs the sandbox sees each as an empty file or directory (StandIn). The parent finds them.
+	StandIns []StandIn `json:"stand_ins,omitempty"`
 }
 
 // The overlay drivers --overlay can use.

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks of caisson's root file systems (run as an unprivileged user with subordinate ids, after make build):
 # start-up of --overlay and --rootfs against a plain run (and bwrap when it has --overlay-src), file metadata and
-# large-read throughput inside an overlay against a host directory, and unpack of a ~100 MB image against tar -x.
+# large-read throughput inside an overlay against a host directory, unpack of a ~100 MB image against tar -x, and
+# rootfs pull of it from a registry on 127.0.0.1 (CAISSON_REGISTRY) against podman pull and skopeo copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${CAISSON_BIN:-$PWD/bin/caisson}
 # Under $HOME, not /tmp: the sandbox has a private /tmp, and the overlay runs read the files through the host view.
 work=$(mktemp -d "$HOME/.caisson-bench.XXXXXX")
-trap '"$bin" run --no-cwd --bind "$work:/tmp/w" -- rm -rf /tmp/w/img-root >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap '"$bin" run --no-cwd --bind "$work:/tmp/w" -- rm -rf /tmp/w/img-root >/dev/null 2>&1 || true; "$bin" rm-tree "$work/pulled" >/dev/null 2>&1 || true; kill "${REGISTRY_PID:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/rfs/bin"
 cp /bin/busybox "$work/rfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rfs/bin/$a"; done
@@ -63,4 +64,36 @@ if [ -x "$work/../caisson-mkimage" ] || true; then
 		--prepare "$bin run --no-cwd --bind $work:/tmp/w -- rm -rf /tmp/w/img-root; rm -rf $work/tar-root" \
 		"$bin rootfs unpack $work/image.tar $work/img-root" \
 		"mkdir -p $work/tar-root && tar -C $work/tar-root -xf $work/layer.tar"
+fi
+
+echo "== rootfs pull of that image from a registry on 127.0.0.1 (tests/registry) vs podman pull and skopeo copy"
+# caisson rootfs pull fetches and unpacks (as podman pull does into its storage); skopeo copy only fetches, into
+# an OCI layout. The layer is 100 MB of random data, gzip-compressed by the registry's push.
+reg=${CAISSON_REGISTRY:-}
+if [ -n "$reg" ] && [ -x "$reg" ] && [ -f "$work/image.tar" ]; then
+	coproc REGISTRY { exec "$reg" -push "bench/img:1=$work/image.tar"; }
+	read -r url <&"${REGISTRY[0]}"
+	host=${url#http://}
+	img=$host/bench/img:1
+	# No credentials: an empty auth file keeps skopeo and podman off /run/containers/UID (a root podman may have
+	# made /run/containers unreadable).
+	echo '{}' >"$work/auth.json"
+	export REGISTRY_AUTH_FILE=$work/auth.json
+	args=(--prepare "$bin rm-tree $work/pulled >/dev/null 2>&1 || true" "$bin rootfs pull $img $work/pulled")
+	if command -v podman >/dev/null && podman pull -q --tls-verify=false "$img" >/dev/null 2>&1; then
+		args+=(--prepare "podman rmi -f $img >/dev/null 2>&1 || true" "podman pull -q --tls-verify=false $img")
+	else
+		echo "podman: not installed or cannot pull here: not compared"
+	fi
+	if command -v skopeo >/dev/null; then
+		args+=(--prepare "rm -rf $work/skopeo" "skopeo copy -q --src-tls-verify=false docker://$img oci:$work/skopeo:img")
+	else
+		echo "skopeo: not installed (apt package skopeo): not compared"
+	fi
+	hyperfine -w 1 -r 5 "${args[@]}"
+	"$bin" rm-tree "$work/pulled" >/dev/null 2>&1 || true
+	podman rmi -f "$img" >/dev/null 2>&1 || true
+	kill "$REGISTRY_PID" 2>/dev/null || true
+else
+	echo "the test registry (CAISSON_REGISTRY, built from tests/registry) is missing: rootfs pull not measured"
 fi

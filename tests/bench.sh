@@ -40,12 +40,14 @@ CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/emptygo" ./tests/emptygo
 # The same caisson without its exit wait for the network helper (build tag caisson_nowait): what that wait costs.
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -tags caisson_nowait -o "$dir/caisson-nowait" ./cmd/caisson
+# The registry on 127.0.0.1 that bench-rootfs.sh pulls from.
+CGO_ENABLED=0 go build -o "$dir/registry" ./tests/registry
 
 as_user=()
 if [ "$(id -u)" = 0 ]; then
 	./tests/provision.sh "$user" >/dev/null
 	need=()
-	for p in hyperfine bubblewrap iperf3 gnuplot-nox; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+	for p in hyperfine bubblewrap iperf3 gnuplot-nox skopeo; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 	if [ "${#need[@]}" -gt 0 ]; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	fi
@@ -374,7 +376,7 @@ for extra in rootfs harden; do
 		# bench-harden.sh builds its probe from the repository and switches to the test user itself.
 		timeout 900 "$script" 2>&1 | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | tail -n 120 || echo "(tests/bench-$extra.sh failed)"
 	else
-		run env CAISSON_BIN="$dir/caisson" timeout 900 bash "$dir/bench-$extra.sh" 2>&1 | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | tail -n 120 || echo "(tests/bench-$extra.sh failed)"
+		run env CAISSON_BIN="$dir/caisson" CAISSON_REGISTRY="$dir/registry" timeout 900 bash "$dir/bench-$extra.sh" 2>&1 | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | tail -n 200 || echo "(tests/bench-$extra.sh failed)"
 	fi
 	echo '```'
 	echo

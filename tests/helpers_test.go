@@ -47,7 +47,13 @@ func caisson(t testing.TB, args ...string) result {
 // caissonIn is caisson with a working directory and stdin.
 func caissonIn(t testing.TB, dir string, stdin []byte, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return caissonFor(t, 60*time.Second, dir, stdin, args...)
+}
+
+// caissonFor is caissonIn with a time limit other than a minute (package installs).
+func caissonFor(t testing.TB, limit time.Duration, dir string, stdin []byte, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin(t), args...)
 	cmd.Dir = dir

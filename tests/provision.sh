@@ -8,7 +8,11 @@ user=${1:-caissontest}
 
 pkgs=(uidmap slirp4netns passt busybox-static iproute2 procps psmisc socat strace util-linux bsdutils iperf3 libcap2-bin fuse-overlayfs user-mode-linux bash-completion zsh fish man-db groff-base
 	# The engines caisson-oci runs under (tests/engine_*_test.go), runc beside it, file(1) for BusyboxRootfs.
-	podman conmon catatonit containerd docker.io containernetworking-plugins runc file)
+	podman conmon catatonit containerd docker.io containernetworking-plugins runc file
+	# The install tests (TestInstallApt, TestInstallPip).
+	dpkg-dev python3-pip)
+# npm for the install tests (TestInstallNpm), unless a Node.js install (nodesource's) brings its own.
+command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -40,6 +44,13 @@ install -d -m 0755 /var/lib/caisson-test
 printf 'group-denied\n' >"/var/lib/caisson-test/group-denied.$user"
 chown root:"$(id -g "$user")" "/var/lib/caisson-test/group-denied.$user"
 chmod 0604 "/var/lib/caisson-test/group-denied.$user"
+# Entries the user cannot read, for the overlay's stand-ins (TestOverlayUnreadable): a file, a directory it cannot
+# enter, and one it can enter but not list, holding a file it may read by name.
+fx=/var/lib/caisson-test/unreadable.$user
+install -d -m 0755 "$fx"
+printf 'host-secret\n' >"$fx/secret" && chmod 0600 "$fx/secret"
+install -d -m 0700 "$fx/closed" && printf 'closed-secret\n' >"$fx/closed/inner"
+install -d -m 0711 "$fx/unlisted" && printf 'known\n' >"$fx/unlisted/known" && chmod 0644 "$fx/unlisted/known"
 echo "provision.sh: $user ($(id -u "$user")) ready: subuid $(grep "^$user:" /etc/subuid | head -1), /dev/net/tun $(stat -c %a /dev/net/tun)"
 
 # Delegate cgroups to the test user, as systemd's Delegate=yes does for user@.service: a group in the cgroup v2

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -40,5 +41,44 @@ func TestRootModeNeverMapsHostRoot(t *testing.T) {
 	}
 	if uid := st.Sys().(*syscall.Stat_t).Uid; uid == 0 {
 		t.Errorf("a file made by the sandbox's root belongs to host root")
+	}
+}
+
+// A host mount below a directory the user cannot enter (another user's mount, such as a root podman's under
+// /tmp) does not stop --overlay of the host view with fuse-overlayfs: the user cannot see it, and neither does
+// the sandbox. Root makes the mount, the test user runs caisson (CAISSON_TEST_USER, set by run-integration.sh).
+func TestRootModeOverlayUnreachableMount(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.SkipOrFail(t, "needs to run as host root (tests/run-integration.sh runs it so)")
+	}
+	user := os.Getenv("CAISSON_TEST_USER")
+	if user == "" {
+		testenv.SkipOrFail(t, "CAISSON_TEST_USER is not set (tests/run-integration.sh sets it)")
+	}
+	testenv.RequireCommand(t, "fuse-overlayfs")
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	dir, err := os.MkdirTemp("/tmp", "caisson-unreachable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o700)
+	m := filepath.Join(dir, "m")
+	os.Mkdir(m, 0o755)
+	if err := syscall.Mount("caisson-test", m, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(m, syscall.MNT_DETACH)
+	home := "/home/" + user
+	if b, err := exec.Command("getent", "passwd", user).Output(); err == nil {
+		if f := strings.Split(strings.TrimSpace(string(b)), ":"); len(f) > 5 {
+			home = f[5]
+		}
+	}
+	out, err := exec.Command(setpriv, "--reuid="+user, "--regid="+user, "--init-groups", "--reset-env", "env", "HOME="+home,
+		"PATH=/usr/local/bin:/usr/bin:/bin", bin(t), "run", "--no-cwd", "--overlay", "--", "sh", "-c",
+		"grep -c ' / / .*fuse' /proc/self/mountinfo").CombinedOutput()
+	if err != nil || string(out) != "1\n" {
+		t.Errorf("--overlay as %s with a mount it cannot reach: %v %q", user, err, out)
 	}
 }

@@ -15,6 +15,8 @@ chmod 0755 "$dir"
 cp bin/caisson bin/caisson-image bin/caisson-oci "$dir/"
 # The hardening tests' static probe (tests/probe), and as root a setuid-root copy of it (catalogue U7).
 CGO_ENABLED=0 go build -o "$dir/probe" ./tests/probe
+# The image registry of the rootfs pull tests (go-containerregistry's, on 127.0.0.1).
+CGO_ENABLED=0 go build -o "$dir/registry" ./tests/registry
 if [ "$(id -u)" = 0 ]; then install -m 4755 -o root -g root "$dir/probe" "$dir/probe-suid"; fi
 # The non-reaping child-subreaper harness (tests/subreaper) that the leak checks run caisson under.
 CGO_ENABLED=0 go build -o "$dir/subreaper" ./tests/subreaper
@@ -52,7 +54,7 @@ for p in $pkgs; do
 	# user session starts in user@UID.service), so the cgroup tests can create groups beneath them.
 	(cd "$dir/run-$name" && enter_cgroups && "${as_user[@]}" env HOME="$home" USER="$runuser" \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		CAISSON_BIN="$dir/caisson" CAISSON_OCI_BIN="$dir/caisson-oci" CAISSON_PROBE="$dir/probe" CAISSON_SUBREAPER="$dir/subreaper" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+		CAISSON_BIN="$dir/caisson" CAISSON_OCI_BIN="$dir/caisson-oci" CAISSON_PROBE="$dir/probe" CAISSON_SUBREAPER="$dir/subreaper" CAISSON_REGISTRY="$dir/registry" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
 		CAISSON_SOAK_N="${CAISSON_SOAK_N:-}" CAISSON_SOAK_PAR="${CAISSON_SOAK_PAR:-}" CAISSON_SOAK_SEED="${CAISSON_SOAK_SEED:-}" CAISSON_UML_RUN="${CAISSON_UML_RUN:-}" \
 		"$dir/$name.test" -test.v -test.count="${CAISSON_TEST_COUNT:-1}" -test.timeout=20m -test.run "$run" -test.skip '^TestRootMode|^TestRootWriteDirect$') || status=1
 done
@@ -63,7 +65,7 @@ if [ "$(id -u)" = 0 ] && [ -x "$dir/idmap.test" ]; then
 fi
 if [ "$(id -u)" = 0 ] && [ -x "$dir/tests.test" ]; then
 	echo "=== ./tests (as root: the host-root mode, and caisson-oci as a rootful runtime)"
-	(cd "$dir/run-tests" && CAISSON_BIN="$dir/caisson" CAISSON_OCI_BIN="$dir/caisson-oci" CAISSON_PROBE="$dir/probe" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" \
+	(cd "$dir/run-tests" && CAISSON_BIN="$dir/caisson" CAISSON_OCI_BIN="$dir/caisson-oci" CAISSON_PROBE="$dir/probe" CAISSON_PROFILES="$dir/profiles" CAISSON_TEST_STRICT="${CAISSON_TEST_STRICT:-}" CAISSON_TEST_USER="$user" CAISSON_REGISTRY="$dir/registry" \
 		"$dir/tests.test" -test.v -test.count=1 -test.timeout=20m -test.run "${CAISSON_ROOT_RUN:-^TestRootMode|^TestOCI}") || status=1
 fi
 exit $status

@@ -96,6 +96,13 @@ var Commands = []Command{
 			"the new or empty directory DIR, for run --rootfs DIR. The extraction runs in a sandbox, with " +
 			"caisson-image (found next to caisson or on $PATH) as its command.",
 		Flags: imagecmd.UnpackFlags, Args: []Arg{{Kind: flagmeta.Files}, {Kind: flagmeta.Dirs}}},
+	{Name: "rootfs pull", Synopsis: "[--platform OS/ARCH] [--insecure] [--force] [--map MODE] IMAGE DIR",
+		Summary: "pull IMAGE from its registry and unpack it into DIR",
+		Description: "Fetches IMAGE ([REGISTRY/]NAME[:TAG|@DIGEST], Docker Hub when no registry is named) from its " +
+			"registry, checks every blob against its digest and unpacks it into DIR as rootfs unpack does, for run " +
+			"--rootfs DIR. Credentials come from the files podman login and docker login write. DIR is replaced only " +
+			"when the pull is complete; an interrupted pull leaves it as it was.",
+		Flags: imagecmd.PullFlags, Args: []Arg{{Kind: flagmeta.None}, {Kind: flagmeta.Dirs}}},
 	{Name: "unshare", Synopsis: "[--map MODE] [--] [COMMAND [ARG...]]",
 		Summary: "run COMMAND (default: your shell) as root of a user namespace with run's ID maps",
 		Description: "Runs COMMAND as root of a new user namespace with the ID maps run writes, in your own view of the " +

@@ -34,7 +34,7 @@ func TestComplete(t *testing.T) {
 		{line: "", has: []string{"run", "ps", "exec", "stop", "logs", "doctor", "inspect", "idmap", "diff", "rootfs", "completion", "version"},
 			not: []string{"__complete", "man", "unpack"}},
 		{line: "r", want: []string{"run", "rootfs", "rm-tree"}},
-		{line: "rootfs ", want: []string{"unpack"}},
+		{line: "rootfs ", want: []string{"unpack", "pull"}},
 		{line: "run --net ", want: []string{"none", "host", "pasta", "slirp4netns"}},
 		{line: "run --net p", want: []string{"pasta"}},
 		{line: "run --net=sl", want: []string{"--net=slirp4netns"}},

@@ -3,13 +3,15 @@
 package imagecmd
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/unshare"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 // exitError is caisson's exit code for its own errors.
@@ -42,21 +44,26 @@ func DiffMain(args []string) int {
 	if fs.NArg() != 1 {
 		return fail("diff: want one --persist directory (usage: caisson diff DIR [--json])")
 	}
+	asJSON, _ := fs.GetBool("json")
 	changes, err := rootfs.Diff(fs.Arg(0))
+	if err != nil && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) && os.Getuid() != 0 {
+		// The upper layers hold directories of the sandbox's other ids (apt's 0700 partial/ is _apt's): read
+		// them as root of a user namespace that maps the caller's subordinate ranges, as the sandbox did.
+		args := []string{unshare.StageDiff, fs.Arg(0)}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		proc, code := parent.StartUserNS(parent.UserNSOptions{Name: "diff", MapMode: "auto", Stage: unshare.StageName, Args: args})
+		if proc == nil {
+			return code
+		}
+		return proc.Wait()
+	}
 	if err != nil {
 		return fail("diff: %v", err)
 	}
-	if asJSON, _ := fs.GetBool("json"); asJSON {
-		if changes == nil {
-			changes = []rootfs.Change{}
-		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(changes)
-		return 0
-	}
-	for _, c := range changes {
-		fmt.Printf("%s %s\n", c.Kind, c.Path)
+	if err := rootfs.WriteChanges(os.Stdout, changes, asJSON); err != nil {
+		return fail("diff: %v", err)
 	}
 	return 0
 }

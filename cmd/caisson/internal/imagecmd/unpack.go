@@ -77,19 +77,25 @@ func UnpackFlags() *pflag.FlagSet {
 	return fs
 }
 
-// RootfsMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
-//
-// The extraction runs inside a caisson sandbox (caisson-image, bound read-only), as root of a user namespace
-// that maps the caller's subordinate ranges: the owners the image gives its files land on the host as the mapped
-// subordinate ids, so `caisson run --rootfs DIR` shows them as the image meant, and the caller needs no privilege.
-// Only the archive (read-only) and DIR (read-write) are visible to the extraction.
+// rootfsUsage lists the rootfs subcommands.
+const rootfsUsage = "caisson rootfs unpack [--map MODE] ARCHIVE DIR, or caisson rootfs pull [--platform OS/ARCH] [--insecure] [--force] [--map MODE] IMAGE DIR"
+
+// RootfsMain runs `caisson rootfs unpack ...` and `caisson rootfs pull ...` (see PullMain).
 func RootfsMain(args []string) int {
-	if len(args) == 0 || args[0] != "unpack" {
-		return fail("rootfs: unknown command (usage: caisson rootfs unpack [--map MODE] ARCHIVE DIR)")
+	if len(args) > 0 && args[0] == "pull" {
+		return PullMain(args[1:])
 	}
+	if len(args) == 0 || args[0] != "unpack" {
+		return fail("rootfs: unknown command (usage: %s)", rootfsUsage)
+	}
+	return unpackMain(args[1:])
+}
+
+// unpackMain runs `caisson rootfs unpack [--map MODE] ARCHIVE DIR`.
+func unpackMain(args []string) int {
 	fs := UnpackFlags()
 	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
@@ -113,21 +119,8 @@ func RootfsMain(args []string) int {
 	if err != nil {
 		return fail("rootfs unpack: %v", err)
 	}
-	exe, err := extractor()
-	if err != nil {
-		return fail("rootfs unpack: %v", err)
-	}
 	mode, _ := fs.GetString("map")
-	runArgs := []string{"--no-cwd", "--map", mode, "--clearenv",
-		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
-		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,
-		"--bind", rootfs.EscapeBind(dir) + ":" + innerRoot,
-		"--", innerBinary, innerArchive, innerRoot}
-	r, err := config.ParseRun(runArgs, config.Environment{Cwd: "/", UID: uint32(os.Getuid()), GID: uint32(os.Getgid())})
-	if err != nil {
-		return fail("rootfs unpack: %v", err)
-	}
-	code := parent.Run(r)
+	code := unpackInto(archive, dir, mode, "rootfs unpack")
 	if code != 0 {
 		// The extraction empties DIR when it fails; what it could not remove (or a killed extraction's partial
 		// tree) belongs to subordinate ids, which the caller cannot remove directly.
@@ -140,6 +133,29 @@ func RootfsMain(args []string) int {
 		}
 	}
 	return code
+}
+
+// unpackInto extracts the image archive (or OCI layout directory) into the existing directory dir, inside a caisson
+// sandbox (caisson-image, bound read-only), as root of a user namespace that maps the caller's subordinate
+// ranges (mode "auto") or only the caller ("single"): the owners the image gives its files land on the host as the
+// mapped subordinate ids, so `caisson run --rootfs DIR` shows them as the image meant, and the caller needs no
+// privilege. Only the archive (read-only) and dir (read-write) are visible to the extraction. It returns the exit
+// code; on failure the extraction empties dir as far as it can.
+func unpackInto(archive, dir, mode, what string) int {
+	exe, err := extractor()
+	if err != nil {
+		return fail("%s: %v", what, err)
+	}
+	runArgs := []string{"--no-cwd", "--map", mode, "--clearenv",
+		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
+		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,
+		"--bind", rootfs.EscapeBind(dir) + ":" + innerRoot,
+		"--", innerBinary, innerArchive, innerRoot}
+	r, err := config.ParseRun(runArgs, config.Environment{Cwd: "/", UID: uint32(os.Getuid()), GID: uint32(os.Getgid())})
+	if err != nil {
+		return fail("%s: %v", what, err)
+	}
+	return parent.Run(r)
 }
 
 // prepareDir makes sure dir is an empty directory, creating it when missing (created is then true).

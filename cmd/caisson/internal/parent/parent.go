@@ -272,6 +272,8 @@ func Run(r *config.Run) int {
 	if mappedInside(plan.GIDMap, 5) {
 		sb.Rootfs.TTYGID = 5
 	}
+	// The stand-ins of the files the caller cannot read are found while the sandbox is created.
+	standIns := findStandIns(&sb.Rootfs, caller, plan)
 
 	// Network input is checked before anything starts.
 	netMode, err := slirp.ParseMode(r.Net.Mode)
@@ -465,6 +467,13 @@ func Run(r *config.Run) int {
 	var tty *term.Terminal
 	if sb.TTY {
 		tty = term.New()
+	}
+	if standIns != nil {
+		res := <-standIns
+		if res.err != nil {
+			return fail("%v", res.err)
+		}
+		sb.Rootfs.StandIns = res.ins
 	}
 	sess := newSession(parentSock, pid, entry, tty)
 	sess.asPID1 = sb.AsPID1

@@ -25,6 +25,9 @@ const StageName = "caisson-unshare"
 const (
 	stageExec   = "exec"    // replace itself with the command: argv[3:]
 	stageRemove = "rm-tree" // remove the trees: argv[3:] are their paths; each has two descriptors (see removeTrees)
+	// StageDiff lists a --persist directory's changes (`caisson diff`): argv[3] is the directory, argv[4] an
+	// optional "--json".
+	StageDiff = "diff"
 )
 
 // Exit codes of a command that cannot be run, as `caisson run` has them.
@@ -66,6 +69,8 @@ func StageMain() int {
 		return execCommand(os.Args[3:])
 	case stageRemove:
 		return removeTrees(os.Args[3:])
+	case StageDiff:
+		return diffTree(os.Args[3:])
 	}
 	return fail("%s: unknown job %q", StageName, os.Args[2])
 }
@@ -96,6 +101,21 @@ func execCommand(args []string) int {
 		return failCode(exitNotFound, "unshare: %s: %v", path, err)
 	}
 	return failCode(exitCannotExec, "unshare: cannot execute %s: %v", path, err)
+}
+
+// diffTree prints the changes of the --persist directory args[0] (as JSON when args[1] is "--json").
+func diffTree(args []string) int {
+	if len(args) == 0 {
+		return fail("diff: no directory")
+	}
+	changes, err := rootfs.Diff(args[0])
+	if err == nil {
+		err = rootfs.WriteChanges(os.Stdout, changes, len(args) > 1 && args[1] == "--json")
+	}
+	if err != nil {
+		return fail("diff: %v", err)
+	}
+	return 0
 }
 
 // dropInheritable empties the inheritable capabilities, and with them the ambient ones.
