@@ -13,6 +13,8 @@
 //	benchreport connrate -addr 127.0.0.1:PORT -d DURATION -c CONNS   TCP connections per second
 //	benchreport pair -n N -a "CMD A" -b "CMD B"...      A and B run alternately: medians and the paired difference
 //	benchreport tail -n N -label L -- CMD...            what CMD leaves behind, and how long it lives after CMD's exit
+//	benchreport cpu -n N [-procs] [-user U] [-tsv FILE] CMD...   median CPU per run (and split by process)
+//	benchreport cputargets FILE.tsv BWRAP BWRAP-START EMPTY-GO [CMD TARGET HELPER]...   CPU ratios to bwrap, the floor
 //
 // A row is caisson's when its label contains "caisson"; every other row is a peer (or the host baseline), and the
 // best of those is the ratio's reference.
@@ -45,7 +47,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fatalf("usage: benchreport table|targets|floor|rows|throughput|conc|mem|serve|connrate|pair|tail ...")
+		fatalf("usage: benchreport table|targets|floor|rows|throughput|conc|mem|serve|connrate|pair|tail|cpu|cputargets ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -74,6 +76,10 @@ func main() {
 		err = pairMain(args)
 	case "tail":
 		err = tailMain(args)
+	case "cpu":
+		err = cpuMain(args)
+	case "cputargets":
+		err = cpuTargetsMain(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
