@@ -22,11 +22,11 @@ const x32SyscallBit = 0x40000000
 
 // archInfo describes one native ABI the compiler can generate programs for.
 type archInfo struct {
-	goarch    string            // runtime.GOARCH
-	scmpArch  string            // libseccomp/OCI name, e.g. "SCMP_ARCH_X86_64"
-	mobyArch  string            // name used by Docker profiles' includes/excludes "arches"
-	auditArch uint32            // seccomp_data.arch of native syscalls
-	x32       bool              // refuse nr&x32SyscallBit (amd64's x32 ABI) with ENOSYS
+	goarch    string                   // runtime.GOARCH
+	scmpArch  string                   // libseccomp/OCI name, e.g. "SCMP_ARCH_X86_64"
+	mobyArch  string                   // name used by Docker profiles' includes/excludes "arches"
+	auditArch uint32                   // seccomp_data.arch of native syscalls
+	x32       bool                     // refuse nr&x32SyscallBit (amd64's x32 ABI) with ENOSYS
 	build     func() map[string]uint32 // the generated table
 
 	// The table is built on first use (a profile from a file; the built-in postures are precompiled): building
