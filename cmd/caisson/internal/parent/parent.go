@@ -15,13 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"os/user"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/relay"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/spawn"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
@@ -160,6 +162,52 @@ func startFailure(err error) string {
 		cause = pe.Err // "fork/exec /proc/self/exe" says nothing to the user
 	}
 	return cause.Error() + cloneHint(err)
+}
+
+// initProcess is the sandbox's init as its parent holds it: a child not reaped until wait, so that its PID cannot
+// be reused meanwhile, and a pidfd to signal it by (never a recycled PID, even once it is reaped).
+type initProcess struct {
+	pid    int
+	pidfd  int // -1 without pidfds
+	once   sync.Once
+	reaped atomic.Bool
+	status unix.WaitStatus
+	err    error
+}
+
+func startedInit(pid int) *initProcess {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		fd = -1
+	}
+	return &initProcess{pid: pid, pidfd: fd}
+}
+
+// kill sends init SIGKILL.
+func (p *initProcess) kill() {
+	if p.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
+		return
+	}
+	if !p.reaped.Load() { // without pidfds: only while the PID is still init's
+		_ = unix.Kill(p.pid, unix.SIGKILL)
+	}
+}
+
+// release closes the pidfd, once nothing signals init any more.
+func (p *initProcess) release() {
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+	}
+}
+
+// wait reaps init (once) and returns its status.
+func (p *initProcess) wait() unix.WaitStatus {
+	p.once.Do(func() {
+		p.status, p.err = spawn.Reap(p.pid)
+		p.reaped.Store(true)
+	})
+	return p.status
 }
 
 // applyMaps writes the plan's maps for pid, giving the helpers 10 seconds. The pid cannot be reused meanwhile as
@@ -324,7 +372,7 @@ func Run(r *config.Run) int {
 		return errorf("%v", err)
 	}
 	defer parentSock.Close()
-	extra := []*os.File{initSock}
+	extra := []*os.File{initSock} // descriptors 3, 4... of init
 	var portParent *os.File
 	if len(publish) > 0 {
 		var portChild *os.File
@@ -342,30 +390,33 @@ func Run(r *config.Run) int {
 	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
 		initArgs = append(initArgs, initproc.PrepareTapArg)
 	}
-	cmd := &exec.Cmd{
-		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
-		Args:       initArgs,
-		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
-		Stdin:      std[0],
-		Stdout:     std[1],
-		Stderr:     std[2],
-		ExtraFiles: extra,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  cloneFlags(sb),
-			AmbientCaps: allCaps(),
-		},
+	files := []int{int(std[0].Fd()), int(std[1].Fd()), int(std[2].Fd())}
+	for _, f := range extra {
+		files = append(files, int(f.Fd()))
+	}
+	attr := &spawn.Attr{
+		Path:        harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
+		Args:        initArgs,
+		Env:         []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
+		Files:       files,
+		Cloneflags:  cloneFlags(sb),
+		AmbientCaps: allCaps(),
 	}
 	if fd := group.FD(); fd >= 0 {
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+		attr.UseCgroupFD, attr.CgroupFD = true, fd
 	}
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
-	if err := cmd.Start(); err != nil {
+	// Like vfork: nothing of this process is copied for init (package spawn). This goroutine is locked to the
+	// main thread, whose life init's parent-death signal follows.
+	pid, err := spawn.Start(attr)
+	if err != nil {
 		initSock.Close()
 		return errorf("cannot create the sandbox: %s", startFailure(err))
 	}
 	initSock.Close()
 	stdio.Started()
-	pid := cmd.Process.Pid
+	initp := startedInit(pid)
+	defer initp.release()
 	// The state directories of caissons killed with SIGKILL go now, while the sandbox is set up (not before init's
 	// clone, whose start it would delay); the exit waits for it.
 	swept := make(chan struct{})
@@ -374,10 +425,9 @@ func Run(r *config.Run) int {
 	// fail ends a sandbox whose setup failed after init started. If init had already exited by itself, it has
 	// reported its own error (the cause) and its status is ours: ours would only be a consequence.
 	fail := func(format string, args ...any) int {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if ps := cmd.ProcessState; ps != nil && ps.Exited() {
-			return ps.ExitCode()
+		initp.kill()
+		if ws := initp.wait(); ws.Exited() {
+			return ws.ExitStatus()
 		}
 		return errorf(format, args...)
 	}
@@ -443,7 +493,7 @@ func Run(r *config.Run) int {
 	if err != nil {
 		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
 		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-		ours := !cmd.ProcessState.Exited() // init did not fail first: the error printed is ours
+		ours := !initp.status.Exited() // init did not fail first: the error printed is ours
 		if hint := mapHint(plan, err); hint != "" && ours {
 			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
 		}
@@ -485,14 +535,18 @@ func Run(r *config.Run) int {
 	waited := make(chan int, 1)
 	go func() {
 		awaitExit(pid)
-		err := cmd.Wait()
-		waited <- exitCode(cmd.ProcessState, err)
+		ws := initp.wait()
+		if initp.err != nil {
+			waited <- errorf("wait for the sandbox: %v", initp.err)
+			return
+		}
+		waited <- statusCode(syscall.WaitStatus(ws))
 	}()
 	var netExited <-chan error
 	if network != nil {
 		netExited = network.Exited()
 	}
-	return FinishStdio(stdio, sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() }))
+	return FinishStdio(stdio, sess.wait(sigs, waited, netExited, initp.kill))
 }
 
 // OpenStdio returns the standard descriptors a sandbox in posture gets: in the strict posture, a file or directory
@@ -603,14 +657,6 @@ func addNetworkFiles(sb *config.Sandbox, g slirp.GuestConfig) {
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/resolv.conf",
 			Data: slirp.ResolvConf(g), Optional: true})
 	}
-}
-
-// exitCode turns init's end into caisson's exit code: init's own code, or 128+N when it was killed by signal N.
-func exitCode(ps *os.ProcessState, err error) int {
-	if ps == nil {
-		return errorf("wait for the sandbox: %v", err)
-	}
-	return statusCode(ps.Sys().(syscall.WaitStatus))
 }
 
 // statusCode turns a wait status into an exit code: the process's own code, or 128+N when signal N killed it.

@@ -1,0 +1,5 @@
+//go:build !(linux && amd64)
+
+package spawn
+
+func start(a *Attr) (int, error) { return forkExec(a) }
