@@ -301,21 +301,7 @@ func Run(r *config.Run) int {
 	if r.Life.Join != "" {
 		return runJoined(r, sigs, notified)
 	}
-	caller := CurrentCaller()
-	plan, err := NewPlan(ctx, r.MapMode, caller)
-	if err != nil {
-		return errorf("%v", err)
-	}
-	announcePlan(plan)
 	sb := &r.Sandbox
-	if plan.Mode == idmap.ModeKeepID {
-		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
-		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
-	}
-	sb.BecomeRoot = becomeRoot(caller)
-	if mappedInside(plan.GIDMap, 5) {
-		sb.Rootfs.TTYGID = 5
-	}
 
 	// Network input is checked before anything starts.
 	netMode, err := slirp.ParseMode(r.Net.Mode)
@@ -422,6 +408,23 @@ func Run(r *config.Run) int {
 	swept := make(chan struct{})
 	go func() { _ = state.Sweep(); close(swept) }()
 	defer func() { <-swept }()
+	// The ID maps are planned while init starts (its Go runtime's start overlaps this work).
+	caller := CurrentCaller()
+	plan, err := NewPlan(ctx, r.MapMode, caller)
+	if err != nil {
+		initp.kill()
+		initp.wait()
+		return errorf("%v", err)
+	}
+	announcePlan(plan)
+	if plan.Mode == idmap.ModeKeepID {
+		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
+		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
+	}
+	sb.BecomeRoot = becomeRoot(caller)
+	if mappedInside(plan.GIDMap, 5) {
+		sb.Rootfs.TTYGID = 5
+	}
 	// fail ends a sandbox whose setup failed after init started. If init had already exited by itself, it has
 	// reported its own error (the cause) and its status is ours: ours would only be a consequence.
 	fail := func(format string, args ...any) int {
@@ -483,7 +486,11 @@ func Run(r *config.Run) int {
 
 	// Moving init into v1 groups waits for the kernel (an RCU grace period): it overlaps the map helpers.
 	entered := make(chan error, 1)
-	go func() { entered <- group.Enter(pid) }()
+	if group != nil {
+		go func() { entered <- group.Enter(pid) }()
+	} else {
+		entered <- nil
+	}
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
 	err = applyMaps(ctx, plan, pid)
