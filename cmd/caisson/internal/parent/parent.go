@@ -164,6 +164,27 @@ func startFailure(err error) string {
 	return cause.Error() + cloneHint(err)
 }
 
+// startInit creates init with attr. When the caller could write caisson's binary (CVE-2019-5736 class), init runs
+// from a read-only bind of it (spawn.Attr.ReadOnlyExec), or where the kernel refuses that, from a sealed copy
+// (harden.InitPath).
+func startInit(attr *spawn.Attr) (int, error) {
+	if !harden.BinaryWritable() {
+		return spawn.Start(attr)
+	}
+	// The bind is made in init's new mount namespace, of the binary's path there (the same as here: a copy of
+	// this one), checked to name the file this process runs.
+	if path, ok := harden.ExecutablePath(); ok && spawn.ReadOnlyExecSupported && attr.Cloneflags&unix.CLONE_NEWNS != 0 {
+		ro := *attr
+		ro.Path, ro.ReadOnlyExec = path, true
+		pid, err := spawn.Start(&ro)
+		if !spawn.ReadOnlyExecRefused(err) {
+			return pid, err
+		}
+	}
+	attr.Path = harden.InitPath()
+	return spawn.Start(attr)
+}
+
 // initProcess is the sandbox's init as its parent holds it: a child not reaped until wait, so that its PID cannot
 // be reused meanwhile, and a pidfd to signal it by (never a recycled PID, even once it is reaped).
 type initProcess struct {
@@ -381,7 +402,7 @@ func Run(r *config.Run) int {
 		files = append(files, int(f.Fd()))
 	}
 	attr := &spawn.Attr{
-		Path:        harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
+		Path:        "/proc/self/exe",
 		Args:        initArgs,
 		Env:         []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
 		Files:       files,
@@ -394,7 +415,7 @@ func Run(r *config.Run) int {
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
 	// Like vfork: nothing of this process is copied for init (package spawn). This goroutine is locked to the
 	// main thread, whose life init's parent-death signal follows.
-	pid, err := spawn.Start(attr)
+	pid, err := startInit(attr)
 	if err != nil {
 		initSock.Close()
 		return errorf("cannot create the sandbox: %s", startFailure(err))

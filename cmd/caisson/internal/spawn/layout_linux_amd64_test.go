@@ -9,6 +9,7 @@ func testRequestLayout(t *testing.T) {
 		"envp": {offEnvp, 32}, "fds": {offFds, 40}, "nfds": {offNfds, 48}, "caps": {offCaps, 56},
 		"ncaps": {offNcaps, 64}, "capHdr": {offCapHdr, 72}, "capData": {offCapData, 80}, "mask": {offMask, 88},
 		"all": {offAll, 96}, "dfl": {offDfl, 104}, "errno": {offErrno, 136}, "step": {offStep, 144},
+		"roExec": {offRoExec, 152}, "roAttr": {offRoAttr, 160}, "empty": {offEmpty, 192},
 	} {
 		if c[0] != c[1] {
 			t.Errorf("request.%s is at %d, spawn_linux_amd64.s reads %d", name, c[0], c[1])

@@ -16,6 +16,7 @@
 package spawn
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 
@@ -39,6 +40,19 @@ type Attr struct {
 	// CgroupFD, when UseCgroupFD is set, is the directory of the cgroup the child is created in.
 	UseCgroupFD bool
 	CgroupFD    int
+	// ReadOnlyExec executes Path from a read-only bind of it that the child makes in its new mount namespace and
+	// leaves detached (open_tree with OPEN_TREE_CLONE, mount_setattr, execveat): the child's /proc/PID/exe then
+	// refers to a file on a read-only mount, which no one can open for writing through that link, even once the
+	// child has exited (CVE-2019-5736), without a copy of the file. Needs new user and mount namespaces and
+	// ReadOnlyExecSupported; a kernel or a policy that refuses it gives a *StepError for which ReadOnlyExecRefused
+	// is true.
+	ReadOnlyExec bool
+}
+
+// ReadOnlyExecRefused reports whether err is the refusal of Attr.ReadOnlyExec's bind (not of the execution).
+func ReadOnlyExecRefused(err error) bool {
+	var se *StepError
+	return errors.As(err, &se) && readOnlyExecStep(se.Step)
 }
 
 // StepError is a failure of the child before it executed its program: which step, and the error number.

@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"errors"
 	"runtime"
 	"syscall"
 	"unsafe"
@@ -32,10 +33,21 @@ type request struct {
 	dfl     [4]uint64            // 104: a kernel struct sigaction of SIG_DFL
 	errno   uintptr              // 136: set by the child when a step fails
 	step    uintptr              // 144: which step (stepNames)
+	roExec  uintptr              // 152: nonzero: execute path from a read-only detached bind of it (ReadOnlyExec)
+	roAttr  [4]uint64            // 160: the kernel's struct mount_attr for it
+	empty   uint64               // 192: an empty C string (execveat's and mount_setattr's path with AT_EMPTY_PATH)
 }
 
 // stepNames name the child's steps, by the numbers spawn_linux_amd64.s stores.
-var stepNames = [...]string{1: "sigprocmask", 2: "dup3", 3: "capset", 4: "prctl(PR_CAP_AMBIENT)", 5: "execve"}
+var stepNames = [...]string{1: "sigprocmask", 2: "dup3", 3: "capset", 4: "prctl(PR_CAP_AMBIENT)", 5: "execve",
+	6: "open_tree", 7: "mount_setattr", 8: "execveat"}
+
+// readOnlyExecSteps are the steps only ReadOnlyExec takes: their failure means that this kernel or its policy
+// does not allow it.
+func readOnlyExecStep(step string) bool { return step == "open_tree" || step == "mount_setattr" }
+
+// ReadOnlyExecSupported reports whether Start can take Attr.ReadOnlyExec on this architecture.
+const ReadOnlyExecSupported = true
 
 // rawSpawn blocks every signal on this thread, clones with req (CLONE_VM|CLONE_VFORK: it returns once the child has
 // executed its program or exited), restores the signal mask, and returns the child's PID or the clone's errno.
@@ -88,6 +100,13 @@ func start(a *Attr) (int, error) {
 		caps: &caps[0], ncaps: uintptr(len(a.AmbientCaps)), capHdr: hdr, capData: data,
 		all: ^uint64(0),
 	}
+	if a.ReadOnlyExec {
+		if a.Cloneflags&unix.CLONE_NEWNS == 0 || a.Cloneflags&unix.CLONE_NEWUSER == 0 {
+			return 0, errors.New("spawn: ReadOnlyExec needs new user and mount namespaces")
+		}
+		req.roExec = 1
+		req.roAttr[0] = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	}
 	if a.UseCgroupFD {
 		req.clone3 = &cloneArgs{flags: uint64(a.Cloneflags | unix.CLONE_VM | unix.CLONE_VFORK | unix.CLONE_INTO_CGROUP),
 			exitSignal: uint64(unix.SIGCHLD), cgroup: uint64(a.CgroupFD)}
@@ -133,6 +152,9 @@ const (
 	offDfl     = unsafe.Offsetof(request{}.dfl)
 	offErrno   = unsafe.Offsetof(request{}.errno)
 	offStep    = unsafe.Offsetof(request{}.step)
+	offRoExec  = unsafe.Offsetof(request{}.roExec)
+	offRoAttr  = unsafe.Offsetof(request{}.roAttr)
+	offEmpty   = unsafe.Offsetof(request{}.empty)
 )
 
 func unsafeSizeofCloneArgs() uintptr { return unsafe.Sizeof(cloneArgs{}) }

@@ -17,6 +17,9 @@
 #define R_DFL     104
 #define R_ERRNO   136
 #define R_STEP    144
+#define R_ROEXEC  152
+#define R_ROATTR  160
+#define R_EMPTY   192
 
 #define SYS_rt_sigaction   13
 #define SYS_rt_sigprocmask 14
@@ -28,6 +31,9 @@
 #define SYS_exit_group     231
 #define SYS_dup3           292
 #define SYS_clone3         435
+#define SYS_execveat       322
+#define SYS_open_tree      428
+#define SYS_mount_setattr  442
 
 // A system call failed when the kernel returned -4095..-1.
 #define FAILED(label) CMPQ AX, $0xfffffffffffff001; JCC label
@@ -170,11 +176,42 @@ caploop:
 	JMP	caploop
 
 exec:
+	CMPQ	R_ROEXEC(R12), $0
+	JNE	roexec
 	MOVQ	$5, R13			// step 5
 	MOVQ	R_PATH(R12), DI
 	MOVQ	R_ARGV(R12), SI
 	MOVQ	R_ENVP(R12), DX
 	MOVQ	$SYS_execve, AX
+	SYSCALL
+	JMP	fail
+
+	// A detached clone of path's mount (a bind of the file alone), made read-only, and executed through its fd.
+roexec:
+	MOVQ	$6, R13			// step 6
+	MOVQ	$-100, DI		// AT_FDCWD
+	MOVQ	R_PATH(R12), SI
+	MOVQ	$0x80001, DX		// OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+	MOVQ	$SYS_open_tree, AX
+	SYSCALL
+	FAILED(fail)
+	MOVQ	AX, BX			// the mount's fd
+	MOVQ	$7, R13			// step 7
+	MOVQ	BX, DI
+	LEAQ	R_EMPTY(R12), SI
+	MOVQ	$0x1000, DX		// AT_EMPTY_PATH
+	LEAQ	R_ROATTR(R12), R10
+	MOVQ	$32, R8			// sizeof(struct mount_attr)
+	MOVQ	$SYS_mount_setattr, AX
+	SYSCALL
+	FAILED(fail)
+	MOVQ	$8, R13			// step 8
+	MOVQ	BX, DI
+	LEAQ	R_EMPTY(R12), SI
+	MOVQ	R_ARGV(R12), DX
+	MOVQ	R_ENVP(R12), R10
+	MOVQ	$0x1000, R8		// AT_EMPTY_PATH
+	MOVQ	$SYS_execveat, AX
 	SYSCALL
 
 fail:

@@ -197,3 +197,60 @@ func TestStartConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// CVE-2019-5736: with ReadOnlyExec, the child's /proc/PID/exe cannot be reopened for writing, neither while the
+// child runs nor after it exited (through a descriptor taken while it ran), although the file itself is writable
+// by whoever holds that link; without it, the same sequence writes the file (the test can tell).
+func TestReadOnlyExec(t *testing.T) {
+	userNS(t)
+	if !ReadOnlyExecSupported {
+		t.Skip("no ReadOnlyExec on this architecture")
+	}
+	src, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := t.TempDir() + "/sleep"
+	if err := os.WriteFile(prog, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	try := func(ro bool) error {
+		pid, err := Start(&Attr{Path: prog, Args: []string{"sleep", "30"}, Files: []int{0, 1, 2}, ReadOnlyExec: ro,
+			Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS})
+		if err != nil {
+			if ro && ReadOnlyExecRefused(err) {
+				t.Skipf("this kernel refuses the read-only bind: %v", err)
+			}
+			t.Fatal(err)
+		}
+		var fd int
+		for i := 0; ; i++ { // until the child has executed prog
+			if fd, err = unix.Open(fmt.Sprintf("/proc/%d/exe", pid), unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+				if l, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); strings.HasSuffix(l, "sleep") || ro {
+					break
+				}
+				unix.Close(fd)
+			}
+			if i > 1000 {
+				t.Fatalf("/proc/%d/exe: %v", pid, err)
+			}
+		}
+		defer unix.Close(fd)
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_, _ = Reap(pid)
+		w, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(w)
+		}
+		return err
+	}
+	if err := try(false); err != nil {
+		t.Fatalf("without ReadOnlyExec the binary could not be reopened for writing (%v): this test proves nothing here", err)
+	}
+	if err := try(true); err != unix.EROFS {
+		t.Errorf("with ReadOnlyExec: reopening the child's exe for writing gave %v, want EROFS", err)
+	}
+	if got, _ := os.ReadFile(prog); !bytes.Equal(got, src) {
+		t.Error("the binary changed")
+	}
+}
