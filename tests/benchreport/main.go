@@ -13,7 +13,7 @@
 //	benchreport connrate -addr 127.0.0.1:PORT -d DURATION -c CONNS   TCP connections per second
 //	benchreport pair -n N -a "CMD A" -b "CMD B"...      A and B run alternately: medians and the paired difference
 //	benchreport tail -n N -label L -- CMD...            what CMD leaves behind, and how long it lives after CMD's exit
-//	benchreport cpu -n N [-procs] [-user U] [-tsv FILE] CMD...   median CPU per run (and split by process)
+//	benchreport cpu -n N [-procs] [-user U] [-tsv FILE] [-ref CMD] CMD...   median CPU per run, split by process
 //	benchreport cputargets FILE.tsv BWRAP BWRAP-START EMPTY-GO [CMD TARGET HELPER]...   CPU ratios to bwrap, the floor
 //
 // A row is caisson's when its label contains "caisson"; every other row is a peer (or the host baseline), and the
@@ -134,7 +134,11 @@ func bestPeer(rows []row, higher bool) int {
 // ratio is value/best (2.0 means twice the time); for higher-is-better it is value/best too (0.5 means half the
 // throughput), so the direction is named in the header.
 func printRows(w io.Writer, head []string, unit string, rows []row, higher bool) {
-	b := bestPeer(rows, higher)
+	printRowsRef(w, head, unit, rows, higher, bestPeer(rows, higher))
+}
+
+// printRowsRef is printRows with the reference row given (b, -1 for none).
+func printRowsRef(w io.Writer, head []string, unit string, rows []row, higher bool, b int) {
 	ref := "best peer"
 	if b >= 0 {
 		ref = "`" + short(rows[b].label) + "`"
