@@ -60,6 +60,8 @@ func main() {
 		os.Exit(initproc.Main())
 	case doctor.ProbeName:
 		os.Exit(doctor.ProbeMain())
+	case unshare.StageName:
+		os.Exit(unshare.StageMain())
 	}
 	os.Exit(cliMain(os.Args[1:]))
 }

@@ -330,7 +330,17 @@ func Run(r *config.Run) int {
 		return errorf("--net: %v", err)
 	}
 	if netMode == slirp.ModeSlirp4netns {
-		go slirp.Prepare(netMode) // its feature probe runs while the sandbox is created
+		// Its feature probe runs while the sandbox is created. On every return path it has ended before the last
+		// reap (leaveNothing, deferred first, runs last): a probe still starting its slirp4netns when caisson fails
+		// early would otherwise leave that child to caisson's parent.
+		prepared := make(chan struct{})
+		go func() { slirp.Prepare(netMode); close(prepared) }()
+		defer func() {
+			select {
+			case <-prepared:
+			case <-time.After(exitWait):
+			}
+		}()
 	}
 	var publish []slirp.PortSpec
 	for _, p := range r.Net.Publish {
