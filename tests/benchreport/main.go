@@ -395,6 +395,7 @@ func toolProcs(root int, payload string) (pids []int, found bool) {
 func rssMain(args []string) error {
 	fs := flag.NewFlagSet("rss", flag.ContinueOnError)
 	payload := fs.String("payload", "sleep", "command name of the payload, not counted")
+	settle := fs.Duration("settle", 2*time.Second, "how long the sandbox runs before it is measured (the steady state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -420,7 +421,7 @@ func rssMain(args []string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // past start-up: the steady state
+	time.Sleep(*settle) // past start-up: the steady state
 	fmt.Println("| process | VmRSS KiB |")
 	fmt.Println("|---|---:|")
 	var walk func(pid int, depth int)
@@ -440,13 +441,14 @@ func rssMain(args []string) error {
 }
 
 // memMain starts N copies of a long-running sandbox command, waits until each has a process named -payload
-// among its descendants, sums the PSS of the copies' own processes (every descendant except the payload and
+// among its descendants and then -settle more (the steady state: caisson unmaps its start-up's code after 1 s), sums the PSS of the copies' own processes (every descendant except the payload and
 // names in -skip) and prints "label<TAB>N<TAB>KiB per sandbox<TAB>processes per sandbox".
 func memMain(args []string) error {
 	fs := flag.NewFlagSet("mem", flag.ContinueOnError)
 	label := fs.String("label", "", "row label")
 	ns := fs.String("n", "1,10,30", "numbers of sandboxes")
 	payload := fs.String("payload", "sleep", "command name of the payload, not counted")
+	settle := fs.Duration("settle", 2*time.Second, "how long all sandboxes run before they are measured (the steady state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -468,8 +470,9 @@ func memMain(args []string) error {
 			}
 			cmds = append(cmds, c)
 		}
-		// Wait (bounded) until every copy runs its payload.
+		// Wait (bounded) until every copy runs its payload, then for the steady state.
 		deadline := time.Now().Add(30 * time.Second)
+		settled := false
 		var total, procs int
 		for {
 			total, procs = 0, 0
@@ -483,6 +486,11 @@ func memMain(args []string) error {
 				if found {
 					ready++
 				}
+			}
+			if ready == n && !settled && *settle > 0 {
+				time.Sleep(*settle) // then measured once more: the steady state
+				settled = true
+				continue
 			}
 			if ready == n || time.Now().After(deadline) {
 				if ready < n {
