@@ -56,11 +56,13 @@ func run(t *testing.T, start func(*Attr) (int, error), a Attr, script string) (s
 func TestStartUserNamespace(t *testing.T) {
 	userNS(t)
 	for name, start := range map[string]func(*Attr) (int, error){"Start": Start, "syscall.ForkExec": forkExec} {
-		t.Run(name, func(t *testing.T) { testUserNamespace(t, start) })
+		t.Run(name, func(t *testing.T) { testUserNamespace(t, start, name == "Start") })
 	}
 }
 
-func testUserNamespace(t *testing.T, start func(*Attr) (int, error)) {
+// defaults: Start resets every signal to its default action; syscall.ForkExec keeps those this process inherited
+// ignored and the Go runtime does not handle (signal 32 under some shells).
+func testUserNamespace(t *testing.T, start func(*Attr) (int, error), defaults bool) {
 	out, ws := run(t, start, Attr{Env: []string{"A=b c", "PATH=/bin:/usr/bin"},
 		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
 		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN}},
@@ -81,7 +83,7 @@ func testUserNamespace(t *testing.T, start func(*Attr) (int, error)) {
 				t.Errorf("ambient capabilities %s, want %x", f[1], want)
 			}
 		case "SigBlk:", "SigIgn:":
-			if strings.Trim(f[1], "0") != "" {
+			if strings.Trim(f[1], "0") != "" && (defaults || f[0] == "SigBlk:") {
 				t.Errorf("%s %s: want nothing", f[0], f[1])
 			}
 		}
