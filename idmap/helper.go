@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -164,7 +163,7 @@ func parseFileCaps(b []byte) (permitted uint64, ok bool) {
 type HelperError struct {
 	Argv   []string
 	Output string // trimmed stderr, or stdout if stderr was empty
-	Err    error  // from exec, e.g. *exec.ExitError
+	Err    error  // from exec (getsubids: *exec.ExitError; newuidmap, newgidmap: ExitStatus)
 }
 
 // Error renders "idmap: ARGV...: EXEC ERROR: \"OUTPUT\"".
@@ -226,7 +225,9 @@ func runTool(ctx context.Context, argv []string) ([]byte, error) {
 //
 //	idmap: /usr/bin/newuidmap 1234 0 1000 1 1 100000 65536: exit status 1: "newuidmap: uid range [1-65537) -> [100000-165536) not allowed"
 //
-// HintFor turns such errors into advice.
+// HintFor turns such errors into advice. Both run from the calling goroutine
+// (every sandbox start runs them: no goroutine, pipe copier or context
+// watcher per tool); ctx's end kills them.
 func RunHelpers(ctx context.Context, pid int, uidHelper, gidHelper Helper, uidMaps, gidMaps []Mapping) error {
 	if pid <= 0 {
 		return fmt.Errorf("idmap: invalid pid %d", pid)
@@ -245,12 +246,113 @@ func RunHelpers(ctx context.Context, pid int, uidHelper, gidHelper Helper, uidMa
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	var uerr, gerr error
-	var wg sync.WaitGroup
-	wg.Go(func() { _, uerr = runTool(ctx, HelperArgs(uidHelper.Path, pid, uidMaps)) })
-	wg.Go(func() { _, gerr = runTool(ctx, HelperArgs(gidHelper.Path, pid, gidMaps)) })
-	wg.Wait()
+	u, uerr := startHelper(HelperArgs(uidHelper.Path, pid, uidMaps))
+	g, gerr := startHelper(HelperArgs(gidHelper.Path, pid, gidMaps))
+	stop := context.AfterFunc(ctx, func() { u.kill(); g.kill() })
+	defer stop()
+	if uerr == nil {
+		uerr = u.wait()
+	}
+	if gerr == nil {
+		gerr = g.wait()
+	}
 	return errors.Join(uerr, gerr)
+}
+
+// helperRun is a running newuidmap or newgidmap: its PID, a pidfd to kill it by (never a recycled PID), and the
+// read end of the pipe that holds its output.
+type helperRun struct {
+	argv  []string
+	pid   int
+	pidfd int
+	out   int
+}
+
+// startHelper starts argv with /dev/null as stdin and one pipe as stdout and stderr.
+func startHelper(argv []string) (*helperRun, error) {
+	fail := func(err error) (*helperRun, error) {
+		return &helperRun{pidfd: -1, out: -1}, &HelperError{Argv: argv, Err: err}
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return fail(err)
+	}
+	defer unix.Close(p[1])
+	null, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(p[0])
+		return fail(err)
+	}
+	defer unix.Close(null)
+	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Env: helperEnv,
+		Files: []uintptr{uintptr(null), uintptr(p[1]), uintptr(p[1])}})
+	if err != nil {
+		unix.Close(p[0])
+		return fail(err)
+	}
+	h := &helperRun{argv: argv, pid: pid, out: p[0], pidfd: -1}
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		h.pidfd = fd
+	}
+	return h, nil
+}
+
+// kill ends the helper (a context's end).
+func (h *helperRun) kill() {
+	if h.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(h.pidfd, unix.SIGKILL, nil, 0)
+	}
+}
+
+// wait reaps the helper and returns a *HelperError unless it exited 0.
+func (h *helperRun) wait() error {
+	var ws unix.WaitStatus
+	var err error
+	for {
+		if _, err = unix.Wait4(h.pid, &ws, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
+	// Whatever it wrote is in the pipe now; a descendant that kept the pipe open cannot make this block.
+	out := make([]byte, 4096)
+	n := 0
+	for n < len(out) {
+		k, rerr := unix.Read(h.out, out[n:])
+		if k <= 0 || rerr != nil {
+			break
+		}
+		n += k
+	}
+	unix.Close(h.out)
+	if h.pidfd >= 0 {
+		unix.Close(h.pidfd)
+	}
+	switch {
+	case err != nil:
+		return &HelperError{Argv: h.argv, Err: err}
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return nil
+	}
+	return &HelperError{Argv: h.argv, Output: strings.TrimSpace(string(out[:n])), Err: ExitStatus(ws)}
+}
+
+// ExitStatus is a helper's end other than exit status 0; its message is that of os.ProcessState.
+type ExitStatus unix.WaitStatus
+
+func (e ExitStatus) Error() string {
+	ws := unix.WaitStatus(e)
+	if ws.Signaled() {
+		return "signal: " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
+}
+
+// ExitCode returns the exit status, or -1 when a signal ended the helper.
+func (e ExitStatus) ExitCode() int {
+	if ws := unix.WaitStatus(e); ws.Exited() {
+		return ws.ExitStatus()
+	}
+	return -1
 }
 
 // GetSubIDs asks shadow's getsubids tool (found in /usr/bin or /usr/sbin,

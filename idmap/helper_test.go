@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -168,9 +168,9 @@ exit 0
 	if !errors.As(err, &he) || he.Output != msg {
 		t.Errorf("HelperError = %+v", he)
 	}
-	var ee *exec.ExitError
+	var ee ExitStatus
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Errorf("no ExitError in chain: %v", err)
+		t.Errorf("no ExitStatus in chain: %v", err)
 	}
 	if h := HintFor(err); !strings.Contains(h, "/etc/subuid has a line for your user") {
 		t.Errorf("hint = %q", h)
@@ -193,6 +193,21 @@ exit 0
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("a helper ran despite invalid input")
+	}
+
+	// A helper that hangs is killed when ctx ends; one that leaves a child holding its output does not make the
+	// wait hang.
+	hang := writeScript(t, dir, "hang-newuidmap", "exec sleep 60\n")
+	bgh := writeScript(t, dir, "bg-newgidmap", "sleep 2 & echo started\n")
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = RunHelpers(tctx, 1, ok(hang), ok(bgh), maps, maps)
+	if time.Since(start) > 10*time.Second || err == nil || !strings.Contains(err.Error(), hang+" 1 0 1000 1 1 100000 65536: signal: killed") {
+		t.Errorf("hanging helper: %v after %v", err, time.Since(start))
+	}
+	if strings.Contains(err.Error(), bgh) {
+		t.Errorf("the helper that exited 0 was reported: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ package seccomp
 import (
 	"fmt"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,21 +22,39 @@ const x32SyscallBit = 0x40000000
 
 // archInfo describes one native ABI the compiler can generate programs for.
 type archInfo struct {
-	goarch    string            // runtime.GOARCH
-	scmpArch  string            // libseccomp/OCI name, e.g. "SCMP_ARCH_X86_64"
-	mobyArch  string            // name used by Docker profiles' includes/excludes "arches"
-	auditArch uint32            // seccomp_data.arch of native syscalls
-	x32       bool              // refuse nr&x32SyscallBit (amd64's x32 ABI) with ENOSYS
-	syscalls  map[string]uint32 // name -> number (generated)
-	maxNr     uint32            // highest number in syscalls
+	goarch    string                   // runtime.GOARCH
+	scmpArch  string                   // libseccomp/OCI name, e.g. "SCMP_ARCH_X86_64"
+	mobyArch  string                   // name used by Docker profiles' includes/excludes "arches"
+	auditArch uint32                   // seccomp_data.arch of native syscalls
+	x32       bool                     // refuse nr&x32SyscallBit (amd64's x32 ABI) with ENOSYS
+	build     func() map[string]uint32 // the generated table
+
+	// The table is built on first use (a profile from a file; the built-in postures are precompiled): building
+	// a map of ~400 names at every start of caisson, in the parent and in init, cost more than their filter.
+	once     sync.Once
+	syscalls map[string]uint32 // name -> number
+	maxNr    uint32            // highest number in syscalls
 }
 
-func newArch(goarch, scmp, moby string, audit uint32, x32 bool, table map[string]uint32) *archInfo {
-	a := &archInfo{goarch: goarch, scmpArch: scmp, mobyArch: moby, auditArch: audit, x32: x32, syscalls: table}
-	for _, nr := range table {
-		a.maxNr = max(a.maxNr, nr)
-	}
-	return a
+func newArch(goarch, scmp, moby string, audit uint32, x32 bool, table func() map[string]uint32) *archInfo {
+	return &archInfo{goarch: goarch, scmpArch: scmp, mobyArch: moby, auditArch: audit, x32: x32, build: table}
+}
+
+// table returns the syscall names of the architecture and their numbers.
+func (a *archInfo) table() map[string]uint32 {
+	a.once.Do(func() {
+		a.syscalls = a.build()
+		for _, nr := range a.syscalls {
+			a.maxNr = max(a.maxNr, nr)
+		}
+	})
+	return a.syscalls
+}
+
+// highest returns the highest syscall number in the table.
+func (a *archInfo) highest() uint32 {
+	a.table()
+	return a.maxNr
 }
 
 var (
@@ -65,6 +84,6 @@ func SyscallNumber(name string) (nr uint32, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	nr, ok = a.syscalls[name]
+	nr, ok = a.table()[name]
 	return nr, ok
 }

@@ -147,7 +147,7 @@ func assemble(p *policy) ([]unix.SockFilter, error) {
 	if p.arch.x32 {
 		a.jmp(bpfJsetK, x32SyscallBit, tooHigh, next)
 	}
-	a.jmp(bpfJgtK, p.arch.maxNr, tooHigh, dispatch)
+	a.jmp(bpfJgtK, p.arch.highest(), tooHigh, dispatch)
 	a.bind(tooHigh)
 	a.ret(enosys)
 	a.bind(dispatch)

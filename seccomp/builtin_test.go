@@ -55,7 +55,7 @@ func compileT(t *testing.T, a *archInfo, p Profile) *vm {
 
 func nr(t *testing.T, a *archInfo, name string) uint32 {
 	t.Helper()
-	n, ok := a.syscalls[name]
+	n, ok := a.table()[name]
 	if !ok {
 		t.Fatalf("%s: no syscall %q", a.goarch, name)
 	}
@@ -84,7 +84,7 @@ func TestEverySyscall(t *testing.T) {
 					set(enosys, wantStrictENOSYS)
 					set(eperm, wantStrictEPERM)
 				}
-				for name, n := range a.syscalls {
+				for name, n := range a.table() {
 					want, ok := expect[name]
 					if !ok {
 						want = allow // includes ioctl(0,0), personality(0), socket(0), clone(0)
@@ -93,14 +93,14 @@ func TestEverySyscall(t *testing.T) {
 						t.Errorf("%s(0...) = %s, want %s", name, retString(got), retString(want))
 					}
 				}
-				for _, n := range []uint32{a.maxNr + 1, a.maxNr + 100, 1000, 0x3fffffff, 0xffffffff} {
+				for _, n := range []uint32{a.highest() + 1, a.highest() + 100, 1000, 0x3fffffff, 0xffffffff} {
 					if got := v.run(call{arch: a.auditArch, nr: n}); got != enosys {
 						t.Errorf("unknown nr %d = %s, want ENOSYS", n, retString(got))
 					}
 				}
 				if p == Default {
 					for _, name := range mustAllowed {
-						n, ok := a.syscalls[name]
+						n, ok := a.table()[name]
 						if !ok {
 							continue // fork, vfork: amd64 only
 						}
@@ -118,7 +118,7 @@ func TestEverySyscall(t *testing.T) {
 // typo cannot silently drop a rule) and that the package lists equal the test's.
 func TestListsMatchTables(t *testing.T) {
 	for _, n := range slices.Concat(wantENOSYS, wantEPERM, wantStrictENOSYS, wantStrictEPERM, argCalls) {
-		if _, ok := archX86_64.syscalls[n]; !ok {
+		if _, ok := archX86_64.table()[n]; !ok {
 			t.Errorf("amd64 table has no %q", n)
 		}
 	}
@@ -153,7 +153,7 @@ func TestPrefix(t *testing.T) {
 				{"arm (AArch32)", call{arch: unix.AUDIT_ARCH_ARM, nr: 3}, kill},
 				{"other 64-bit arch", call{arch: otherArch(a), nr: read}, kill},
 				{"arch 0", call{arch: 0, nr: read}, kill},
-				{"unknown nr max+1", call{arch: a.auditArch, nr: a.maxNr + 1}, enosys},
+				{"unknown nr max+1", call{arch: a.auditArch, nr: a.highest() + 1}, enosys},
 				{"nr -1", call{arch: a.auditArch, nr: 0xffffffff}, enosys},
 				{"clone3", call{arch: a.auditArch, nr: nr(t, a, "clone3")}, enosys},
 			}

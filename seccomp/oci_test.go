@@ -39,7 +39,7 @@ func TestOCIOperators(t *testing.T) {
 	}
 	const errnoRet = 99
 	a := archX86_64
-	read := a.syscalls["read"]
+	read := a.table()["read"]
 	for opName, f := range eval {
 		for _, v := range values {
 			v2 := uint64(0)
@@ -161,7 +161,7 @@ func TestOCIProfile(t *testing.T) {
 	for _, c := range []call{
 		{arch: unix.AUDIT_ARCH_I386, nr: 3},
 		{arch: a.auditArch, nr: x32SyscallBit | 0},
-		{arch: a.auditArch, nr: a.maxNr + 1},
+		{arch: a.auditArch, nr: a.highest() + 1},
 	} {
 		want := enosys
 		if c.arch != a.auditArch {
@@ -327,7 +327,7 @@ func TestCompileFile(t *testing.T) {
 		t.Errorf("Name = %q", prog.Name)
 	}
 	m := newVM(t, prog)
-	if got := m.run(call{arch: archX86_64.auditArch, nr: archX86_64.syscalls["keyctl"]}); got != eperm {
+	if got := m.run(call{arch: archX86_64.auditArch, nr: archX86_64.table()["keyctl"]}); got != eperm {
 		t.Errorf("keyctl = %s, want EPERM (errnoRet default)", retString(got))
 	}
 	_, err = compileFor(archX86_64, Profile(filepath.Join(dir, "missing.json")))

@@ -96,7 +96,7 @@ func newPolicy(a *archInfo, def uint32) *policy {
 // records the others in p.skipped.
 func (p *policy) add(action uint32, names []string, conds ...cond) {
 	for _, name := range names {
-		nr, ok := p.arch.syscalls[name]
+		nr, ok := p.arch.table()[name]
 		if !ok {
 			if !slices.Contains(p.skipped, name) {
 				p.skipped = append(p.skipped, name)

@@ -133,7 +133,10 @@ func compileFor(a *archInfo, p Profile) (*Program, error) {
 	case p == Unconfined:
 		return &Program{Name: string(p)}, nil
 	case p == Default, p == Strict:
-		return finish(builtinPolicy(a, p == Strict), string(p))
+		if pp := precompiledFor(a.goarch, p); pp != nil {
+			return &Program{Filter: pp.filter, Name: string(p), Digest: pp.digest, Skipped: pp.skipped}, nil
+		}
+		return compileBuiltin(a, p)
 	case p.IsFile():
 		data, err := os.ReadFile(string(p))
 		if err != nil {
@@ -143,6 +146,11 @@ func compileFor(a *archInfo, p Profile) (*Program, error) {
 	}
 	_, err := ParseProfile(string(p))
 	return nil, err
+}
+
+// compileBuiltin assembles a built-in posture's program (what zbuiltin.go holds, precompiled).
+func compileBuiltin(a *archInfo, p Profile) (*Program, error) {
+	return finish(builtinPolicy(a, p == Strict), string(p))
 }
 
 func compileOCIFor(a *archInfo, data []byte, source string) (*Program, error) {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,6 +63,22 @@ func pastaExecutable(path string, hasAVX2 bool) string {
 	return path
 }
 
+// cpuHasAVX2 reports whether /proc/cpuinfo lists the avx2 flag (the kernel lists it only when it enables the
+// registers' state). Read when pasta starts: golang.org/x/sys/cpu would probe the CPU in its package
+// initialisation, at every start of caisson and of its init (CPUID traps to the hypervisor on virtual machines).
+func cpuHasAVX2() bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+			return slices.Contains(strings.Fields(v), "avx2")
+		}
+	}
+	return false
+}
+
 // pastaArgsHook lets tests alter the pasta command line (nil otherwise).
 var pastaArgsHook func([]string) []string
 
@@ -71,7 +87,7 @@ func startPasta(ctx context.Context, path string, pid, mtu int, allowHostLoopbac
 	if err != nil {
 		return nil, fmt.Errorf("slirp: pasta: %w", err)
 	}
-	argv := pastaArgs(pastaExecutable(path, cpu.X86.HasAVX2), pid, mtu, allowHostLoopback)
+	argv := pastaArgs(pastaExecutable(path, cpuHasAVX2()), pid, mtu, allowHostLoopback)
 	if pastaArgsHook != nil {
 		argv = pastaArgsHook(argv)
 	}

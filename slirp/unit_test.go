@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/cpu"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -722,5 +724,16 @@ func TestPlanEgress(t *testing.T) {
 	}
 	if _, err := PlanEgress(nil, many, false); err == nil {
 		t.Errorf("%d rules accepted", len(many)+2)
+	}
+}
+
+// /proc/cpuinfo's avx2 flag agrees with the CPU's own answer (CPUID, through golang.org/x/sys/cpu, which caisson
+// itself no longer links).
+func TestCPUHasAVX2(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("AVX2 is an amd64 feature")
+	}
+	if got, want := cpuHasAVX2(), cpu.X86.HasAVX2; got != want {
+		t.Errorf("cpuHasAVX2() = %v, CPUID says %v", got, want)
 	}
 }

@@ -13,6 +13,8 @@
 //	benchreport connrate -addr 127.0.0.1:PORT -d DURATION -c CONNS   TCP connections per second
 //	benchreport pair -n N -a "CMD A" -b "CMD B"...      A and B run alternately: medians and the paired difference
 //	benchreport tail -n N -label L -- CMD...            what CMD leaves behind, and how long it lives after CMD's exit
+//	benchreport cpu -n N [-procs] [-user U] [-tsv FILE] [-ref CMD] CMD...   median CPU per run, split by process
+//	benchreport cputargets FILE.tsv BWRAP BWRAP-START EMPTY-GO [CMD TARGET HELPER]...   CPU ratios to bwrap, the floor
 //
 // A row is caisson's when its label contains "caisson"; every other row is a peer (or the host baseline), and the
 // best of those is the ratio's reference.
@@ -45,7 +47,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fatalf("usage: benchreport table|targets|floor|rows|throughput|conc|mem|serve|connrate|pair|tail ...")
+		fatalf("usage: benchreport table|targets|floor|rows|throughput|conc|mem|serve|connrate|pair|tail|cpu|cputargets ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -74,6 +76,10 @@ func main() {
 		err = pairMain(args)
 	case "tail":
 		err = tailMain(args)
+	case "cpu":
+		err = cpuMain(args)
+	case "cputargets":
+		err = cpuTargetsMain(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
@@ -128,7 +134,11 @@ func bestPeer(rows []row, higher bool) int {
 // ratio is value/best (2.0 means twice the time); for higher-is-better it is value/best too (0.5 means half the
 // throughput), so the direction is named in the header.
 func printRows(w io.Writer, head []string, unit string, rows []row, higher bool) {
-	b := bestPeer(rows, higher)
+	printRowsRef(w, head, unit, rows, higher, bestPeer(rows, higher))
+}
+
+// printRowsRef is printRows with the reference row given (b, -1 for none).
+func printRowsRef(w io.Writer, head []string, unit string, rows []row, higher bool, b int) {
 	ref := "best peer"
 	if b >= 0 {
 		ref = "`" + short(rows[b].label) + "`"
@@ -385,6 +395,7 @@ func toolProcs(root int, payload string) (pids []int, found bool) {
 func rssMain(args []string) error {
 	fs := flag.NewFlagSet("rss", flag.ContinueOnError)
 	payload := fs.String("payload", "sleep", "command name of the payload, not counted")
+	settle := fs.Duration("settle", 2*time.Second, "how long the sandbox runs before it is measured (the steady state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -410,7 +421,7 @@ func rssMain(args []string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // past start-up: the steady state
+	time.Sleep(*settle) // past start-up: the steady state
 	fmt.Println("| process | VmRSS KiB |")
 	fmt.Println("|---|---:|")
 	var walk func(pid int, depth int)
@@ -430,13 +441,14 @@ func rssMain(args []string) error {
 }
 
 // memMain starts N copies of a long-running sandbox command, waits until each has a process named -payload
-// among its descendants, sums the PSS of the copies' own processes (every descendant except the payload and
+// among its descendants and then -settle more (the steady state: caisson unmaps its start-up's code after 1 s), sums the PSS of the copies' own processes (every descendant except the payload and
 // names in -skip) and prints "label<TAB>N<TAB>KiB per sandbox<TAB>processes per sandbox".
 func memMain(args []string) error {
 	fs := flag.NewFlagSet("mem", flag.ContinueOnError)
 	label := fs.String("label", "", "row label")
 	ns := fs.String("n", "1,10,30", "numbers of sandboxes")
 	payload := fs.String("payload", "sleep", "command name of the payload, not counted")
+	settle := fs.Duration("settle", 2*time.Second, "how long all sandboxes run before they are measured (the steady state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -458,8 +470,9 @@ func memMain(args []string) error {
 			}
 			cmds = append(cmds, c)
 		}
-		// Wait (bounded) until every copy runs its payload.
+		// Wait (bounded) until every copy runs its payload, then for the steady state.
 		deadline := time.Now().Add(30 * time.Second)
+		settled := false
 		var total, procs int
 		for {
 			total, procs = 0, 0
@@ -473,6 +486,11 @@ func memMain(args []string) error {
 				if found {
 					ready++
 				}
+			}
+			if ready == n && !settled && *settle > 0 {
+				time.Sleep(*settle) // then measured once more: the steady state
+				settled = true
+				continue
 			}
 			if ready == n || time.Now().After(deadline) {
 				if ready < n {

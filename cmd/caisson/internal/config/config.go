@@ -226,7 +226,7 @@ func modeNames[M ~string](ms []M) []string {
 // `--security default` after it (catalogue C3). Repeatable flags (--env, --bind, ...) and switches are not
 // affected; a profile only fills in flags the command line did not set.
 func OnceFlags(fs *pflag.FlagSet) {
-	fs.VisitAll(func(fl *pflag.Flag) {
+	flagmeta.VisitOrdered(fs, func(fl *pflag.Flag) {
 		if t := fl.Value.Type(); t != "bool" && t != "stringArray" {
 			fl.Value = &onceValue{Value: fl.Value}
 		}

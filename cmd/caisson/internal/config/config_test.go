@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -220,6 +221,22 @@ func TestAsked(t *testing.T) {
 		}
 		if r.Sandbox.Extra.Outer != env.Outer {
 			t.Errorf("%v: outer %+v, want %+v", tc.args, r.Sandbox.Extra.Outer, env.Outer)
+		}
+	}
+}
+
+// lineKey finds the same key as the regular expression it replaced (kept here, where linking regexp costs nothing
+// at caisson's start), on lines of every shape a profile may have.
+func TestLineKeyMatchesRegexp(t *testing.T) {
+	re := regexp.MustCompile(`^\s*("?)([A-Za-z0-9_-]+)("?)\s*=`)
+	lines := []string{"map = \"single\"", "  net=\"pasta\"", "\"env\" = []", "\t\"a-b_9\"\t=1", "ro-bind=", "key",
+		"= x", "\"\" = 1", "# net = 1", "[table]", "a.b = 1", "x y = 1", "\"q = 1", "q\" = 1", "ünï = 1", "", "   ",
+		"a =", "a\r= 1", "\fz = 2", "k  \t  =", "\"k\"\"=1"}
+	for _, l := range lines {
+		m := re.FindStringSubmatch(l)
+		key, ok := lineKey(l)
+		if (m != nil) != ok || (ok && key != m[2]) {
+			t.Errorf("%q: lineKey = %q, %v; the regexp says %v", l, key, ok, m)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -90,17 +89,51 @@ func ApplyProfile(fs *pflag.FlagSet, path string, command []string) ([]string, e
 
 // keyLines finds the line of each top-level key (the TOML decoder does not report key positions).
 func keyLines(data []byte) map[string]int {
-	re := regexp.MustCompile(`^\s*("?)([A-Za-z0-9_-]+)("?)\s*=`)
 	out := map[string]int{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			if _, seen := out[m[2]]; !seen {
-				out[m[2]] = n
+		if key, ok := lineKey(sc.Text()); ok {
+			if _, seen := out[key]; !seen {
+				out[key] = n
 			}
 		}
 	}
 	return out
+}
+
+// lineKey returns the key a line assigns: optional blanks, the key (letters, digits, '_' and '-', possibly in
+// double quotes), optional blanks, '='. It is the regular expression ^\s*("?)([A-Za-z0-9_-]+)("?)\s*= written out:
+// the regexp package (and the Unicode tables it initialises at every start) stays out of the binary.
+func lineKey(line string) (string, bool) {
+	blank := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
+	keyChar := func(c byte) bool {
+		return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	}
+	i := 0
+	for i < len(line) && blank(line[i]) {
+		i++
+	}
+	if i < len(line) && line[i] == '"' {
+		i++
+	}
+	start := i
+	for i < len(line) && keyChar(line[i]) {
+		i++
+	}
+	key := line[start:i]
+	if key == "" {
+		return "", false
+	}
+	if i < len(line) && line[i] == '"' {
+		i++
+	}
+	for i < len(line) && blank(line[i]) {
+		i++
+	}
+	if i == len(line) || line[i] != '=' {
+		return "", false
+	}
+	return key, true
 }
 
 func stringList(v any) ([]string, bool) {

@@ -19,7 +19,35 @@ var initPath = sync.OnceValue(func() string {
 	return p
 })
 
-// InitPath returns the path the parent executes as the sandbox's init.
+// binaryWritable caches BinaryWritable's answer.
+var binaryWritable = sync.OnceValue(func() bool {
+	need, err := NeedsSeal("/proc/self/exe")
+	return need || err != nil
+})
+
+// BinaryWritable reports whether the caller could write caisson's binary (or it cannot tell): then init must not
+// run from the binary as it is (CVE-2019-5736 class): the command, root of the sandbox, is the caller, and could
+// write it through /proc/1/exe. The parent then executes init from a read-only bind of the binary made in init's
+// new mount namespace (spawn.Attr.ReadOnlyExec: nothing is copied), or where that is refused, from InitPath's
+// sealed copy.
+func BinaryWritable() bool { return binaryWritable() }
+
+// ExecutablePath returns the path of caisson's binary as this process's mount namespace names it, when that path
+// still names the very file this process runs (not a newer build written there since, nor a deleted file).
+func ExecutablePath() (string, bool) {
+	p, err := os.Readlink("/proc/self/exe")
+	if err != nil || len(p) == 0 || p[0] != '/' {
+		return "", false
+	}
+	var self, there unix.Stat_t
+	if unix.Stat("/proc/self/exe", &self) != nil || unix.Stat(p, &there) != nil {
+		return "", false
+	}
+	return p, self.Dev == there.Dev && self.Ino == there.Ino
+}
+
+// InitPath returns the path the parent executes as the sandbox's init when it cannot use a read-only bind of the
+// binary (see BinaryWritable).
 //
 // The command must not be able to modify caisson's binary through /proc/1/exe (CVE-2019-5736 class). When the
 // caller cannot write the binary (a root-owned /usr/local/bin/caisson: the sandbox's root is the caller, so it

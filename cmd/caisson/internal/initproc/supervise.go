@@ -6,8 +6,10 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/trim"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"golang.org/x/sys/unix"
@@ -54,11 +56,14 @@ func (sv *supervisor) run() int {
 		sv.handle(r)
 	}
 	sv.early = nil
+	idle := time.After(trim.Delay) // the start-up's memory goes back once the sandbox has run a while
 	for {
 		if code, done := sv.reap(); done {
 			return code
 		}
 		select {
+		case <-idle:
+			trim.Idle()
 		case <-sv.sigs: // SIGCHLD: reaped at the top of the loop
 		case r, ok := <-reqs:
 			if !ok {

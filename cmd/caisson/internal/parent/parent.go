@@ -15,13 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"os/user"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/relay"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/spawn"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
@@ -166,6 +168,73 @@ func startFailure(err error) string {
 	return cause.Error() + cloneHint(err)
 }
 
+// startInit creates init with attr. When the caller could write caisson's binary (CVE-2019-5736 class), init runs
+// from a read-only bind of it (spawn.Attr.ReadOnlyExec), or where the kernel refuses that, from a sealed copy
+// (harden.InitPath).
+func startInit(attr *spawn.Attr) (int, error) {
+	if !harden.BinaryWritable() {
+		return spawn.Start(attr)
+	}
+	// The bind is made in init's new mount namespace, of the binary's path there (the same as here: a copy of
+	// this one), checked to name the file this process runs.
+	if path, ok := harden.ExecutablePath(); ok && spawn.ReadOnlyExecSupported && attr.Cloneflags&unix.CLONE_NEWNS != 0 {
+		ro := *attr
+		ro.Path, ro.ReadOnlyExec = path, true
+		pid, err := spawn.Start(&ro)
+		if !spawn.ReadOnlyExecRefused(err) {
+			return pid, err
+		}
+	}
+	attr.Path = harden.InitPath()
+	return spawn.Start(attr)
+}
+
+// initProcess is the sandbox's init as its parent holds it: a child not reaped until wait, so that its PID cannot
+// be reused meanwhile, and a pidfd to signal it by (never a recycled PID, even once it is reaped).
+type initProcess struct {
+	pid    int
+	pidfd  int // -1 without pidfds
+	once   sync.Once
+	reaped atomic.Bool
+	status unix.WaitStatus
+	err    error
+}
+
+func startedInit(pid int) *initProcess {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		fd = -1
+	}
+	return &initProcess{pid: pid, pidfd: fd}
+}
+
+// kill sends init SIGKILL.
+func (p *initProcess) kill() {
+	if p.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
+		return
+	}
+	if !p.reaped.Load() { // without pidfds: only while the PID is still init's
+		_ = unix.Kill(p.pid, unix.SIGKILL)
+	}
+}
+
+// release closes the pidfd, once nothing signals init any more.
+func (p *initProcess) release() {
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+	}
+}
+
+// wait reaps init (once) and returns its status.
+func (p *initProcess) wait() unix.WaitStatus {
+	p.once.Do(func() {
+		p.status, p.err = spawn.Reap(p.pid)
+		p.reaped.Store(true)
+	})
+	return p.status
+}
+
 // applyMaps writes the plan's maps for pid, giving the helpers 10 seconds. The pid cannot be reused meanwhile as
 // long as the process is not reaped, so the helpers write the maps of the right process.
 func applyMaps(ctx context.Context, plan *idmap.Plan, pid int) error {
@@ -257,23 +326,7 @@ func Run(r *config.Run) int {
 	if r.Life.Join != "" {
 		return runJoined(r, sigs, notified)
 	}
-	caller := CurrentCaller()
-	plan, err := NewPlan(ctx, r.MapMode, caller)
-	if err != nil {
-		return errorf("%v", err)
-	}
-	announcePlan(plan)
 	sb := &r.Sandbox
-	if plan.Mode == idmap.ModeKeepID {
-		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
-		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
-	}
-	sb.BecomeRoot = becomeRoot(caller)
-	if mappedInside(plan.GIDMap, 5) {
-		sb.Rootfs.TTYGID = 5
-	}
-	// The stand-ins of the files the caller cannot read are found while the sandbox is created.
-	standIns := findStandIns(&sb.Rootfs, caller, plan)
 
 	// Network input is checked before anything starts.
 	netMode, err := slirp.ParseMode(r.Net.Mode)
@@ -284,7 +337,17 @@ func Run(r *config.Run) int {
 		return errorf("%v", err)
 	}
 	if netMode == slirp.ModeSlirp4netns {
-		go slirp.Prepare(netMode) // its feature probe runs while the sandbox is created
+		// Its feature probe runs while the sandbox is created. On every return path it has ended before the last
+		// reap (leaveNothing, deferred first, runs last): a probe still starting its slirp4netns when caisson fails
+		// early would otherwise leave that child to caisson's parent.
+		prepared := make(chan struct{})
+		go func() { slirp.Prepare(netMode); close(prepared) }()
+		defer func() {
+			select {
+			case <-prepared:
+			case <-time.After(exitWait):
+			}
+		}()
 	}
 	var publish []slirp.PortSpec
 	for _, p := range r.Net.Publish {
@@ -333,7 +396,7 @@ func Run(r *config.Run) int {
 		return errorf("%v", err)
 	}
 	defer parentSock.Close()
-	extra := []*os.File{initSock}
+	extra := []*os.File{initSock} // descriptors 3, 4... of init
 	var portParent *os.File
 	if len(publish) > 0 {
 		var portChild *os.File
@@ -351,42 +414,63 @@ func Run(r *config.Run) int {
 	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
 		initArgs = append(initArgs, initproc.PrepareTapArg)
 	}
-	cmd := &exec.Cmd{
-		Path:       harden.InitPath(), // a sealed copy when the caller could write the binary (CVE-2019-5736)
-		Args:       initArgs,
-		Env:        []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
-		Stdin:      std[0],
-		Stdout:     std[1],
-		Stderr:     std[2],
-		ExtraFiles: extra,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  cloneFlags(sb),
-			AmbientCaps: allCaps(),
-		},
+	files := []int{int(std[0].Fd()), int(std[1].Fd()), int(std[2].Fd())}
+	for _, f := range extra {
+		files = append(files, int(f.Fd()))
+	}
+	attr := &spawn.Attr{
+		Path:        "/proc/self/exe",
+		Args:        initArgs,
+		Env:         []string{}, // init's environment stays empty: /proc/1/environ shows nothing of the host
+		Files:       files,
+		Cloneflags:  cloneFlags(sb),
+		AmbientCaps: allCaps(),
 	}
 	if fd := group.FD(); fd >= 0 {
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+		attr.UseCgroupFD, attr.CgroupFD = true, fd
 	}
 	sb.Extra.NewCgroupNS = group.HasV1() && !sb.Shares("cgroup")
-	if err := cmd.Start(); err != nil {
+	// Like vfork: nothing of this process is copied for init (package spawn). This goroutine is locked to the
+	// main thread, whose life init's parent-death signal follows.
+	pid, err := startInit(attr)
+	if err != nil {
 		initSock.Close()
 		return errorf("cannot create the sandbox: %s", startFailure(err))
 	}
 	initSock.Close()
 	stdio.Started()
-	pid := cmd.Process.Pid
+	initp := startedInit(pid)
+	defer initp.release()
 	// The state directories of caissons killed with SIGKILL go now, while the sandbox is set up (not before init's
 	// clone, whose start it would delay); the exit waits for it.
 	swept := make(chan struct{})
 	go func() { _ = state.Sweep(); close(swept) }()
 	defer func() { <-swept }()
+	// The ID maps are planned while init starts (its Go runtime's start overlaps this work).
+	caller := CurrentCaller()
+	plan, err := NewPlan(ctx, r.MapMode, caller)
+	if err != nil {
+		initp.kill()
+		initp.wait()
+		return errorf("%v", err)
+	}
+	announcePlan(plan)
+	if plan.Mode == idmap.ModeKeepID {
+		sb.UID, _ = insideID(plan.UIDMap, caller.UID)
+		sb.GID, _ = insideID(plan.GIDMap, caller.GID)
+	}
+	sb.BecomeRoot = becomeRoot(caller)
+	if mappedInside(plan.GIDMap, 5) {
+		sb.Rootfs.TTYGID = 5
+	}
+	// The stand-ins of the files the caller cannot read are found while the sandbox is created.
+	standIns := findStandIns(&sb.Rootfs, caller, plan)
 	// fail ends a sandbox whose setup failed after init started. If init had already exited by itself, it has
 	// reported its own error (the cause) and its status is ours: ours would only be a consequence.
 	fail := func(format string, args ...any) int {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if ps := cmd.ProcessState; ps != nil && ps.Exited() {
-			return ps.ExitCode()
+		initp.kill()
+		if ws := initp.wait(); ws.Exited() {
+			return ws.ExitStatus()
 		}
 		return errorf(format, args...)
 	}
@@ -442,7 +526,11 @@ func Run(r *config.Run) int {
 
 	// Moving init into v1 groups waits for the kernel (an RCU grace period): it overlaps the map helpers.
 	entered := make(chan error, 1)
-	go func() { entered <- group.Enter(pid) }()
+	if group != nil {
+		go func() { entered <- group.Enter(pid) }()
+	} else {
+		entered <- nil
+	}
 
 	// The pid cannot be reused while init is unreaped, so the helpers write the maps of the right process.
 	err = applyMaps(ctx, plan, pid)
@@ -452,7 +540,7 @@ func Run(r *config.Run) int {
 	if err != nil {
 		// Both helpers' failures, on one line, and a hint when the helpers were used and one is known.
 		code := fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
-		ours := !cmd.ProcessState.Exited() // init did not fail first: the error printed is ours
+		ours := !initp.status.Exited() // init did not fail first: the error printed is ours
 		if hint := mapHint(plan, err); hint != "" && ours {
 			fmt.Fprintf(os.Stderr, "caisson: hint: %s\n", hint)
 		}
@@ -501,14 +589,18 @@ func Run(r *config.Run) int {
 	waited := make(chan int, 1)
 	go func() {
 		awaitExit(pid)
-		err := cmd.Wait()
-		waited <- exitCode(cmd.ProcessState, err)
+		ws := initp.wait()
+		if initp.err != nil {
+			waited <- errorf("wait for the sandbox: %v", initp.err)
+			return
+		}
+		waited <- statusCode(syscall.WaitStatus(ws))
 	}()
 	var netExited <-chan error
 	if network != nil {
 		netExited = network.Exited()
 	}
-	return FinishStdio(stdio, sess.wait(sigs, waited, netExited, func() { _ = cmd.Process.Kill() }))
+	return FinishStdio(stdio, sess.wait(sigs, waited, netExited, initp.kill))
 }
 
 // OpenStdio returns the standard descriptors a sandbox in posture gets: in the strict posture, a file or directory
@@ -642,14 +734,6 @@ func addNetworkFiles(sb *config.Sandbox, g slirp.GuestConfig) {
 		sb.Rootfs.Ops = append(sb.Rootfs.Ops, rootfs.Op{Kind: rootfs.KindFile, Dst: "/etc/resolv.conf",
 			Data: slirp.ResolvConf(g), Optional: true})
 	}
-}
-
-// exitCode turns init's end into caisson's exit code: init's own code, or 128+N when it was killed by signal N.
-func exitCode(ps *os.ProcessState, err error) int {
-	if ps == nil {
-		return errorf("wait for the sandbox: %v", err)
-	}
-	return statusCode(ps.Sys().(syscall.WaitStatus))
 }
 
 // statusCode turns a wait status into an exit code: the process's own code, or 128+N when signal N killed it.

@@ -12,6 +12,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/state"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/term"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/trim"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -305,7 +306,8 @@ func (s *session) wait(sigs chan os.Signal, waited <-chan int, netExited <-chan 
 	var stoppers []stopRequest
 	var killTimer <-chan time.Time
 	late := time.After(LateSignalDelay)
-	early := 0 // 128+N when a signal ended the sandbox because the command could not be signalled
+	idle := time.After(trim.Delay) // the start-up's memory goes back once the sandbox has run a while
+	early := 0                     // 128+N when a signal ended the sandbox because the command could not be signalled
 	// Signals that arrive before init reports the command started wait for it: none is lost, none is early.
 	var pending []unix.Signal
 	ready := s.ready
@@ -366,6 +368,8 @@ func (s *session) wait(sigs chan os.Signal, waited <-chan int, netExited <-chan 
 			killInit()
 		case <-late:
 			go NotifyLate(sigs)
+		case <-idle:
+			trim.Idle()
 		case code := <-waited:
 			if early != 0 {
 				code = early

@@ -68,6 +68,11 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Their supervisors are gone: the kernel released their locks.
+	for _, e := range []*Entry{reused, gone, zombie} {
+		e.lock.Close()
+		e.lock = nil
+	}
 	root := filepath.Dir(live.Dir)
 	creating, old := filepath.Join(root, "creating"), filepath.Join(root, "old")
 	for _, d := range []string{creating, old} {
@@ -89,4 +94,32 @@ func TestSweep(t *testing.T) {
 		}
 	}
 	live.Remove()
+}
+
+// A directory whose lock is held is live for Sweep, which does not read its record (here one naming a process that
+// does not exist); once the lock is released, as when its caisson dies, the record decides and it goes. List reads
+// the records whatever the locks.
+func TestSweepTrustsLocks(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	e, err := Create(Record{Name: "locked", PID: 1 << 30, StartTime: 1, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.lock == nil {
+		t.Fatal("the entry's directory is not locked")
+	}
+	if err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(e.Dir); err != nil {
+		t.Fatalf("Sweep removed a locked directory: %v", err)
+	}
+	e.lock.Close()
+	e.lock = nil
+	if err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(e.Dir); !os.IsNotExist(err) {
+		t.Errorf("Sweep kept an unlocked directory of a dead caisson: %v", err)
+	}
 }

@@ -1,7 +1,7 @@
-// Package wire is the parent↔init protocol: gob-encoded messages, one per datagram, on a SOCK_SEQPACKET socket
-// pair (the init end is fd 3 in init), with file descriptors passed as SCM_RIGHTS. gob carries strings byte for
-// byte: a command line, environment or path that is not UTF-8 arrives as it was sent (JSON would replace such
-// bytes). A message larger than one datagram may be (the socket's send buffer, ~200 KB unprivileged: a long
+// Package wire is the parent↔init protocol: messages encoded by a small reflection codec of its own (codec.go), one
+// per datagram, on a SOCK_SEQPACKET socket pair (the init end is fd 3 in init), with file descriptors passed as
+// SCM_RIGHTS. The codec carries strings byte for byte: a command line, environment or path that is not UTF-8
+// arrives as it was sent (JSON would replace such bytes). A message larger than one datagram may be (the socket's send buffer, ~200 KB unprivileged: a long
 // command line) travels in a sealed memfd attached to a one-byte datagram.
 //
 // The order is fixed: the parent starts init, writes its ID maps and starts the network, then sends one Config
@@ -11,8 +11,6 @@
 package wire
 
 import (
-	"bytes"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
@@ -97,15 +95,13 @@ func Send(f *os.File, m Message, fds ...int) error {
 	return SendValue(f, m.Type, m, fds...)
 }
 
-// SendValue writes v, gob-encoded, as one message (in a sealed memfd when it is larger than a datagram may be),
+// SendValue writes v, encoded (codec.go), as one message (in a sealed memfd when it is larger than a datagram may be),
 // with fds attached when given; what names it in errors. Recv's framing: RecvValue reads it.
 func SendValue(f *os.File, what string, v any, fds ...int) error {
-	var buf bytes.Buffer
-	buf.WriteByte(tagInline)
-	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+	b, err := encode([]byte{tagInline}, v)
+	if err != nil {
 		return fmt.Errorf("encode message %s: %w", what, err)
 	}
-	b := buf.Bytes()
 	if len(b)-1 > maxMessage {
 		return fmt.Errorf("message %s is too large (%d bytes, at most %d)", what, len(b)-1, maxMessage)
 	}
@@ -275,7 +271,7 @@ func RecvValue(f *os.File, v any) ([]int, error) {
 		closeAll()
 		return nil, fmt.Errorf("bad message: unknown framing %q", buf[0])
 	}
-	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
+	if err := decode(body, v); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("bad message: %w", err)
 	}
