@@ -80,7 +80,9 @@ var completionCases = []struct {
 }{
 	{line: "caisson ", has: []string{"run", "ps", "exec", "stop", "logs", "doctor", "inspect", "idmap", "diff", "rootfs", "completion", "version"},
 		not: []string{"__complete", "man"}},
-	{line: "caisson rootfs ", exact: []string{"unpack"}},
+	{line: "caisson rootfs ", exact: []string{"unpack", "pull"}},
+	{line: "caisson rootfs pull --map ", exact: []string{"auto", "single"}},
+	{line: "caisson rootfs pull --pl", exact: []string{"--platform"}},
 	{line: "caisson run --net ", exact: []string{"none", "host", "pasta", "slirp4netns"}},
 	{line: "caisson run --net=p", exact: []string{"pasta"}},
 	{line: "caisson run --security ", exact: []string{"default", "strict"}},
