@@ -89,15 +89,22 @@ func (s *store) reserve(id string) (*handle, error) {
 		return nil, fmt.Errorf("state directory %s: %w", dir, unwrapErr(err))
 	}
 	h := &handle{dir: dir}
-	if err := h.takeLock(); err != nil {
+	if err := h.takeLock(true); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	return h, nil
 }
 
-func (h *handle) takeLock() error {
-	f, err := os.OpenFile(filepath.Join(h.dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+// takeLock opens the container's lock file and locks it. Only reserve creates the file: a command that finds an
+// existing container must not, or it could put a lock file back into a directory that a failed create or a delete
+// is removing (between RemoveAll's unlink of the old one and its rmdir), and the directory would stay.
+func (h *handle) takeLock(create bool) error {
+	flags := os.O_RDWR | unix.O_CLOEXEC
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(filepath.Join(h.dir, lockFile), flags, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return errNotExist
@@ -129,7 +136,14 @@ func (s *store) load(id string) (*handle, error) {
 		return nil, errNotExist
 	}
 	h := &handle{dir: dir}
-	if err := h.takeLock(); err != nil {
+	if err := h.takeLock(false); err != nil {
+		if errors.Is(err, errNotExist) {
+			if _, serr := os.Lstat(dir); serr == nil {
+				// A directory without a lock file: a create killed between its mkdir and its lock (or one that
+				// is right there now). Half-made, as below: delete --force removes it.
+				return h, errNotExist
+			}
+		}
 		return nil, err
 	}
 	// A delete that held the lock may have removed the directory meanwhile.
