@@ -248,14 +248,21 @@ func RunHelpers(ctx context.Context, pid int, uidHelper, gidHelper Helper, uidMa
 	}
 	u, uerr := startHelper(HelperArgs(uidHelper.Path, pid, uidMaps))
 	g, gerr := startHelper(HelperArgs(gidHelper.Path, pid, gidMaps))
-	stop := context.AfterFunc(ctx, func() { u.kill(); g.kill() })
-	defer stop()
+	killed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { u.kill(); g.kill(); close(killed) })
 	if uerr == nil {
 		uerr = u.wait()
 	}
 	if gerr == nil {
 		gerr = g.wait()
 	}
+	// The pidfds are closed only once kill cannot be using them: a number closed under it could already name
+	// another process's pidfd.
+	if !stop() {
+		<-killed
+	}
+	u.closePidfd()
+	g.closePidfd()
 	return errors.Join(uerr, gerr)
 }
 
@@ -304,6 +311,13 @@ func (h *helperRun) kill() {
 	}
 }
 
+// closePidfd closes the pidfd, once kill can no longer run.
+func (h *helperRun) closePidfd() {
+	if h.pidfd >= 0 {
+		unix.Close(h.pidfd)
+	}
+}
+
 // wait reaps the helper and returns a *HelperError unless it exited 0.
 func (h *helperRun) wait() error {
 	var ws unix.WaitStatus
@@ -324,9 +338,6 @@ func (h *helperRun) wait() error {
 		n += k
 	}
 	unix.Close(h.out)
-	if h.pidfd >= 0 {
-		unix.Close(h.pidfd)
-	}
 	switch {
 	case err != nil:
 		return &HelperError{Argv: h.argv, Err: err}

@@ -475,12 +475,8 @@ func readIDMap(p string) []idRange {
 
 // hostIDMapped reports whether the host id is mapped in the map file p of this process.
 func hostIDMapped(p string, id uint64) bool {
-	for _, r := range readIDMap(p) {
-		if id >= r.Out && id < r.Out+r.N {
-			return true
-		}
-	}
-	return false
+	_, ok := toInside(readIDMap(p), id)
+	return ok
 }
 
 func inside(m []idRange, id uint64) bool {

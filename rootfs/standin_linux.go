@@ -135,7 +135,9 @@ func (l *standInLayer) dir(rel string, s StandIn) error {
 // attrs gives rel its owner (mapped into this user namespace; root, which created it, when unmapped), the mode
 // bits its creation could not set, and its times.
 func (l *standInLayer) attrs(rel string, s StandIn) error {
-	if uid, gid := toInside(l.uids, s.UID), toInside(l.gids, s.GID); uid != 0 || gid != 0 {
+	uid, _ := toInside(l.uids, uint64(s.UID))
+	gid, _ := toInside(l.gids, uint64(s.GID))
+	if uid != 0 || gid != 0 {
 		if err := unix.Fchownat(l.top, rel, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
@@ -153,13 +155,13 @@ func (l *standInLayer) attrs(rel string, s StandIn) error {
 	return nil
 }
 
-// toInside translates a host id through a uid_map or gid_map; an id outside the map becomes 0 (root), as
-// fuse-overlayfs shows every unmapped owner.
-func toInside(m []idRange, host uint32) uint64 {
+// toInside translates a host id through a uid_map or gid_map; an id outside the map (ok false) becomes 0 (root),
+// as fuse-overlayfs shows every unmapped owner.
+func toInside(m []idRange, host uint64) (id uint64, ok bool) {
 	for _, r := range m {
-		if uint64(host) >= r.Out && uint64(host) < r.Out+r.N {
-			return r.In + uint64(host) - r.Out
+		if host >= r.Out && host < r.Out+r.N {
+			return r.In + host - r.Out, true
 		}
 	}
-	return 0
+	return 0, false
 }

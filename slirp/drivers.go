@@ -1,9 +1,11 @@
 package slirp
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,13 +68,19 @@ func pastaExecutable(path string, hasAVX2 bool) string {
 // cpuHasAVX2 reports whether /proc/cpuinfo lists the avx2 flag (the kernel lists it only when it enables the
 // registers' state). Read when pasta starts: golang.org/x/sys/cpu would probe the CPU in its package
 // initialisation, at every start of caisson and of its init (CPUID traps to the hypervisor on virtual machines).
+// Only the first CPU's lines are read: the kernel generates the file as it is read, a block per CPU.
 func cpuHasAVX2() bool {
-	b, err := os.ReadFile("/proc/cpuinfo")
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "386" {
+		return false
+	}
+	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
 		return false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "flags" {
 			return slices.Contains(strings.Fields(v), "avx2")
 		}
 	}

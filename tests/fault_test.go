@@ -448,13 +448,13 @@ func nextRun(t testing.TB, harness, dir string, args ...string) (int, string) {
 	return r.status.ExitCode(), r.stderr
 }
 
-// straceFailed reports whether strace itself failed (its own error lines name it).
 // isStraceLine reports whether a stderr line is strace's own diagnostic ("/usr/bin/strace: ...").
 func isStraceLine(l string) bool {
 	prog, _, ok := strings.Cut(l, ": ")
 	return ok && (prog == "strace" || strings.HasSuffix(prog, "/strace"))
 }
 
+// straceFailed reports whether strace itself failed (its own error lines name it).
 func straceFailed(stderr string) bool {
 	return strings.Contains(stderr, "strace: ptrace(") || strings.Contains(stderr, "strace: Process ") && strings.Contains(stderr, "detached")
 }

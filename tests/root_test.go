@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"os/exec"
+	osuser "os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -69,13 +70,11 @@ func TestRootModeOverlayUnreachableMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Unmount(m, syscall.MNT_DETACH)
-	home := "/home/" + user
-	if b, err := exec.Command("getent", "passwd", user).Output(); err == nil {
-		if f := strings.Split(strings.TrimSpace(string(b)), ":"); len(f) > 5 {
-			home = f[5]
-		}
+	u, err := osuser.Lookup(user)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out, err := exec.Command(setpriv, "--reuid="+user, "--regid="+user, "--init-groups", "--reset-env", "env", "HOME="+home,
+	out, err := exec.Command(setpriv, "--reuid="+user, "--regid="+user, "--init-groups", "--reset-env", "env", "HOME="+u.HomeDir,
 		"PATH=/usr/local/bin:/usr/bin:/bin", bin(t), "run", "--no-cwd", "--overlay", "--", "sh", "-c",
 		"grep -c ' / / .*fuse' /proc/self/mountinfo").CombinedOutput()
 	if err != nil || string(out) != "1\n" {

@@ -294,10 +294,9 @@ func tunCheck(o outer.Sandbox) Check {
 	if err != nil {
 		c.Status = Warn
 		c.Detail = fmt.Sprintf("%v: --net pasta and --net slirp4netns will not work", errors.Unwrap(err))
-		c.Fix = "as root: chmod 0666 /dev/net/tun (the distribution default)"
+		c.Fix = o.Fix(outer.NeedTun) // on a host: chmod 0666 /dev/net/tun
 		if o.In() {
 			c.Detail += ": " + o.Why(outer.NeedTun)
-			c.Fix = o.Fix(outer.NeedTun)
 		}
 		return c
 	}
@@ -393,7 +392,7 @@ type probeResult struct {
 	Hostname string `json:"hostname"`  // sethostname in the probe's own UTS namespace
 	Sys      string `json:"sys"`       // a fresh sysfs for its own network namespace
 	MountAPI string `json:"mount_api"` // fsopen, fsconfig and fsmount of a tmpfs
-	TimeNS   string `json:"time_ns"`   // unshare(CLONE_NEWTIME); "no time namespaces" when the kernel has none
+	TimeNS   string `json:"time_ns"`   // unshare(CLONE_NEWTIME)
 	Setns    string `json:"setns"`     // setns into its own network namespace
 	Seccomp  string `json:"seccomp"`   // seccomp(2), as caisson's filter uses it on top of the outer one
 }
@@ -440,16 +439,12 @@ func (r probeResult) usernsCheck(o outer.Sandbox) Check {
 // procCheck reports whether a new PID namespace gets a fresh procfs. Without one, run falls back to the outer
 // /proc, read-only (with a notice): a warning, with the setting of the outer sandbox that lifts it.
 func (r probeResult) procCheck(o outer.Sandbox) Check {
-	c := Check{Name: "fresh /proc", Status: OK, Detail: "procfs mounts in a new PID namespace"}
+	c := r.refusedCheck("fresh /proc", r.Proc, Warn, "procfs mounts in a new PID namespace",
+		"sandboxes show the outer /proc, read-only, with its processes", o, outer.NeedProc)
 	if r.StartErr != "" {
-		c.Status, c.Detail = Fail, "not tested: no user namespace"
-	} else if r.Proc != "" {
-		c.Status, c.Detail = Warn, "cannot mount procfs ("+r.Proc+"): sandboxes show the outer /proc, read-only, with its processes"
-		c.Fix = "the host's /proc has mounts on top of it (\"mount too revealing\"): run caisson where /proc is fully visible, or use --share pid"
-		if o.In() {
-			c.Detail = "cannot mount procfs (" + r.Proc + "): " + o.Why(outer.NeedProc) + "; sandboxes show the outer /proc, read-only, with its processes"
-			c.Fix = o.Fix(outer.NeedProc) + "; or --share pid"
-		}
+		c.Status = Fail
+	} else if c.Fix != "" {
+		c.Fix += "; or --share pid"
 	}
 	return c
 }

@@ -33,7 +33,7 @@ const (
 
 // Group runs register, which defines flags on fs, and files the flags it defined under topic.
 func Group(fs *pflag.FlagSet, topic string, register func()) {
-	before := Count(fs)
+	before := count(fs)
 	register()
 	i := 0
 	VisitOrdered(fs, func(f *pflag.Flag) {
@@ -44,8 +44,8 @@ func Group(fs *pflag.FlagSet, topic string, register func()) {
 	})
 }
 
-// Count returns the number of flags defined on fs.
-func Count(fs *pflag.FlagSet) int {
+// count returns the number of flags defined on fs.
+func count(fs *pflag.FlagSet) int {
 	n := 0
 	VisitOrdered(fs, func(*pflag.Flag) { n++ })
 	return n

@@ -70,12 +70,11 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) erro
 	rec.Seccomp = SeccompRecord{Profile: sec.Seccomp, Digest: prog.Digest, Instructions: prog.Len()}
 	if sec.Seccomp != string(seccomp.Unconfined) {
 		if err := seccomp.Supported(); err != nil {
-			if prog, err = stackRefused(cfg, sec, err); err != nil {
+			if err := stackRefused(cfg, sec, err); err != nil {
 				return err
 			}
-			if prog == nil {
-				rec.Seccomp = SeccompRecord{Profile: sec.Seccomp + " (not installed: the outer sandbox refuses seccomp(2))"}
-			}
+			prog = nil
+			rec.Seccomp = SeccompRecord{Profile: sec.Seccomp + " (not installed: the outer sandbox refuses seccomp(2))"}
 		}
 	}
 
@@ -169,27 +168,23 @@ func Apply(cfg *config.Sandbox, attr *syscall.SysProcAttr, stdio []uintptr) erro
 
 // stackRefused decides what to do when the kernel refuses caisson's own seccomp filter on top of the outer
 // sandbox's (a filter that refuses seccomp(2), a profile that answers ENOSYS for it): the default posture's
-// filter, not asked for, is skipped with a notice (the command still runs under the outer filter), and it returns
-// a nil program; an asked-for profile (--seccomp, --security strict) is an error naming the outer restriction.
-func stackRefused(cfg *config.Sandbox, sec config.Security, cause error) (*seccomp.Program, error) {
+// filter, not asked for, is skipped with a notice (the command still runs under the outer filter) and it returns
+// nil; an asked-for profile (--seccomp, --security strict) is an error naming the outer restriction.
+func stackRefused(cfg *config.Sandbox, sec config.Security, cause error) error {
 	o := cfg.Extra.Outer
 	if !outer.Refused(cause) {
-		return nil, fmt.Errorf("harden: --seccomp %s: %w", sec.Seccomp, cause)
+		return fmt.Errorf("harden: --seccomp %s: %w", sec.Seccomp, cause)
 	}
 	if cfg.Asked.Seccomp {
 		flag := "--seccomp " + sec.Seccomp
 		if sec.Seccomp == sec.Posture {
 			flag = "--security " + sec.Posture
 		}
-		var errno unix.Errno
-		if errors.As(cause, &errno) {
-			cause = errno // the seccomp package's wording assumes a kernel without seccomp
-		}
-		return nil, &outer.RefusedError{Flag: flag, Need: outer.NeedSeccomp, Err: cause, In: o}
+		return &outer.RefusedError{Flag: flag, Need: outer.NeedSeccomp, Err: outer.Errno(cause), In: o}
 	}
 	fmt.Fprintln(os.Stderr, o.Notice(outer.NeedSeccomp,
 		"the command runs without caisson's seccomp filter, under the outer one only", "--seccomp unconfined skips it without this notice"))
-	return nil, nil
+	return nil
 }
 
 // compileSeccomp compiles the profile sec asks for.

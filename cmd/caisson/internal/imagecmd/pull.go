@@ -124,7 +124,7 @@ func PullMain(args []string) int {
 	if err := os.Chmod(p.root, 0o755); err != nil {
 		return fail("rootfs pull: %v", err)
 	}
-	code := unpackInto(filepath.Join(p.layout, "oci"), p.root, mode, "rootfs pull")
+	code := unpackInto(exe, filepath.Join(p.layout, "oci"), p.root, mode, "rootfs pull")
 	if sig := p.signal(); sig != 0 {
 		return p.interrupted(sig)
 	}

@@ -119,8 +119,12 @@ func unpackMain(args []string) int {
 	if err != nil {
 		return fail("rootfs unpack: %v", err)
 	}
+	exe, err := extractor()
+	if err != nil {
+		return fail("rootfs unpack: %v", err)
+	}
 	mode, _ := fs.GetString("map")
-	code := unpackInto(archive, dir, mode, "rootfs unpack")
+	code := unpackInto(exe, archive, dir, mode, "rootfs unpack")
 	if code != 0 {
 		// The extraction empties DIR when it fails; what it could not remove (or a killed extraction's partial
 		// tree) belongs to subordinate ids, which the caller cannot remove directly.
@@ -136,16 +140,12 @@ func unpackMain(args []string) int {
 }
 
 // unpackInto extracts the image archive (or OCI layout directory) into the existing directory dir, inside a caisson
-// sandbox (caisson-image, bound read-only), as root of a user namespace that maps the caller's subordinate
+// sandbox (exe, caisson-image, bound read-only), as root of a user namespace that maps the caller's subordinate
 // ranges (mode "auto") or only the caller ("single"): the owners the image gives its files land on the host as the
 // mapped subordinate ids, so `caisson run --rootfs DIR` shows them as the image meant, and the caller needs no
 // privilege. Only the archive (read-only) and dir (read-write) are visible to the extraction. It returns the exit
 // code; on failure the extraction empties dir as far as it can.
-func unpackInto(archive, dir, mode, what string) int {
-	exe, err := extractor()
-	if err != nil {
-		return fail("%s: %v", what, err)
-	}
+func unpackInto(exe, archive, dir, mode, what string) int {
 	runArgs := []string{"--no-cwd", "--map", mode, "--clearenv",
 		"--ro-bind", rootfs.EscapeBind(archive) + ":" + innerArchive,
 		"--ro-bind", rootfs.EscapeBind(exe) + ":" + innerBinary,

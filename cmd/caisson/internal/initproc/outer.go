@@ -76,21 +76,12 @@ func reportFallbacks(cfg *config.Sandbox, fbs []rootfs.Fallback) {
 		case strings.HasPrefix(fb.Step, "/dev/"):
 			devices = append(devices, fb.Step)
 		default:
-			notice(fmt.Sprintf("caisson: notice: the sandbox goes without %s: %s", fb.Step, errText(fb.Err)))
+			notice(fmt.Sprintf("caisson: notice: the sandbox goes without %s: %s", fb.Step, outer.Errno(fb.Err).Error()))
 		}
 	}
 	if len(devices) > 0 {
 		notice(o.Notice(outer.NeedDevice, "the sandbox's /dev has no "+strings.Join(devices, ", ")+" (not found outside)", ""))
 	}
-}
-
-// errText is the cause's own text (the errno's), without the step that rootfs already names.
-func errText(err error) string {
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return err.Error()
 }
 
 // explainSetup adds, to a setup error that an outer sandbox's refusal caused (a mount its AppArmor profile or
@@ -113,7 +104,7 @@ func timeNamespaceRefused(cfg *config.Sandbox, err error) error {
 	if cfg.Asked.TimeNS {
 		return &outer.RefusedError{Flag: "--time-offset", Need: outer.NeedTimeNS, Err: err, In: o}
 	}
-	notice(o.Notice(outer.NeedTimeNS, "the sandbox shares the outer time namespace ("+errText(err)+")",
+	notice(o.Notice(outer.NeedTimeNS, "the sandbox shares the outer time namespace ("+outer.Errno(err).Error()+")",
 		"--share time shares it without this notice"))
 	return nil
 }

@@ -214,7 +214,8 @@ func create(sock *os.File, st *Start, fifo, console *os.File) error {
 		return fmt.Errorf("stage: %w", err)
 	}
 	sock.Close()
-	if err := waitStart(fifo); err != nil {
+	startFD, err := waitStart(fifo)
+	if err != nil {
 		return err
 	}
 	state := setStatus(ev.State, specs.StateCreated)
@@ -248,26 +249,23 @@ func execIn(sock *os.File, st *Start, console *os.File) error {
 	return execve(path, pr)
 }
 
-// waitStart blocks until `start` opens the exec FIFO, then writes the byte it reads.
-func waitStart(fifo *os.File) error {
+// waitStart blocks until `start` opens the exec FIFO, writes the first byte `start` reads, and returns the FIFO's
+// write end for the second one.
+func waitStart(fifo *os.File) (int, error) {
 	// Reopen the O_PATH descriptor for writing through /proc: the open blocks until a reader comes.
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(fifo.Fd())), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open the exec FIFO: %w", err)
+		return -1, fmt.Errorf("open the exec FIFO: %w", err)
 	}
 	fifo.Close()
 	if _, err := unix.Write(fd, []byte{0}); err != nil {
-		return fmt.Errorf("write the exec FIFO: %w", err)
+		return -1, fmt.Errorf("write the exec FIFO: %w", err)
 	}
 	// The write end stays open: after the startContainer hooks a second byte follows, and the exec closes it
 	// (close-on-exec). `start` waits for both, so that the hooks have run and the program is executing before start
 	// runs the poststart hooks and returns, as the spec orders them.
-	startFD = fd
-	return nil
+	return fd, nil
 }
-
-// startFD is the exec FIFO's write end between waitStart and the exec.
-var startFD = -1
 
 // setStatus returns the state JSON with its status replaced.
 func setStatus(state []byte, status specs.ContainerState) []byte {

@@ -57,6 +57,16 @@ func Refused(err error) bool {
 	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOSYS)
 }
 
+// Errno returns the errno that err wraps, or err itself: the refusal's own words, without those of the step that
+// met it (the seccomp package's, for one, assume a kernel without seccomp).
+func Errno(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
+
 // Why says why the outer sandbox refuses n: its seccomp filter, its masked paths, a device it did not pass.
 func (s Sandbox) Why(n Need) string {
 	where := s.Name()

@@ -2,6 +2,7 @@ package outer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,16 @@ func TestRefused(t *testing.T) {
 func BenchmarkDetect(b *testing.B) {
 	for b.Loop() {
 		Detect(func() bool { return false })
+	}
+}
+
+// Errno strips the step's wording from a wrapped errno and leaves other errors alone.
+func TestErrno(t *testing.T) {
+	if got := Errno(fmt.Errorf("seccomp: not supported: %w", unix.ENOSYS)); got != unix.ENOSYS {
+		t.Errorf("wrapped ENOSYS: %v", got)
+	}
+	plain := errors.New("no errno")
+	if got := Errno(plain); got != plain {
+		t.Errorf("plain error: %v", got)
 	}
 }

@@ -25,10 +25,7 @@ func findStandIns(spec *rootfs.Spec, c Caller, plan *idmap.Plan) <-chan standInR
 	if !spec.Overlay || spec.FuseOverlayfs == "" || spec.OverlayDriver == rootfs.DriverKernel || c.UID == 0 {
 		return nil
 	}
-	o := standin.Options{Root: "/", UID: c.UID}
-	for _, r := range plan.SubUIDs {
-		o.Owned = append(o.Owned, standin.Range{Start: r.Start, Count: r.Count})
-	}
+	o := standin.Options{Root: "/", UID: c.UID, Owned: plan.SubUIDs}
 	if spec.Root != "" {
 		var st unix.Stat_t
 		if unix.Stat(spec.Root, &st) != nil || o.Owns(st.Uid) {

@@ -81,16 +81,9 @@ func forkExec(a *Attr) (int, error) {
 	for i, fd := range a.Files {
 		files[i] = uintptr(fd)
 	}
-	pid, err := syscall.ForkExec(a.Path, a.Args, &syscall.ProcAttr{Env: a.Env, Files: files, Sys: &syscall.SysProcAttr{
+	return syscall.ForkExec(a.Path, a.Args, &syscall.ProcAttr{Env: a.Env, Files: files, Sys: &syscall.SysProcAttr{
 		Cloneflags: a.Cloneflags, AmbientCaps: a.AmbientCaps, UseCgroupFD: a.UseCgroupFD, CgroupFD: a.CgroupFD,
 	}})
-	if err != nil {
-		if errno, ok := err.(syscall.Errno); ok {
-			return 0, errno
-		}
-		return 0, err
-	}
-	return pid, nil
 }
 
 // Reap waits for the child pid to exit and returns its status.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"runtime"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,8 +41,8 @@ type request struct {
 var stepNames = [...]string{1: "sigprocmask", 2: "dup3", 3: "capset", 4: "prctl(PR_CAP_AMBIENT)", 5: "execve",
 	6: "open_tree", 7: "mount_setattr", 8: "execveat"}
 
-// readOnlyExecSteps are the steps only ReadOnlyExec takes: their failure means that this kernel or its policy
-// does not allow it.
+// readOnlyExecStep reports whether step is one only ReadOnlyExec takes: its failure means that this kernel or its
+// policy does not allow it.
 func readOnlyExecStep(step string) bool { return step == "open_tree" || step == "mount_setattr" }
 
 // ReadOnlyExecSupported reports whether Start can take Attr.ReadOnlyExec on this architecture.
@@ -133,28 +132,3 @@ func start(a *Attr) (int, error) {
 	}
 	return int(pid), nil
 }
-
-// Offsets of request's fields, as spawn_linux_amd64.s uses them.
-const (
-	offFlags   = unsafe.Offsetof(request{}.flags)
-	offClone3  = unsafe.Offsetof(request{}.clone3)
-	offPath    = unsafe.Offsetof(request{}.path)
-	offArgv    = unsafe.Offsetof(request{}.argv)
-	offEnvp    = unsafe.Offsetof(request{}.envp)
-	offFds     = unsafe.Offsetof(request{}.fds)
-	offNfds    = unsafe.Offsetof(request{}.nfds)
-	offCaps    = unsafe.Offsetof(request{}.caps)
-	offNcaps   = unsafe.Offsetof(request{}.ncaps)
-	offCapHdr  = unsafe.Offsetof(request{}.capHdr)
-	offCapData = unsafe.Offsetof(request{}.capData)
-	offMask    = unsafe.Offsetof(request{}.mask)
-	offAll     = unsafe.Offsetof(request{}.all)
-	offDfl     = unsafe.Offsetof(request{}.dfl)
-	offErrno   = unsafe.Offsetof(request{}.errno)
-	offStep    = unsafe.Offsetof(request{}.step)
-	offRoExec  = unsafe.Offsetof(request{}.roExec)
-	offRoAttr  = unsafe.Offsetof(request{}.roAttr)
-	offEmpty   = unsafe.Offsetof(request{}.empty)
-)
-
-func unsafeSizeofCloneArgs() uintptr { return unsafe.Sizeof(cloneArgs{}) }

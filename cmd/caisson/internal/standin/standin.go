@@ -5,8 +5,9 @@
 // Searching a whole system takes seconds (every entry is stat'ed), so the result is kept in a cache file and the
 // next runs only check it, in well under a millisecond:
 //
-//   - every entry listed is looked at again (stat, and access(2) when its mode bits deny reading): one the caller
-//     can read now, or that is gone, is dropped, so a stand-in never hides what the caller can read;
+//   - every entry listed is looked at again (stat; access(2) only when its mode bits grant reading, to catch an ACL
+//     that denies): one the caller can read now by its mode, owner or group, or that is gone, is dropped. An ACL
+//     added later that grants the caller what the bits deny is seen at the next search of everything only;
 //   - the directories that lead to entries, the root and the root's directories are watched: when one of them
 //     changed (its mtime or inode), its entries are looked at again, and directories created in it since the
 //     last search are searched whole;
@@ -25,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -34,13 +36,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
-
-// Range is a range of host uids [Start, Start+Count).
-type Range struct{ Start, Count uint32 }
 
 // Options say whose view is searched and where the result is kept.
 type Options struct {
@@ -50,7 +50,7 @@ type Options struct {
 	UID    uint32
 	Groups []uint32
 	// Owned are the caller's subordinate uids: their entries are the caller's, never stand-ins.
-	Owned []Range
+	Owned []idmap.Range
 	// CacheDir is where the list is kept ("" to keep nothing: then every run searches everything).
 	CacheDir string
 	// Notify, when set, is told in one line that a search of everything starts (it takes seconds).
@@ -160,9 +160,7 @@ func Find(o Options) (Result, error) {
 		c.TookMS = time.Since(start).Milliseconds()
 		res.Searched, changed = true, true
 	} else {
-		for rel, v := range c.Entries {
-			f.found[rel] = v
-		}
+		maps.Copy(f.found, c.Entries)
 		for rel, was := range c.Watch {
 			st := new(unix.Statx_t)
 			if err := f.statx(rel, st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -180,7 +178,7 @@ func Find(o Options) (Result, error) {
 	}
 	ins, dropped := f.check()
 	res.StandIns = ins
-	if changed || dropped || len(f.found) != len(c.Entries) {
+	if changed || dropped {
 		c.Entries = f.found
 		c.Watch = f.watchSet(c.Watch, looked, res.Searched, start.UnixNano())
 		if res.Cache != "" {
@@ -218,7 +216,7 @@ func (o Options) Owns(uid uint32) bool {
 		return true
 	}
 	for _, r := range o.Owned {
-		if uid >= r.Start && uint64(uid) < uint64(r.Start)+uint64(r.Count) {
+		if uid >= r.Start && uint64(uid) < r.End() {
 			return true
 		}
 	}
@@ -433,6 +431,7 @@ func (f *finder) check() (ins []rootfs.StandIn, dropped bool) {
 		ins = append(ins, standIn(rel, kind, &st))
 	}
 	if len(readable) > 0 {
+		f.checking = false // what is below them is searched, not checked (see can)
 		for _, rel := range readable {
 			f.walk(rel, 0)
 		}

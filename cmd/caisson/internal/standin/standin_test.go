@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caisson-sandbox/caisson/idmap"
 	"github.com/caisson-sandbox/caisson/rootfs"
 	"golang.org/x/sys/unix"
 )
@@ -166,7 +167,7 @@ func TestFindChanges(t *testing.T) {
 // Directories the caller's ids own are not searched, and their entries are never stand-ins.
 func TestFindOwned(t *testing.T) {
 	_, o := tree(t)
-	o.Owned = []Range{{Start: uint32(os.Getuid()), Count: 1}}
+	o.Owned = []idmap.Range{{Start: uint32(os.Getuid()), Count: 1}}
 	if res := find(t, o); len(res.StandIns) != 0 {
 		t.Errorf("stand-ins in the caller's own tree:\n%s", kinds(res.StandIns))
 	}
@@ -202,5 +203,28 @@ func TestFindACL(t *testing.T) {
 		if got := kinds(find(t, o).StandIns); strings.Contains(got, "/etc/shadow") {
 			t.Errorf("run %d: a file an ACL lets the caller read is a stand-in:\n%s", i, got)
 		}
+	}
+}
+
+// A listed directory that became readable is searched as a search does: access(2) decides where the mode bits
+// deny, so a file an ACL grants in it is no stand-in.
+func TestFindACLBelowReadable(t *testing.T) {
+	root, o := tree(t)
+	granted := filepath.Join(root, "var/lib/apt/lists/partial/granted")
+	if err := os.WriteFile(granted, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.access = func(dirfd int, name string, mode uint32) bool {
+		if p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(dirfd)); filepath.Join(p, name) == granted {
+			return true // an ACL entry grants the caller the file
+		}
+		return otherAccess(dirfd, name, mode)
+	}
+	if got := kinds(find(t, o).StandIns); !strings.Contains(got, "/var/lib/apt/lists/partial dir") {
+		t.Fatalf("first search:\n%s", got)
+	}
+	os.Chmod(filepath.Dir(granted), 0o755)
+	if got := kinds(find(t, o).StandIns); strings.Contains(got, "/partial") {
+		t.Errorf("a file an ACL lets the caller read, in a directory that became readable, is a stand-in:\n%s", got)
 	}
 }

@@ -163,8 +163,8 @@ func (e *Entry) Remove() {
 }
 
 // lockDir opens dir and takes an exclusive flock on it, held until the descriptor is closed: by Remove, or by the
-// kernel when this process dies. Sweep reads a locked directory as live without reading its record. -1 when it
-// cannot (nil: the directory is then judged by its record, as those of older versions are).
+// kernel when this process dies. Sweep reads a locked directory as live without reading its record. nil when it
+// cannot: the directory is then judged by its record, as those of older versions are.
 func lockDir(dir string) *os.File {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -6,6 +6,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -254,6 +256,7 @@ func writeLayout(ref name.Reference, img v1.Image, o Options) (string, error) {
 			return "", describe(ref, fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), digest, err), o.Insecure)
 		}
 	}
+	// Not p.AppendImage(img): it opens every layer's download again before it sees the blob is there.
 	cfgName, err := img.ConfigName()
 	if err != nil {
 		return "", describe(ref, err, o.Insecure)
@@ -262,28 +265,24 @@ func writeLayout(ref name.Reference, img v1.Image, o Options) (string, error) {
 	if err != nil {
 		return "", describe(ref, err, o.Insecure)
 	}
-	if err := p.WriteBlob(cfgName, io.NopCloser(strings.NewReader(string(cfg)))); err != nil {
+	if err := p.WriteBlob(cfgName, io.NopCloser(bytes.NewReader(cfg))); err != nil {
 		return "", errorf("write %s: %v", o.Dir, err)
+	}
+	desc, err := partial.Descriptor(img)
+	if err != nil {
+		return "", describe(ref, err, o.Insecure)
 	}
 	raw, err := img.RawManifest()
 	if err != nil {
 		return "", describe(ref, err, o.Insecure)
 	}
-	digest, err := img.Digest()
-	if err != nil {
-		return "", describe(ref, err, o.Insecure)
-	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return "", describe(ref, err, o.Insecure)
-	}
-	if err := p.WriteBlob(digest, io.NopCloser(strings.NewReader(string(raw)))); err != nil {
+	if err := p.WriteBlob(desc.Digest, io.NopCloser(bytes.NewReader(raw))); err != nil {
 		return "", errorf("write %s: %v", o.Dir, err)
 	}
-	if err := p.AppendDescriptor(v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: digest}); err != nil {
+	if err := p.AppendDescriptor(v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}); err != nil {
 		return "", errorf("write %s: %v", o.Dir, err)
 	}
-	return ref.Context().String() + "@" + digest.String(), nil
+	return ref.Context().String() + "@" + desc.Digest.String(), nil
 }
 
 // describe turns a registry or transfer error into one line that says what happened to ref, with a hint where a
