@@ -83,13 +83,12 @@ func (p *podmanEnv) must(args ...string) string {
 	return r.stdout
 }
 
-// cleanup removes every container and pod, then the storage (rootless: through podman unshare, whose ids own it).
+// cleanup removes every container and pod, then everything else of this Podman, its rootless pause process
+// included (resetPodman); no container process of caisson-oci is left.
 func (p *podmanEnv) cleanup() {
 	p.cmd(nil, "pod", "rm", "--all", "--force", "--time", "0")
 	p.cmd(nil, "rm", "--all", "--force", "--time", "0")
-	if p.rootless {
-		p.cmd(nil, "unshare", "rm", "-rf", filepath.Join(p.dir, "root"), filepath.Join(p.dir, "runroot"))
-	}
+	resetPodman(p.t, p.dir, func(args ...string) result { return p.cmd(nil, args...) })
 	noRuntimeLeft(p.t, "")
 }
 

@@ -145,16 +145,23 @@ func (p *runcPodman) importRootfs(t testing.TB, dir, name string) string {
 	return name
 }
 
-// remove deletes everything this Podman made: containers, images, storage (files of the user's subordinate ids
-// included: `system reset` removes them from inside the user namespace), and stops the rootless pause process,
-// then checks that none of its processes is left.
+// remove deletes everything this Podman made (resetPodman).
 func (p *runcPodman) remove(t testing.TB) {
 	t.Helper()
+	resetPodman(t, p.dir, func(args ...string) result { return p.run(t, args...) })
+}
+
+// resetPodman deletes everything the Podman whose files live beneath dir made, through run (podman with that
+// Podman's flags and environment): containers, images, storage (files of the user's subordinate ids included:
+// `system reset` removes them from inside the user namespace); it stops the rootless pause process (whose PID file
+// is in $XDG_RUNTIME_DIR, dir/xdg), then checks that none of its processes is left.
+func resetPodman(t testing.TB, dir string, run func(args ...string) result) {
+	t.Helper()
 	pause := ""
-	if b, err := os.ReadFile(filepath.Join(p.dir, "xdg", "libpod", "tmp", "pause.pid")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(dir, "xdg", "libpod", "tmp", "pause.pid")); err == nil {
 		pause = strings.TrimSpace(string(b))
 	}
-	if r := p.run(t, "system", "reset", "--force"); r.code != 0 {
+	if r := run("system", "reset", "--force"); r.code != 0 {
 		t.Errorf("podman system reset: exit %d: %s", r.code, r.stderr)
 	}
 	if pause != "" {
@@ -170,8 +177,8 @@ func (p *runcPodman) remove(t testing.TB) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	// Processes of this Podman (conmon, slirp4netns, the pause process) name its directory in their command line.
-	if left := userProcesses(t, p.dir); len(left) > 0 {
+	// Processes of this Podman (conmon, slirp4netns) name its directory in their command line.
+	if left := userProcesses(t, dir); len(left) > 0 {
 		t.Errorf("processes of the test's Podman left: %v", left)
 	}
 }
