@@ -304,7 +304,9 @@ func zombieSandbox(t *testing.T, root, name string, flags ...string) zombie {
 		t.Fatalf("the sandbox's caisson %d: parent %d (%v), want this test process %d (its subreaper)", z.row.PID, ppid, err, os.Getpid())
 	}
 	for _, pid := range []int{z.row.PID, z.row.InitPID, cmdPID} {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		// ESRCH: already gone with what was killed before it (init dies with caisson, and the command, killed and
+		// reaped by the kernel with its PID namespace, with init).
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
 			t.Fatalf("kill %d: %v", pid, err)
 		}
 	}
