@@ -137,11 +137,12 @@ const tapTempName = "caisson-tap"
 // (15-30 ms measured here), and caisson waits for its helper before it exits; a persistent device stays when the
 // helper dies and goes with the network namespace, in the kernel's background clean-up.
 //
-// The helper starts at the same time and opens tap0 (pasta and slirp4netns both use IFF_TAP|IFF_NO_PI, and attach to
-// an existing device of that name), so the device is created under another name and renamed to tap0 only once it is
-// persistent and closed: the helper finds either no tap0 (and creates its own) or this one, never one still held
-// here (which it could not attach to). When the helper was first, this device is removed again and PrepareTap
-// reports ErrTapTaken; the sandbox works as before, only its end waits for the helper's removal of its device.
+// caisson starts the helper once init reports the device made (pasta and slirp4netns both use IFF_TAP|IFF_NO_PI,
+// and attach to an existing device of that name). Should a helper already run, the device is created under another
+// name and renamed to tap0 only once it is persistent and closed: the helper finds either no tap0 (and creates its
+// own) or this one, never one still held here (which it could not attach to). When the helper was first, this
+// device is removed again and PrepareTap reports ErrTapTaken; the sandbox works as before, only its end waits for
+// the helper's removal of its device.
 func PrepareTap() error {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -75,13 +75,14 @@ func Main() int {
 		dropSignals()
 		close(notified)
 	}()
-	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
-		// The network helper, started at the same time, attaches to this device (see slirp.PrepareTap). On any
-		// failure (the helper was first) it creates the device itself, or reports why it cannot.
-		_ = slirp.PrepareTap()
-	}
 	unix.CloseOnExec(wire.InitFD)
 	sock := wire.Pollable(wire.InitFD, "caisson-init")
+	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
+		// The parent starts the network helper once told, and the helper attaches to this device (see
+		// slirp.PrepareTap). On a failure the helper creates the device itself, or reports why it cannot.
+		_ = slirp.PrepareTap()
+		_ = wire.Send(sock, wire.Message{Type: "tap"})
+	}
 	msg, _, err := wire.Recv(sock)
 	if err != nil {
 		// The parent died or failed before sending the configuration; it reports its own error.

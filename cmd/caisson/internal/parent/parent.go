@@ -411,7 +411,8 @@ func Run(r *config.Run) int {
 	// With a helper, init creates the sandbox's tap device first thing (slirp.PrepareTap), so that the helper's
 	// exit at the end does not wait for the device's removal, nor caisson for the helper.
 	initArgs := []string{initproc.StageName}
-	if (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net") {
+	prepareTap := (netMode == slirp.ModePasta || netMode == slirp.ModeSlirp4netns) && !sb.Shares("net")
+	if prepareTap {
 		initArgs = append(initArgs, initproc.PrepareTapArg)
 	}
 	files := []int{int(std[0].Fd()), int(std[1].Fd()), int(std[2].Fd())}
@@ -475,6 +476,16 @@ func Run(r *config.Run) int {
 		return errorf(format, args...)
 	}
 
+	// init's first message, when asked to create the tap device, says it exists: the helper starts only then, so
+	// that it always attaches to that device (see slirp.PrepareTap) and never creates its own. Nothing else reads
+	// the socket before the session begins, which waits for this too. Called late (slirp4netns starts after the
+	// maps), the message is already there and nothing waits.
+	awaitTap := sync.OnceFunc(func() {
+		if prepareTap {
+			_, _, _ = wire.Recv(parentSock) // an error: init died, which the steps below report
+		}
+	})
+
 	// The network helper starts while init builds the sandbox (its addresses are known in advance); init waits
 	// for the "net" message before it starts the command. pasta can join init's user namespace before its ID maps
 	// are written, so it starts at once; slirp4netns cannot (it fails to set its ids there): it starts after them.
@@ -482,6 +493,7 @@ func Run(r *config.Run) int {
 	launchNet := func() {
 		netStarted = make(chan error, 1)
 		go func() {
+			awaitTap()
 			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			var err error
@@ -563,6 +575,7 @@ func Run(r *config.Run) int {
 		}
 		sb.Rootfs.StandIns = res.ins
 	}
+	awaitTap()
 	sess := newSession(parentSock, pid, entry, tty)
 	sess.asPID1 = sb.AsPID1
 	done, err := sess.begin(sb, r.Life.Detach, notified)

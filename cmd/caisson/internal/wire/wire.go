@@ -45,7 +45,8 @@ type Message struct {
 	// Type is one of:
 	//   parent → init:   "config", "exec" (fds 0-2 attached unless Exec.TTY), "signal", "join" (fds 0-2 and the
 	//                    new init's socket attached)
-	//   init → parent:   "pty" (master fd attached), "ready", "started", "failed", "exited", "exit"
+	//   init → parent:   "tap" (first, only when asked: its tap device exists), "pty" (master fd attached),
+	//                    "ready", "started", "failed", "exited", "exit"
 	//   client → parent: "exec", "join", "signal", "stop"
 	Type   string          `json:"type"`
 	Config *config.Sandbox `json:"config,omitempty"` // with "config"
