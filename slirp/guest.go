@@ -2,8 +2,6 @@ package slirp
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -127,101 +125,30 @@ func validHostname(s string) bool {
 	return label > 0 && s[len(s)-1] != '-'
 }
 
-// tapTempName is the name PrepareTap creates the device under before it renames it to guestIfName.
-const tapTempName = "caisson-tap"
-
 // PrepareTap creates the sandbox's interface (tap0) as a persistent tap device. It runs inside the sandbox's
-// network namespace with CAP_NET_ADMIN there (init, first thing, while the helper starts); the helper then attaches
-// to the device instead of creating it. The point is the sandbox's end: a device the helper created is removed
-// when the helper's last descriptor of it closes, in the helper's own exit, which then waits for RCU grace periods
-// (15-30 ms measured here), and caisson waits for its helper before it exits; a persistent device stays when the
-// helper dies and goes with the network namespace, in the kernel's background clean-up.
-//
-// caisson starts the helper once init reports the device made (pasta and slirp4netns both use IFF_TAP|IFF_NO_PI,
-// and attach to an existing device of that name). Should a helper already run, the device is created under another
-// name and renamed to tap0 only once it is persistent and closed: the helper finds either no tap0 (and creates its
-// own) or this one, never one still held here (which it could not attach to). When the helper was first, this
-// device is removed again and PrepareTap reports ErrTapTaken; the sandbox works as before, only its end waits for
-// the helper's removal of its device.
+// network namespace with CAP_NET_ADMIN there (init, first thing); caisson starts the helper only once init reports
+// the device made, and the helper attaches to it instead of creating its own (pasta and slirp4netns both open tap0
+// with IFF_TAP|IFF_NO_PI, which attaches to an existing device of that name). The point is the sandbox's end: a
+// device the helper created is removed when the helper's last descriptor of it closes, in the helper's own exit,
+// which then waits for RCU grace periods (15-30 ms measured here), and caisson waits for its helper before it
+// exits; a persistent device stays when the helper dies and goes with the network namespace, in the kernel's
+// background clean-up. Called again, it attaches to the device it made and leaves it as it is.
 func PrepareTap() error {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("slirp: open /dev/net/tun: %w", err)
 	}
-	ifr, err := unix.NewIfreq(tapTempName)
+	defer unix.Close(fd) // a persistent device stays; one that is not goes with this descriptor
+	ifr, err := unix.NewIfreq(guestIfName)
 	if err != nil {
-		unix.Close(fd)
 		return fmt.Errorf("slirp: %w", err)
 	}
 	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("slirp: create %s: %w", tapTempName, err)
+		return fmt.Errorf("slirp: create %s: %w", guestIfName, err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
-		unix.Close(fd) // not persistent: closing removes it
-		return fmt.Errorf("slirp: make %s persistent: %w", tapTempName, err)
+		return fmt.Errorf("slirp: make %s persistent: %w", guestIfName, err)
 	}
-	unix.Close(fd)
-	err = renameLink(tapTempName, guestIfName)
-	if err == nil {
-		return nil
-	}
-	if derr := deleteLink(tapTempName); derr != nil {
-		return fmt.Errorf("slirp: rename %s to %s: %w; delete it: %v", tapTempName, guestIfName, err, derr)
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return ErrTapTaken
-	}
-	return fmt.Errorf("slirp: rename %s to %s: %w", tapTempName, guestIfName, err)
-}
-
-// ErrTapTaken is PrepareTap's report that the helper had created tap0 first.
-var ErrTapTaken = errors.New("slirp: the helper created " + guestIfName + " first")
-
-// linkMessage is an ifinfomsg for the link called name, with extra attributes.
-func linkMessage(name string, attrs ...[]byte) []byte {
-	body := make([]byte, unix.SizeofIfInfomsg)
-	body[0] = unix.AF_UNSPEC
-	for _, a := range append([][]byte{rtAttr(unix.IFLA_IFNAME, name)}, attrs...) {
-		body = append(body, a...)
-	}
-	return body
-}
-
-// rtAttr is one route attribute holding a NUL-terminated string, padded.
-func rtAttr(typ uint16, v string) []byte {
-	n := unix.SizeofRtAttr + len(v) + 1
-	b := make([]byte, rtaAlign(n))
-	binary.NativeEndian.PutUint16(b[0:], uint16(n))
-	binary.NativeEndian.PutUint16(b[2:], typ)
-	copy(b[unix.SizeofRtAttr:], v)
-	return b
-}
-
-// renameLink renames a link (down, as a new device is) through RTM_NEWLINK with IFLA_IFNAME and its index.
-func renameLink(from, to string) error {
-	ifr, err := unix.NewIfreq(from)
-	if err != nil {
-		return err
-	}
-	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	err = unix.IoctlIfreq(sock, unix.SIOCGIFINDEX, ifr)
-	unix.Close(sock)
-	if err != nil {
-		return fmt.Errorf("index of %s: %w", from, err)
-	}
-	body := make([]byte, unix.SizeofIfInfomsg)
-	body[0] = unix.AF_UNSPEC
-	binary.NativeEndian.PutUint32(body[4:], ifr.Uint32()) // ifi_index
-	body = append(body, rtAttr(unix.IFLA_IFNAME, to)...)
-	return netlinkRequest(unix.RTM_NEWLINK, 0, body)
-}
-
-// deleteLink removes the link called name (RTM_DELLINK).
-func deleteLink(name string) error {
-	return netlinkRequest(unix.RTM_DELLINK, 0, linkMessage(name))
+	return nil
 }

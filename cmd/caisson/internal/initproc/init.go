@@ -79,7 +79,8 @@ func Main() int {
 	sock := wire.Pollable(wire.InitFD, "caisson-init")
 	if len(os.Args) > 1 && os.Args[1] == PrepareTapArg {
 		// The parent starts the network helper once told, and the helper attaches to this device (see
-		// slirp.PrepareTap). On a failure the helper creates the device itself, or reports why it cannot.
+		// slirp.PrepareTap). On a failure the helper creates the device itself, or reports why it cannot; the
+		// message goes either way, so that the parent never waits for it in vain.
 		_ = slirp.PrepareTap()
 		_ = wire.Send(sock, wire.Message{Type: "tap"})
 	}

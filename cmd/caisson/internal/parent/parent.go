@@ -488,7 +488,8 @@ func Run(r *config.Run) int {
 
 	// The network helper starts while init builds the sandbox (its addresses are known in advance); init waits
 	// for the "net" message before it starts the command. pasta can join init's user namespace before its ID maps
-	// are written, so it starts at once; slirp4netns cannot (it fails to set its ids there): it starts after them.
+	// are written, so it starts as soon as init has made the tap device; slirp4netns cannot (it fails to set its
+	// ids there): it starts after the maps.
 	var netStarted chan error
 	launchNet := func() {
 		netStarted = make(chan error, 1)
