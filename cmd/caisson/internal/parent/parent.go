@@ -63,28 +63,17 @@ type Caller struct {
 
 // CurrentCaller reads the invoking user's ids, name and no_new_privs flag.
 func CurrentCaller() Caller {
-	c := Caller{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
-	if u, err := user.LookupId(strconv.Itoa(int(c.UID))); err == nil {
-		c.User = u.Username
-	}
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "NoNewPrivs:"); ok {
-				c.NoNewPrivs = strings.TrimSpace(v) == "1"
-			}
-		}
-	}
+	c := Caller{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), NoNewPrivs: idmap.NoNewPrivs()}
+	c.User, _ = passwd().Name(c.UID)
 	return c
 }
 
+// passwd is /etc/passwd, read once for the caller's name and every owner named in /etc/subuid and /etc/subgid.
+var passwd = sync.OnceValue(func() *idmap.Passwd { return idmap.ReadPasswd("/etc/passwd") })
+
 // resolveUser maps a user name to its uid through the passwd database.
 func resolveUser(name string) (uint32, bool) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(u.Uid, 10, 32)
-	return uint32(n), err == nil
+	return passwd().UID(name)
 }
 
 // NewPlan computes the ID maps for mode and the caller.
