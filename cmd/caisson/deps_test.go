@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -37,4 +38,43 @@ func TestLeanDependencies(t *testing.T) {
 			t.Errorf("caisson links %s: %s", pkg, why)
 		}
 	}
+}
+
+// TestOneProcFirst checks, in the initialisation trace of the built binary, that package oneproc sets one processor
+// before any package of the binary allocates (issue 14): a package initialised earlier that allocates could run on
+// the second processor and fill caches that setting GOMAXPROCS then has to flush.
+func TestOneProcFirst(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatalf("no go tool to build caisson: %v", err)
+	}
+	bin := t.TempDir() + "/caisson"
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "version")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("caisson version: %v\n%s", err, out)
+	}
+	const self = "github.com/caisson-sandbox/caisson/cmd/caisson/internal/oneproc"
+	var before []string
+	for _, line := range strings.Split(string(out), "\n") {
+		// init PKG @T ms, C ms clock, B bytes, A allocs
+		f := strings.Fields(line)
+		if len(f) != 11 || f[0] != "init" {
+			continue
+		}
+		if f[1] == self {
+			if len(before) == 0 {
+				t.Fatal("no package is initialised before oneproc: the trace's format changed?")
+			}
+			return
+		}
+		if f[7] != "0" || f[9] != "0" || strings.HasPrefix(f[1], "github.com/caisson-sandbox/") {
+			t.Errorf("package %s is initialised before oneproc (%s bytes in %s allocations)", f[1], f[7], f[9])
+		}
+		before = append(before, f[1])
+	}
+	t.Fatalf("oneproc is not in the initialisation trace:\n%s", out)
 }

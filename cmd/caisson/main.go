@@ -38,6 +38,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/idmapcmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/imagecmd"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/oneproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
@@ -77,6 +78,8 @@ func cliMain(args []string) int {
 		return initproc.ExitSetup
 	}
 	if args[0] != "run" {
+		// Only the sandbox's own processes keep the one processor they start with (package oneproc).
+		oneproc.Restore()
 		// Nothing a command started outlives it, not even as a zombie for a parent that never reaps (issue 18). run
 		// does this itself (parent.Run): the foreground of `run -d` leaves its sandbox's supervisor on purpose.
 		defer func() {

@@ -30,6 +30,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/config"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/harden"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/initproc"
+	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/oneproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/proc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
@@ -388,6 +389,7 @@ func Run(r *config.Run) int {
 	extra := []*os.File{initSock} // descriptors 3, 4... of init
 	var portParent *os.File
 	if len(publish) > 0 {
+		oneproc.Restore() // the port forwarder gets every processor, as before caisson started with one
 		var portChild *os.File
 		if portParent, portChild, err = slirp.NewForwarderPair(); err != nil {
 			return errorf("%v", err)
@@ -610,7 +612,11 @@ func Run(r *config.Run) int {
 // of the caller's is replaced by a pipe that this process relays (relay.New), so that no descriptor of a host
 // file-system object reaches the command; in the default posture the caller's own, as bubblewrap passes them.
 func OpenStdio(posture string) (*relay.Stdio, error) {
-	return relay.New([3]*os.File{os.Stdin, os.Stdout, os.Stderr}, posture == config.PostureStrict)
+	s, err := relay.New([3]*os.File{os.Stdin, os.Stdout, os.Stderr}, posture == config.PostureStrict)
+	if err == nil && s.Relays() {
+		oneproc.Restore() // the relay's copies get every processor, as before caisson started with one
+	}
+	return s, err
 }
 
 // FinishStdio ends the relays once the command has ended with code, and returns caisson's exit code: a failed

@@ -185,6 +185,11 @@ func SameFile(a, b int) bool {
 	return errors.Join(err1, err2, err3, err4) == nil && fa == fb && oa == ob
 }
 
+// Relays reports whether any of the descriptors is relayed by this process.
+func (s *Stdio) Relays() bool {
+	return len(s.copiers) > 0
+}
+
 // Files returns what the sandbox gets as its descriptors 0, 1 and 2.
 func (s *Stdio) Files() []*os.File {
 	return s.files[:]
