@@ -170,7 +170,7 @@ func Parse(r io.Reader, file string, owner Owner, resolve func(name string) (uin
 		return m
 	}
 
-	br := bufio.NewReaderSize(r, 4096)
+	br := bufio.NewReaderSize(r, 1024) // the files are small; readLine reads a longer line in pieces
 	buf := make([]byte, 0, maxLineLen+1)
 	for lineNo := 1; ; lineNo++ {
 		line, long, ok, err := readLine(br, buf[:0])

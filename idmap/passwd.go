@@ -41,7 +41,7 @@ func ReadPasswd(path string) *Passwd {
 func ParsePasswd(r io.Reader) *Passwd {
 	p := &Passwd{byName: map[string]string{}}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxPasswdLine)
+	sc.Buffer(make([]byte, 0, 1024), maxPasswdLine) // grown for a longer line, up to the bound
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 || line[0] == '#' || bytes.Count(line, []byte{':'}) < 6 {

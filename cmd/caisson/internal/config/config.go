@@ -185,7 +185,7 @@ func NewRunFlagSet(f *RunFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after the command is the command's
 	flagmeta.Group(fs, TopicCommand, func() {
-		fs.StringArrayVarP(&f.Env, "env", "e", nil, "set `K=V` in the command's environment (repeatable)")
+		flagmeta.StringArrayVarP(fs, &f.Env, "env", "e", "set `K=V` in the command's environment (repeatable)")
 		fs.BoolVar(&f.ClearEnv, "clearenv", false, "start the command with an empty environment (--env still applies; PATH gets a default, TERM one with -t)")
 		fs.BoolVarP(&f.TTY, "tty", "t", false, "give the command a new pseudo-terminal (interactive shells, job control)")
 		fs.BoolVar(&f.AsPID1, "as-pid-1", false, "run the command as PID 1 in place of caisson's init (echo $$ prints 1; no reaping of orphans, no exec/join, no published ports)")

@@ -23,9 +23,9 @@ type FSFlags struct {
 
 func (f *FSFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.Workdir, "workdir", "w", "", "working `DIR` inside (default: the current directory)")
-	fs.StringArrayVar(&f.Binds, "bind", nil, "bind-mount `SRC[:DST]` read-write (repeatable; write a literal ':' as '\\:')")
-	fs.StringArrayVar(&f.ROBinds, "ro-bind", nil, "bind-mount `SRC[:DST]` read-only (repeatable)")
-	fs.StringArrayVar(&f.Tmpfs, "tmpfs", nil, "mount an empty tmpfs at `DST[:size=N]` (repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.Binds, "bind", "", "bind-mount `SRC[:DST]` read-write (repeatable; write a literal ':' as '\\:')")
+	flagmeta.StringArrayVarP(fs, &f.ROBinds, "ro-bind", "", "bind-mount `SRC[:DST]` read-only (repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.Tmpfs, "tmpfs", "", "mount an empty tmpfs at `DST[:size=N]` (repeatable)")
 	fs.BoolVar(&f.NoCwd, "no-cwd", false, "do not bind the current directory read-write into the sandbox")
 	fs.StringVar(&f.Rootfs, "rootfs", "", "use `DIR` as the root instead of the read-only host view (read-write; the current directory is not bound)")
 	fs.BoolVar(&f.ReadOnly, "read-only", false, "with --rootfs: mount DIR read-only")

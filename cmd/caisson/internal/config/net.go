@@ -27,10 +27,10 @@ type NetPlan struct {
 func (f *NetFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Mode, "net", "none", "network `MODE`: none (loopback only), host, pasta or slirp4netns")
 	flagmeta.Values(fs, "net", modeNames(slirp.Modes)...)
-	fs.StringArrayVarP(&f.Publish, "publish", "p", nil, "publish a `PORT`: [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.Publish, "publish", "p", "publish a `PORT`: [HOSTIP:]HOSTPORT:SANDBOXPORT[/tcp|/udp] (repeatable)")
 	fs.BoolVar(&f.AllowHostLoopback, "allow-host-loopback", false, "let the sandbox reach services on the host's loopback")
-	fs.StringArrayVar(&f.AllowNet, "allow-net", nil, "reach only these `DESTINATIONS`: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
-	fs.StringArrayVar(&f.DenyNet, "deny-net", nil, "refuse these `DESTINATIONS`: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.AllowNet, "allow-net", "", "reach only these `DESTINATIONS`: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.DenyNet, "deny-net", "", "refuse these `DESTINATIONS`: IPv4 CIDRs, addresses, all, private, metadata, each with an optional :PORT[/tcp|/udp] (comma-separated, repeatable)")
 	for _, n := range []string{"allow-net", "deny-net"} {
 		flagmeta.Values(fs, n, "all", "private", "metadata")
 		flagmeta.List(fs, n)

@@ -113,11 +113,11 @@ type SecFlags struct {
 func (f *SecFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Security, "security", PostureDefault, "`POSTURE`: default (root keeps its namespaced capabilities but CAP_SYS_PTRACE) or strict (untrusted code: no capabilities, no nested namespaces)")
 	fs.StringVar(&f.Seccomp, "seccomp", "", "seccomp `PROFILE`: default, strict, unconfined or FILE.json (default: the --security posture)")
-	fs.StringArrayVar(&f.CapAdd, "cap-add", nil, "give the command this `CAPABILITY` (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
-	fs.StringArrayVar(&f.CapDrop, "cap-drop", nil, "take this `CAPABILITY` from the command (repeatable, comma-separated; all for none)")
+	flagmeta.StringArrayVarP(fs, &f.CapAdd, "cap-add", "", "give the command this `CAPABILITY` (CAP_NET_ADMIN, net_admin or all; repeatable, comma-separated)")
+	flagmeta.StringArrayVarP(fs, &f.CapDrop, "cap-drop", "", "take this `CAPABILITY` from the command (repeatable, comma-separated; all for none)")
 	fs.StringVar(&f.Landlock, "landlock", LandlockOff, "Landlock `MODE`: restrict writes to /tmp, /dev, the work directory and --rw paths (on, or best-effort to accept a weaker kernel); off: not even --security strict's own")
 	fs.Lookup("landlock").NoOptDefVal = LandlockOn
-	fs.StringArrayVar(&f.RW, "rw", nil, "with --landlock: also allow writes beneath `PATH` (as seen inside; repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.RW, "rw", "", "with --landlock: also allow writes beneath `PATH` (as seen inside; repeatable)")
 	flagmeta.Values(fs, "security", PostureDefault, PostureStrict)
 	flagmeta.Values(fs, "seccomp", "default", "strict", "unconfined")
 	flagmeta.Complete(fs, "seccomp", flagmeta.Files)
@@ -134,7 +134,7 @@ func (f *SecFlags) register(fs *pflag.FlagSet) {
 
 // registerLimits registers the resource limits: rlimits and cgroup limits.
 func (f *SecFlags) registerLimits(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&f.Rlimits, "rlimit", nil, "resource limit `NAME=SOFT[:HARD]` for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
+	flagmeta.StringArrayVarP(fs, &f.Rlimits, "rlimit", "", "resource limit `NAME=SOFT[:HARD]` for nofile, nproc, as, cpu, fsize, core (numbers or unlimited; repeatable)")
 	var names []string
 	for n := range rlimitResources {
 		names = append(names, n+"=")

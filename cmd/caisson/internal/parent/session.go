@@ -1,6 +1,7 @@
 package parent
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -132,28 +133,49 @@ func closeAll(fds []int) {
 // inner. NSpid lists a process's PID in each namespace from the host's down to its own; parent's namespace is at
 // the depth of parent's own NSpid line (a child may sit one level deeper, in a namespace of its own).
 func hostPID(parent, inner int) int {
-	depth := len(nspid(parent))
+	buf := make([]byte, 4096) // /proc/PID/status is ~1.5 KB: one buffer for the three reads
+	depth := len(nspid(parent, buf))
 	if depth == 0 {
 		return 0
 	}
 	// init forks everything from its main thread, whose children are listed under its own task.
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
-	for _, k := range strings.Fields(string(b)) {
+	n, _ := readProc(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent), buf)
+	for _, k := range strings.Fields(string(n)) {
 		n, _ := strconv.Atoi(k)
-		if f := nspid(n); len(f) >= depth && f[depth-1] == strconv.Itoa(inner) {
+		if f := nspid(n, buf); len(f) >= depth && f[depth-1] == strconv.Itoa(inner) {
 			return n
 		}
 	}
 	return 0
 }
 
-// nspid returns the fields of the NSpid line of /proc/PID/status.
-func nspid(pid int) []string {
-	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
-			return strings.Fields(v)
+// readProc reads a /proc file into buf, or, when buf is too small, all of it into a new buffer.
+func readProc(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err != nil {
+			return nil, err
 		}
+		if m == 0 {
+			return buf[:n], nil
+		}
+		n += m
+	}
+	return os.ReadFile(path)
+}
+
+// nspid returns the fields of the NSpid line of /proc/PID/status.
+func nspid(pid int, buf []byte) []string {
+	st, _ := readProc(fmt.Sprintf("/proc/%d/status", pid), buf)
+	if i := bytes.Index(st, []byte("\nNSpid:")); i >= 0 {
+		line, _, _ := bytes.Cut(st[i+len("\nNSpid:"):], []byte{'\n'})
+		return strings.Fields(string(line))
 	}
 	return nil
 }
