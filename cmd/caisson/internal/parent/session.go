@@ -139,8 +139,8 @@ func hostPID(parent, inner int) int {
 		return 0
 	}
 	// init forks everything from its main thread, whose children are listed under its own task.
-	n, _ := readProc(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent), buf)
-	for _, k := range strings.Fields(string(n)) {
+	kids, _ := readProc(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent), buf)
+	for _, k := range strings.Fields(string(kids)) {
 		n, _ := strconv.Atoi(k)
 		if f := nspid(n, buf); len(f) >= depth && f[depth-1] == strconv.Itoa(inner) {
 			return n
