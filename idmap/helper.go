@@ -442,17 +442,6 @@ func NoNewPrivs() bool {
 	return err == nil && v == 1
 }
 
-// LookupUID resolves a user name to its uid through os/user. Its signature
-// fits Parse's resolve argument and PlanOptions.Resolve.
-func LookupUID(name string) (uint32, bool) {
-	return lookupID(name, false)
-}
-
-// LookupGID resolves a group name to its gid through os/user.
-func LookupGID(name string) (uint32, bool) {
-	return lookupID(name, true)
-}
-
 // HintFor returns one line of advice for an error from this package, or ""
 // when it has none. The line has no prefix and no trailing newline.
 func HintFor(err error) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/user"
 	"strconv"
 	"strings"
 
@@ -69,13 +68,10 @@ type PlanOptions struct {
 
 	NoNewPrivs bool // caller has no_new_privs set (see NoNewPrivs)
 
-	// Resolve maps a user name to its uid. It is used for both files,
-	// because newgidmap keys /etc/subgid by user too. May be nil.
+	// Resolve maps a user name to its uid (Passwd.UID). It is used for both
+	// files, because newgidmap keys /etc/subgid by user too, not by group.
+	// May be nil.
 	Resolve func(string) (uint32, bool)
-	// ResolveGroup is accepted for symmetry but not used: shadow's newgidmap
-	// matches /etc/subgid owners against the user's name and uid, not the
-	// group's.
-	ResolveGroup func(string) (uint32, bool)
 
 	FindHelper func(string) Helper                                                  // nil => FindHelper
 	GetSubIDs  func(ctx context.Context, name string, groups bool) ([]Range, error) // nil => GetSubIDs
@@ -339,23 +335,4 @@ func (p *Plan) addWarnings(ws []Warning, err error) {
 	if err != nil {
 		p.Warnings = append(p.Warnings, strings.TrimPrefix(err.Error(), "idmap: ")+"; treated as empty")
 	}
-}
-
-func lookupID(name string, group bool) (uint32, bool) {
-	var s string
-	if group {
-		g, err := user.LookupGroup(name)
-		if err != nil {
-			return 0, false
-		}
-		s = g.Gid
-	} else {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return 0, false
-		}
-		s = u.Uid
-	}
-	v, err := strconv.ParseUint(s, 10, 32)
-	return uint32(v), err == nil
 }

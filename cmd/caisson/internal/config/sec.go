@@ -258,8 +258,8 @@ func (f *SecFlags) apply(fs *pflag.FlagSet, r *Run) error {
 	return nil
 }
 
-// InitThreads is the most threads caisson's init has under a process limit (harden.ReserveThreads included); they
-// count against --pids like the command's processes.
+// InitThreads is the most threads caisson's init has under a process limit (harden.ReserveThreads included, with
+// the one Go processor package oneproc gives it); they count against --pids like the command's processes.
 const InitThreads = 8
 
 // MinPids is the smallest --pids accepted: init's threads and room for a few processes.

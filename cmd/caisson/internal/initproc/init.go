@@ -58,10 +58,6 @@ func Main() int {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return fail(ExitSetup, "init: set parent-death signal: %v", err)
 	}
-	// One processor (package oneproc has set it before any package was initialised; this keeps it if that ever
-	// changes): init mostly waits, and each processor can mean another OS thread, which counts against the
-	// sandbox's process limits (--pids, --rlimit nproc) like the command's own processes.
-	runtime.GOMAXPROCS(1)
 	// Started as /proc/self/exe, init would show as "exe" in ps.
 	name := []byte(StageName + "\x00")
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
