@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -456,6 +457,70 @@ func TestSIGKILLOfCaisson(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 	waitGone(t, marker, 2*time.Second)
+}
+
+// The binary's code and read-only data are mapped whole as it starts (package prefault, issue 14): a sandbox's
+// parent has every page of them resident, where page faults alone leave about a tenth unmapped. Package trim unmaps
+// them again after trim.Delay (1 s), so the check reads the parent's mappings well before that.
+func TestPrefaultedStart(t *testing.T) {
+	requireSandbox(t)
+	if runtime.GOARCH != "amd64" {
+		testenv.SkipOrFail(t, "package prefault has an entry point on amd64 only")
+	}
+	exe, err := filepath.EvalSymlinks(bin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		cmd := exec.Command(exe, "run", "--", "sh", "-c", "echo ready; exec sleep 30")
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		readUntil(stdout, "ready")
+		smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", cmd.Process.Pid))
+		elapsed := time.Since(start)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if elapsed > 700*time.Millisecond && attempt < 3 {
+			continue // too slow to be sure trim has not run yet: a loaded machine; try again
+		}
+		size, rss := readOnlyResident(string(smaps), exe)
+		if size == 0 {
+			t.Fatalf("no read-only mapping of %s in the parent's smaps:\n%s", exe, smaps)
+		}
+		if rss*1000 < size*995 {
+			t.Errorf("the parent has %d of the %d KiB of the binary's read-only mappings resident %v after its start; want all of them", rss, size, elapsed)
+		}
+		return
+	}
+}
+
+// readOnlyResident sums Size and Rss (KiB) over smaps' read-only mappings (r-xp, r--p) of the file path.
+func readOnlyResident(smaps, path string) (size, rss int) {
+	mine := false
+	for _, line := range strings.Split(smaps, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			mine = len(f) >= 6 && f[5] == path && (f[1] == "r-xp" || f[1] == "r--p")
+			continue
+		}
+		if !mine || len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "Size:":
+			size += n
+		case "Rss:":
+			rss += n
+		}
+	}
+	return size, rss
 }
 
 // caisson killed with SIGKILL at random moments of setup leaves nothing behind.

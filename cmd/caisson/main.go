@@ -41,6 +41,7 @@ import (
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/oneproc"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/outer"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/parent"
+	_ "github.com/caisson-sandbox/caisson/cmd/caisson/internal/prefault" // the ELF entry point (Makefile: ENTRY)
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/reap"
 	"github.com/caisson-sandbox/caisson/cmd/caisson/internal/unshare"
 	"github.com/moby/sys/userns"
