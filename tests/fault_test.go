@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -529,4 +530,30 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// On a kernel before 5.14 the entry point's madvise(MADV_POPULATE_READ) (package prefault) fails with EINVAL: both
+// of caisson's processes, and the sandbox, must go on as if it had never been made. strace makes the first madvise
+// of every process fail so; that it was the entry's is checked in its log.
+func TestPrefaultRefused(t *testing.T) {
+	requireSandbox(t)
+	strace := testenv.RequireCommand(t, "strace")
+	if runtime.GOARCH != "amd64" {
+		testenv.SkipOrFail(t, "package prefault has an entry point on amd64 only")
+	}
+	log := filepath.Join(t.TempDir(), "strace")
+	// --map single: under ptrace the setuid newuidmap/newgidmap lose their privilege.
+	out, err := exec.Command(strace, "-f", "-qq", "-o", log, "-e", "trace=madvise", "-e", "inject=madvise:error=EINVAL:when=1",
+		bin(t), "run", "--map", "single", "--", "sh", "-c", "echo inside").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "inside" {
+		t.Fatalf("caisson run with its first madvise refused: %v, output %q", err, out)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := strings.Count(string(b), "MADV_POPULATE_READ) = -1 EINVAL (Invalid argument) (INJECTED)")
+	if refused < 2 {
+		t.Fatalf("want the entry's MADV_POPULATE_READ refused in caisson and its init, got %d refusals:\n%s", refused, b)
+	}
 }
