@@ -541,19 +541,28 @@ func TestPrefaultRefused(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		testenv.SkipOrFail(t, "package prefault has an entry point on amd64 only")
 	}
-	log := filepath.Join(t.TempDir(), "strace")
-	// --map single: under ptrace the setuid newuidmap/newgidmap lose their privilege.
-	out, err := exec.Command(strace, "-f", "-qq", "-o", log, "-e", "trace=madvise", "-e", "inject=madvise:error=EINVAL:when=1",
-		bin(t), "run", "--map", "single", "--", "sh", "-c", "echo inside").CombinedOutput()
+	dir := t.TempDir()
+	// --map single: under ptrace the setuid newuidmap/newgidmap lose their privilege. -ff: one log per process, so
+	// that no call's line is split by another process's.
+	out, err := exec.Command(strace, "-ff", "-qq", "-o", filepath.Join(dir, "strace"), "-e", "trace=madvise",
+		"-e", "inject=madvise:error=EINVAL:when=1", bin(t), "run", "--map", "single", "--", "sh", "-c", "echo inside").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "inside" {
 		t.Fatalf("caisson run with its first madvise refused: %v, output %q", err, out)
 	}
-	b, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
+	logs, _ := filepath.Glob(filepath.Join(dir, "strace.*"))
+	refused := 0
+	var all strings.Builder
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(b)
+		if strings.Contains(string(b), "MADV_POPULATE_READ) = -1 EINVAL (Invalid argument) (INJECTED)") {
+			refused++
+		}
 	}
-	refused := strings.Count(string(b), "MADV_POPULATE_READ) = -1 EINVAL (Invalid argument) (INJECTED)")
 	if refused < 2 {
-		t.Fatalf("want the entry's MADV_POPULATE_READ refused in caisson and its init, got %d refusals:\n%s", refused, b)
+		t.Fatalf("want the entry's MADV_POPULATE_READ refused in caisson and in its init, got %d processes of %d:\n%s", refused, len(logs), all.String())
 	}
 }
