@@ -17,6 +17,8 @@ ENTRY     := $(if $(filter amd64,$(shell $(GO) env GOARCH)),-E github.com/caisso
 # span's mark bits in its last page, one more page touched per kind of object a process allocates, ~160 KiB more
 # per sandbox at 30 (issue 14), while caisson's processes hardly ever collect.
 GCEXP     := $(shell GOEXPERIMENT=nogreenteagc $(GO) env GOEXPERIMENT >/dev/null 2>&1 && echo nogreenteagc)
+# The build of bin/caisson, and of the benchmark's variants of it (bin/caisson-nowait).
+CAISSONBUILD = CGO_ENABLED=0 GOEXPERIMENT=$(GCEXP) $(GO) build -trimpath -ldflags "$(LDFLAGS) $(ENTRY)"
 TEST_USER ?= caissontest
 # make install: $(DESTDIR)$(PREFIX)/bin, .../share/man/man1 and the shells' completion directories.
 PREFIX    ?= /usr/local
@@ -27,12 +29,12 @@ SHAREDIR  := $(DESTDIR)$(PREFIX)/share
 # The programs make install copies from bin/ (more go here, e.g. links to caisson, as they come).
 INSTALL_BINS := caisson caisson-image caisson-oci
 
-.PHONY: all build man install test unit integration lint bench soak conformance clean help
+.PHONY: all build bin/caisson-nowait man install test unit integration lint bench soak conformance clean help
 
 all: build ## build bin/caisson
 
 build: ## build the static binaries bin/caisson, bin/caisson-image (image archives) and bin/caisson-oci (the OCI runtime)
-	CGO_ENABLED=0 GOEXPERIMENT=$(GCEXP) $(GO) build -trimpath -ldflags "$(LDFLAGS) $(ENTRY)" -o $(BIN) ./cmd/caisson
+	$(CAISSONBUILD) -o $(BIN) ./cmd/caisson
 	$(GOBUILD) -o bin/caisson-image ./cmd/caisson/caisson-image
 	$(OCIBUILD) -o bin/caisson-oci ./cmd/caisson/caisson-oci
 
@@ -65,7 +67,12 @@ integration: build ## integration tests of bin/caisson (as root: provisions, the
 
 test: lint unit integration ## everything CI runs: lint, unit tests, integration tests
 
-bench: build ## one comparative report bench/report.md + bench/*.png: caisson vs bubblewrap, unshare, rootlesskit, podman
+# caisson without its exit wait for the network helper (build tag caisson_nowait), built as bin/caisson is: what
+# that wait costs (tests/bench.sh).
+bin/caisson-nowait:
+	$(CAISSONBUILD) -tags caisson_nowait -o $@ ./cmd/caisson
+
+bench: build bin/caisson-nowait ## one comparative report bench/report.md + bench/*.png: caisson vs bubblewrap, unshare, rootlesskit, podman
 	./tests/bench.sh
 
 conformance: build ## the OCI runtime-tools suite against caisson-oci beside runc (as root); fails below the floor

@@ -43,11 +43,8 @@ cp bin/caisson "$dir/own/caisson"
 CGO_ENABLED=0 go build -o "$dir/benchreport" ./tests/benchreport
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/emptygo" ./tests/emptygo
 # The same caisson without its exit wait for the network helper (build tag caisson_nowait): what that wait costs.
-# Built as bin/caisson is (the Makefile's ENTRY, package prefault's entry point on amd64, and GCEXP).
-entry=()
-[ "$(go env GOARCH)" = amd64 ] && entry=(-E github.com/caisson-sandbox/caisson/cmd/caisson/internal/prefault.entry)
-gcexp=$(GOEXPERIMENT=nogreenteagc go env GOEXPERIMENT 2>/dev/null || true)
-CGO_ENABLED=0 GOEXPERIMENT=$gcexp go build -trimpath -ldflags "-s -w ${entry[*]}" -tags caisson_nowait -o "$dir/caisson-nowait" ./cmd/caisson
+# make bench builds it as it builds bin/caisson (make bin/caisson-nowait).
+cp bin/caisson-nowait "$dir/"
 # The registry on 127.0.0.1 that bench-rootfs.sh pulls from.
 CGO_ENABLED=0 go build -o "$dir/registry" ./tests/registry
 
