@@ -281,8 +281,31 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
+// handedOut is every port freePort has returned in this test binary, by protocol: the kernel may hand a port
+// just closed out again, and two published host ports that collide make Start refuse the set (seen once in CI).
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[string]bool{}
+)
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago and that it has not returned before.
 func freePort(t testing.TB, proto string) uint16 {
+	t.Helper()
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for range 100 {
+		p := pickPort(t, proto)
+		if key := fmt.Sprint(proto, p); !handedOut[key] {
+			handedOut[key] = true
+			return p
+		}
+	}
+	t.Fatalf("no %s port on 127.0.0.1 that was not handed out already", proto)
+	return 0
+}
+
+// pickPort returns a port the kernel gives to a socket bound to 127.0.0.1:0, closed again.
+func pickPort(t testing.TB, proto string) uint16 {
 	t.Helper()
 	if proto == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
