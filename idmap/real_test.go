@@ -95,8 +95,9 @@ func TestRealHelpersAndWriteDirect(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	resolve := ReadPasswd("/etc/passwd").UID
 	plan, err := NewPlan(ctx, PlanOptions{Mode: ModeAuto, UID: uid, GID: gid, User: u.Username,
-		Resolve: ReadPasswd("/etc/passwd").UID, NoNewPrivs: NoNewPrivs()})
+		Resolve: resolve, NoNewPrivs: NoNewPrivs()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestRealHelpersAndWriteDirect(t *testing.T) {
 	})
 
 	t.Run("helpers keep-id", func(t *testing.T) {
-		kp, err := NewPlan(ctx, PlanOptions{Mode: ModeKeepID, UID: uid, GID: gid, User: u.Username, Resolve: ReadPasswd("/etc/passwd").UID})
+		kp, err := NewPlan(ctx, PlanOptions{Mode: ModeKeepID, UID: uid, GID: gid, User: u.Username, Resolve: resolve})
 		if err != nil {
 			t.Skipf("skipping: keep-id not possible here: %v", err)
 		}

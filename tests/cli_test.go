@@ -73,12 +73,15 @@ true
 // completionCases are command lines and what their completion must offer. Candidates are compared by their last
 // part (after the last '=' or '/', without a final '/'), as the shells differ there: bash offers "pasta" for
 // "--net=p" (readline keeps "--net="), zsh and fish "--net=pasta"; "/usr" or "usr/" for "/us".
-var completionCases = []struct {
+// completionCase is a command line typed into a shell and what its completion must offer.
+type completionCase struct {
 	line  string
 	exact []string // exactly these (in any order); nil: see has
 	has   []string
 	not   []string
-}{
+}
+
+var completionCases = []completionCase{
 	{line: "caisson ", has: []string{"run", "ps", "exec", "stop", "logs", "doctor", "inspect", "idmap", "diff", "rootfs", "completion", "version"},
 		not: []string{"__complete", "man"}},
 	{line: "caisson rootfs ", exact: []string{"unpack", "pull"}},
@@ -131,7 +134,8 @@ func checkCompletion(t *testing.T, shell string, shellArgs []string, driver stri
 		// line it completes every other time: a case that fails is tried once more, and fails only if both fail.
 		var problems []string
 		for attempt := 1; attempt <= 2; attempt++ {
-			problems = completionProblems(shell, tc.line, sh, shellArgs, script, env, t.TempDir(), tc.exact, tc.has, tc.not)
+			argv := append(append(append([]string{sh}, shellArgs...), script), tc.line)
+			problems = completionProblems(argv, env, t.TempDir(), shell, tc)
 			if len(problems) == 0 {
 				break
 			}
@@ -145,16 +149,17 @@ func checkCompletion(t *testing.T, shell string, shellArgs []string, driver stri
 	}
 }
 
-// completionProblems runs one line through the shell's driver and returns what is wrong with what it offers.
-func completionProblems(shell, line, sh string, shellArgs []string, script string, env []string, dir string, exact, has, not []string) []string {
+// completionProblems runs argv, a shell's driver typing tc.line, with env in dir, and returns what is wrong with
+// what the shell offers.
+func completionProblems(argv, env []string, dir, shell string, tc completionCase) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sh, append(append(shellArgs, script), line)...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = dir
 	out, err := cmd.Output()
 	if err != nil {
-		return []string{fmt.Sprintf("%s %q: %v (%s)", shell, line, err, out)}
+		return []string{fmt.Sprintf("%s %q: %v (%s)", shell, tc.line, err, out)}
 	}
 	var got, problems []string
 	for _, c := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -162,22 +167,22 @@ func completionProblems(shell, line, sh string, shellArgs []string, script strin
 			got = append(got, c)
 		}
 	}
-	if exact != nil {
-		want := slices.Clone(exact)
+	if tc.exact != nil {
+		want := slices.Clone(tc.exact)
 		slices.Sort(want)
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
-			problems = append(problems, fmt.Sprintf("%s %q: offers %q, want %q", shell, line, got, want))
+			problems = append(problems, fmt.Sprintf("%s %q: offers %q, want %q", shell, tc.line, got, want))
 		}
 	}
-	for _, h := range has {
+	for _, h := range tc.has {
 		if !slices.Contains(got, h) {
-			problems = append(problems, fmt.Sprintf("%s %q: offers %q, lacks %q", shell, line, got, h))
+			problems = append(problems, fmt.Sprintf("%s %q: offers %q, lacks %q", shell, tc.line, got, h))
 		}
 	}
-	for _, n := range not {
+	for _, n := range tc.not {
 		if slices.Contains(got, n) {
-			problems = append(problems, fmt.Sprintf("%s %q: offers %q", shell, line, n))
+			problems = append(problems, fmt.Sprintf("%s %q: offers %q", shell, tc.line, n))
 		}
 	}
 	return problems
